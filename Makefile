@@ -1,0 +1,26 @@
+# One entry point for people and CI. `make help` lists the targets.
+.PHONY: help run test test-rust test-k8s test-terraform test-workflows fmt lint bench crd
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+run: ## run one embedded node on :8080 (no Redis needed)
+	cargo run --release -p switchboard --bin switchboard
+
+test: ## install what the tests need, then run every check and test
+	./scripts/test-all.sh
+
+test-rust: ## fmt, clippy and all Rust tests only
+	./scripts/test-all.sh 10-rust
+
+fmt: ## format the workspace
+	cargo fmt --all
+
+lint: ## clippy with warnings as errors
+	cargo clippy --workspace --all-targets -- -D warnings
+
+bench: ## single-node relay benchmark (see docs/benchmarks.md)
+	cargo run --release -p switchboard --bin switchboard-bench -- --help
+
+crd: ## regenerate the committed SignalingCluster CRD
+	cargo run -q -p switchboard-operator -- crd > k8s/operator/crd.yaml

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Rust: formatting, clippy with warnings as errors, and every test of the
+# workspace (unit, black-box protocol suites, Redis-backed cluster suites,
+# operator reconcile tests, CRD drift) under cargo-nextest.
+set -uo pipefail
+source "$(dirname "$0")/../lib.sh"
+cd "$ROOT"
+
+# Tests start real redis-server processes and build a TLS test CA with openssl.
+need_apt redis-server redis-tools openssl ca-certificates
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install --locked cargo-nextest >/dev/null
+fi
+
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --locked -- -D warnings
+
+run_tests() {
+  local out="$TOOLS/nextest.log"
+  cargo nextest run --workspace --locked --no-fail-fast --profile ci 2>&1 | tee "$out"
+  local rc=${PIPESTATUS[0]}
+  # "Summary [..] N tests run: N passed ..." -> count for the final summary.
+  grep -oE '[0-9]+ tests? run' "$out" | tail -1 | grep -oE '^[0-9]+' >"$SB_RESULTS/tests" || true
+  return "$rc"
+}
+step "cargo nextest (workspace)" run_tests

@@ -1,0 +1,1 @@
+//! Switchboard signaling server library (being built).

@@ -20,7 +20,7 @@ lint: ## clippy with warnings as errors
 	cargo clippy --workspace --all-targets -- -D warnings
 
 bench: ## single-node relay benchmark (see docs/benchmarks.md)
-	cargo run --release -p switchboard --bin switchboard-bench -- --help
+	cargo run --release -p switchboard-bench -- --help
 
 crd: ## regenerate the committed SignalingCluster CRD
 	cargo run -q -p switchboard-operator -- crd > k8s/operator/crd.yaml

@@ -1,0 +1,2 @@
+//! Placeholder; the load generator is built under its own task.
+fn main() {}

@@ -1,2 +1,0 @@
-//! Load generator (being built).
-fn main() {}

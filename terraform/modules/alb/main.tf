@@ -1,0 +1,165 @@
+locals {
+  listener_ports = var.enable_https ? [80, 443] : [80]
+  ingress = {
+    for pair in setproduct(local.listener_ports, var.allowed_ingress_cidrs) :
+    "${pair[0]}-${pair[1]}" => { port = pair[0], cidr = pair[1] }
+  }
+}
+
+resource "aws_security_group" "this" {
+  name_prefix = "${var.name}-alb-"
+  description = "Switchboard load balancer: listener ports from clients, server port to the nodes"
+  vpc_id      = var.vpc_id
+
+  tags = { Name = "${var.name}-alb" }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+# The only rules open to the internet: the listener ports (80 only redirects
+# to 443 unless enable_https is false).
+resource "aws_vpc_security_group_ingress_rule" "listener" {
+  for_each = local.ingress
+
+  security_group_id = aws_security_group.this.id
+  description       = "Clients to listener port ${each.value.port}"
+  ip_protocol       = "tcp"
+  from_port         = each.value.port
+  to_port           = each.value.port
+  cidr_ipv4         = each.value.cidr
+}
+
+resource "aws_vpc_security_group_egress_rule" "to_targets" {
+  security_group_id            = aws_security_group.this.id
+  description                  = "Load balancer to the nodes' server port"
+  ip_protocol                  = "tcp"
+  from_port                    = var.target_port
+  to_port                      = var.target_port
+  referenced_security_group_id = var.target_security_group_id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "targets_from_alb" {
+  security_group_id            = var.target_security_group_id
+  description                  = "Server port from the load balancer only"
+  ip_protocol                  = "tcp"
+  from_port                    = var.target_port
+  to_port                      = var.target_port
+  referenced_security_group_id = aws_security_group.this.id
+}
+
+resource "aws_lb" "this" {
+  name               = "${var.name}-alb"
+  load_balancer_type = "application"
+  internal           = var.internal
+  subnets            = var.subnet_ids
+  security_groups    = [aws_security_group.this.id]
+
+  # WebSockets: the server pings every ping_interval seconds, so this only
+  # ends connections that are really dead.
+  idle_timeout               = var.idle_timeout
+  drop_invalid_header_fields = true
+  enable_deletion_protection = var.deletion_protection
+  enable_http2               = true
+  desync_mitigation_mode     = "defensive"
+
+  dynamic "access_logs" {
+    for_each = var.access_logs_bucket == null ? [] : [var.access_logs_bucket]
+    content {
+      bucket  = access_logs.value
+      prefix  = var.access_logs_prefix
+      enabled = true
+    }
+  }
+
+  tags = { Name = "${var.name}-alb" }
+}
+
+resource "aws_lb_target_group" "this" {
+  name        = "${var.name}-nodes"
+  vpc_id      = var.vpc_id
+  target_type = "instance"
+  protocol    = "HTTP"
+  port        = var.target_port
+
+  # Longer than the server's drain: a stopping node tells its clients to
+  # reconnect before the load balancer drops what is left.
+  deregistration_delay = var.deregistration_delay
+
+  # Keeps a client's reconnects (and its resumed session) on one node.
+  stickiness {
+    type            = "lb_cookie"
+    enabled         = true
+    cookie_duration = var.stickiness_duration
+  }
+
+  health_check {
+    enabled             = true
+    protocol            = "HTTP"
+    port                = "traffic-port"
+    path                = var.health_check_path
+    matcher             = "200"
+    interval            = 10
+    timeout             = 5
+    healthy_threshold   = 2
+    unhealthy_threshold = 2
+  }
+
+  tags = { Name = "${var.name}-nodes" }
+}
+
+resource "aws_lb_listener" "https" {
+  count = var.enable_https ? 1 : 0
+
+  load_balancer_arn = aws_lb.this.arn
+  port              = 443
+  protocol          = "HTTPS"
+  ssl_policy        = var.ssl_policy
+  certificate_arn   = var.certificate_arn
+
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.this.arn
+  }
+}
+
+resource "aws_lb_listener" "http_redirect" {
+  count = var.enable_https ? 1 : 0
+
+  load_balancer_arn = aws_lb.this.arn
+  port              = 80
+  protocol          = "HTTP"
+
+  default_action {
+    type = "redirect"
+    redirect {
+      protocol    = "HTTPS"
+      port        = "443"
+      status_code = "HTTP_301"
+    }
+  }
+}
+
+# Development only (enable_https = false): plain HTTP and ws:// on port 80.
+resource "aws_lb_listener" "http_forward" {
+  #checkov:skip=CKV_AWS_2:Created only when the user explicitly disables HTTPS for a development setup (allow_http_only); production uses the HTTPS listener.
+  #checkov:skip=CKV_AWS_103:Created only when the user explicitly disables HTTPS for a development setup (allow_http_only); there is no TLS to configure.
+  count = var.enable_https ? 0 : 1
+
+  load_balancer_arn = aws_lb.this.arn
+  port              = 80
+  protocol          = "HTTP"
+
+  default_action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.this.arn
+  }
+}
+
+resource "aws_wafv2_web_acl_association" "this" {
+  count = var.waf_web_acl_arn == null ? 0 : 1
+
+  resource_arn = aws_lb.this.arn
+  web_acl_arn  = var.waf_web_acl_arn
+}

@@ -1,0 +1,312 @@
+data "aws_partition" "current" {}
+data "aws_caller_identity" "current" {}
+
+# Provider default_tags do not reach instances and volumes launched by the
+# group, so they are repeated below in tag blocks and tag_specifications.
+data "aws_default_tags" "current" {}
+
+# Current Amazon Linux 2023 image for the chosen architecture. A newer image
+# makes a new launch template version, which rolls the group (patching).
+data "aws_ami" "al2023" {
+  most_recent = true
+  owners      = ["amazon"]
+
+  filter {
+    name   = "name"
+    values = ["al2023-ami-2023.*-kernel-*-${var.architecture}"]
+  }
+
+  filter {
+    name   = "architecture"
+    values = [var.architecture]
+  }
+
+  filter {
+    name   = "virtualization-type"
+    values = ["hvm"]
+  }
+
+  filter {
+    name   = "root-device-type"
+    values = ["ebs"]
+  }
+}
+
+locals {
+  asg_name  = "${var.name}-nodes"
+  hook_name = "${var.name}-drain"
+  # The server gets this long to drain before systemd kills it.
+  stop_timeout = var.drain_timeout + 10
+
+  release_arch = var.architecture == "arm64" ? "aarch64" : "x86_64"
+  binary_url = coalesce(
+    var.binary_url,
+    "https://github.com/switchboard-dev/switchboard/releases/download/v${var.server_version}/switchboard-${var.server_version}-${local.release_arch}-unknown-linux-musl.tar.gz",
+  )
+
+  # Non-secret server settings. REDIS_URL (with the auth token) is assembled on
+  # the instance from Secrets Manager and never appears in user data.
+  environment = merge(var.server_environment, {
+    PORT               = tostring(var.server_port)
+    HOST               = "0.0.0.0"
+    SERVER_REGION      = var.region
+    LOG_FORMAT         = "json"
+    RUST_LOG           = var.log_level
+    DRAIN_TIMEOUT_SECS = tostring(var.drain_timeout)
+    PING_INTERVAL_SECS = tostring(var.ping_interval)
+    IDLE_TIMEOUT_SECS  = tostring(var.server_idle_timeout)
+  })
+
+  user_data = templatefile("${path.module}/templates/user-data.sh.tftpl", {
+    install_method = var.install_method
+    image          = "${var.container_image}:${var.server_version}"
+    binary_url     = local.binary_url
+    binary_sha256  = var.binary_sha256 == null ? "" : var.binary_sha256
+    environment    = join("\n", [for k, v in local.environment : "${k}=${v}"])
+    region         = var.region
+    redis_host     = var.redis_host
+    redis_port     = var.redis_port
+    secret_arn     = var.redis_secret_arn
+    stop_timeout   = local.stop_timeout
+    asg_name       = local.asg_name
+    hook_name      = local.hook_name
+    log_group      = aws_cloudwatch_log_group.server.name
+  })
+
+  instance_tags = merge(data.aws_default_tags.current.tags, { Name = "${var.name}-node" })
+}
+
+resource "aws_cloudwatch_log_group" "server" {
+  name              = "/${var.name}/server"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn
+}
+
+resource "aws_launch_template" "this" {
+  name_prefix            = "${var.name}-node-"
+  description            = "Switchboard ${var.server_version} (${var.install_method})"
+  image_id               = data.aws_ami.al2023.id
+  instance_type          = var.instance_type
+  update_default_version = true
+  ebs_optimized          = true
+  user_data              = base64encode(local.user_data)
+
+  iam_instance_profile {
+    arn = aws_iam_instance_profile.this.arn
+  }
+
+  # No SSH key and no public address: operators use SSM Session Manager.
+  network_interfaces {
+    associate_public_ip_address = var.associate_public_ip
+    security_groups             = [var.security_group_id]
+    delete_on_termination       = true
+  }
+
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+    instance_metadata_tags      = "disabled"
+  }
+
+  block_device_mappings {
+    device_name = data.aws_ami.al2023.root_device_name
+
+    ebs {
+      volume_type           = "gp3"
+      volume_size           = var.root_volume_size
+      encrypted             = true
+      kms_key_id            = var.ebs_kms_key_arn
+      delete_on_termination = true
+    }
+  }
+
+  monitoring {
+    enabled = true
+  }
+
+  tag_specifications {
+    resource_type = "instance"
+    tags          = local.instance_tags
+  }
+
+  tag_specifications {
+    resource_type = "volume"
+    tags          = local.instance_tags
+  }
+
+  tag_specifications {
+    resource_type = "network-interface"
+    tags          = local.instance_tags
+  }
+
+  tags = { Name = "${var.name}-node" }
+}
+
+resource "aws_autoscaling_group" "this" {
+  name                = local.asg_name
+  vpc_zone_identifier = var.subnet_ids
+  min_size            = var.min_size
+  max_size            = var.max_size
+  desired_capacity    = var.desired_capacity
+  target_group_arns   = [var.target_group_arn]
+
+  # Replace instances the load balancer finds unhealthy (/ready failing), not
+  # only those EC2 finds broken.
+  health_check_type         = "ELB"
+  health_check_grace_period = var.health_check_grace_period
+  default_instance_warmup   = 120
+  wait_for_capacity_timeout = "15m"
+  termination_policies      = ["OldestLaunchTemplate", "OldestInstance"]
+  metrics_granularity       = "1Minute"
+  enabled_metrics = [
+    "GroupDesiredCapacity",
+    "GroupInServiceInstances",
+    "GroupPendingInstances",
+    "GroupTerminatingInstances",
+    "GroupTotalInstances",
+  ]
+
+  launch_template {
+    id      = aws_launch_template.this.id
+    version = aws_launch_template.this.latest_version
+  }
+
+  # A new launch template version (new server_version, settings or image)
+  # rolls the group: new instances first, old ones drained and removed once
+  # the new ones pass the load balancer's health check.
+  instance_refresh {
+    strategy = "Rolling"
+    preferences {
+      min_healthy_percentage = 100
+      max_healthy_percentage = 200
+      instance_warmup        = 120
+      auto_rollback          = true
+    }
+  }
+
+  dynamic "tag" {
+    for_each = local.instance_tags
+    content {
+      key                 = tag.key
+      value               = tag.value
+      propagate_at_launch = true
+    }
+  }
+
+  lifecycle {
+    # The scaling policies own the capacity after creation.
+    ignore_changes = [desired_capacity]
+  }
+}
+
+# Terminating instances wait here while the on-instance watcher (see the user
+# data) stops the server, which drains its clients, and then completes the
+# action. The heartbeat is a bound in case the watcher is gone.
+resource "aws_autoscaling_lifecycle_hook" "drain" {
+  name                   = local.hook_name
+  autoscaling_group_name = aws_autoscaling_group.this.name
+  lifecycle_transition   = "autoscaling:EC2_INSTANCE_TERMINATING"
+  heartbeat_timeout      = local.stop_timeout + 60
+  default_result         = "CONTINUE"
+}
+
+resource "aws_autoscaling_policy" "cpu" {
+  name                   = "${var.name}-cpu"
+  autoscaling_group_name = aws_autoscaling_group.this.name
+  policy_type            = "TargetTrackingScaling"
+
+  target_tracking_configuration {
+    predefined_metric_specification {
+      predefined_metric_type = "ASGAverageCPUUtilization"
+    }
+    target_value = var.cpu_target
+  }
+}
+
+resource "aws_autoscaling_policy" "requests" {
+  name                   = "${var.name}-requests"
+  autoscaling_group_name = aws_autoscaling_group.this.name
+  policy_type            = "TargetTrackingScaling"
+
+  target_tracking_configuration {
+    predefined_metric_specification {
+      predefined_metric_type = "ALBRequestCountPerTarget"
+      resource_label         = var.alb_request_count_label
+    }
+    target_value = var.requests_per_target
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Instance role: least privilege
+# ---------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "this" {
+  name_prefix        = "${var.name}-node-"
+  description        = "Switchboard nodes: read the Redis secret, write logs, SSM access, complete the drain hook"
+  assume_role_policy = data.aws_iam_policy_document.assume.json
+}
+
+# Session Manager instead of SSH.
+resource "aws_iam_role_policy_attachment" "ssm" {
+  role       = aws_iam_role.this.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+data "aws_iam_policy_document" "node" {
+  statement {
+    sid       = "ReadRedisAuthToken"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [var.redis_secret_arn]
+  }
+
+  statement {
+    sid       = "DecryptRedisAuthToken"
+    actions   = ["kms:Decrypt"]
+    resources = [var.kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["secretsmanager.${var.region}.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid = "WriteServerLogs"
+    actions = [
+      "logs:CreateLogStream",
+      "logs:PutLogEvents",
+      "logs:DescribeLogStreams",
+    ]
+    resources = [aws_cloudwatch_log_group.server.arn, "${aws_cloudwatch_log_group.server.arn}:*"]
+  }
+
+  statement {
+    sid     = "CompleteDrainHook"
+    actions = ["autoscaling:CompleteLifecycleAction"]
+    # By name: the group's ARN contains a generated id.
+    resources = ["arn:${data.aws_partition.current.partition}:autoscaling:${var.region}:${data.aws_caller_identity.current.account_id}:autoScalingGroup:*:autoScalingGroupName/${local.asg_name}"]
+  }
+}
+
+resource "aws_iam_role_policy" "node" {
+  name   = "switchboard-node"
+  role   = aws_iam_role.this.id
+  policy = data.aws_iam_policy_document.node.json
+}
+
+resource "aws_iam_instance_profile" "this" {
+  name_prefix = "${var.name}-node-"
+  role        = aws_iam_role.this.name
+}

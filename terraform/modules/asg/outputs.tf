@@ -1,0 +1,24 @@
+output "asg_name" {
+  description = "Name of the Auto Scaling group."
+  value       = aws_autoscaling_group.this.name
+}
+
+output "launch_template_id" {
+  description = "ID of the launch template."
+  value       = aws_launch_template.this.id
+}
+
+output "launch_template_version" {
+  description = "Latest launch template version (what the instance refresh rolls to)."
+  value       = aws_launch_template.this.latest_version
+}
+
+output "log_group_name" {
+  description = "CloudWatch log group of the server logs."
+  value       = aws_cloudwatch_log_group.server.name
+}
+
+output "iam_role_name" {
+  description = "Name of the instances' IAM role."
+  value       = aws_iam_role.this.name
+}

@@ -1,2 +1,3 @@
-//! Placeholder; the operator crate is built under its own issue.
-fn main() {}
+fn main() {
+    print!("{}", switchboard_operator::crd::crd_yaml());
+}

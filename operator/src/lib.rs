@@ -1,0 +1,2 @@
+//! switchboard-operator: runs Switchboard signaling clusters on Kubernetes.
+pub mod crd;

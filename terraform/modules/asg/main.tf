@@ -82,6 +82,19 @@ resource "aws_cloudwatch_log_group" "server" {
   kms_key_id        = var.kms_key_arn
 }
 
+# Outbound HTTPS only: AWS APIs (Secrets Manager, SSM, CloudWatch Logs, Auto
+# Scaling), package repositories and the release download or image registry.
+# Redis egress is added by the elasticache module; nothing is open inbound
+# except the server port from the load balancer (alb module).
+resource "aws_vpc_security_group_egress_rule" "https" {
+  security_group_id = var.security_group_id
+  description       = "HTTPS to AWS APIs, package repositories and the release download"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
 resource "aws_launch_template" "this" {
   name_prefix            = "${var.name}-node-"
   description            = "Switchboard ${var.server_version} (${var.install_method})"

@@ -1,0 +1,527 @@
+#!/usr/bin/env bash
+# Kubernetes: the Helm charts (helm/switchboard, helm/switchboard-operator), the
+# kustomize base and overlays (k8s/base, k8s/overlays/*) and the operator's
+# manifests (k8s/operator), all checked offline:
+#   - helm lint --strict of both charts, with the defaults and every ci/ value set;
+#   - every rendered chart, kustomize build and plain manifest validated against
+#     the Kubernetes OpenAPI schemas (kubernetes-validate --strict, Kubernetes
+#     1.33, and 1.30, the oldest version the charts support);
+#   - custom resources (the example SignalingCluster) validated with jsonschema
+#     against the CRD's openAPIV3Schema (CEL rules are not evaluated offline);
+#   - a policy check of our own on the server and Redis workloads (non-root,
+#     read-only root filesystem, probes, resources, grace period longer than
+#     preStop + drain, PDB, Redis AOF and password, only the server reaches Redis,
+#     no real password shipped in the plain manifests);
+#   - every values file under helm/*/ci/invalid/ must be REJECTED, with the
+#     message its "# expect:" line gives;
+#   - the CRD copy in the operator chart equals k8s/operator/crd.yaml, and the
+#     chart's RBAC and settings keep up with the operator's own manifests.
+set -uo pipefail
+source "$(dirname "$0")/../lib.sh"
+cd "$ROOT"
+
+# Kubernetes versions the manifests are validated against.
+KUBE_VERSIONS="1.33.0 1.30.0"
+KUBE_VERSION_RENDER="1.33.0"
+
+need_pip kubernetes-validate==1.37.0 jsonschema==4.26.0 pyyaml==6.0.3
+need_helm_kubectl
+
+OUT="$TOOLS/k8s-rendered"
+rm -rf "$OUT"
+mkdir -p "$OUT"
+
+SERVER_CHART=helm/switchboard
+OPERATOR_CHART=helm/switchboard-operator
+OPERATOR_CRD=k8s/operator/crd.yaml
+CHART_CRD="$OPERATOR_CHART/crds/crd.yaml"
+
+# k8scheck SUBCOMMAND ARGS... : checks on rendered manifests that a schema cannot
+# express (see the Python below). Prints what is wrong and fails, or prints OK.
+k8scheck() {
+  python3 - "$@" <<'PY'
+import sys, re, glob
+import yaml
+
+def load(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+def labels_match(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+def pod_of(w):
+    return w["spec"]["template"]
+
+def quantity_ok(res, side, key):
+    return key in ((res or {}).get(side) or {})
+
+def policy(path, flags):
+    docs = load(path)
+    errs = []
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    configmaps = {d["metadata"]["name"]: d.get("data") or {} for d in by_kind.get("ConfigMap", [])}
+    workloads = [d for k in ("Deployment", "StatefulSet", "DaemonSet") for d in by_kind.get(k, [])]
+    if not workloads:
+        errs.append("no workload at all in the rendered output")
+    servers, redises = [], []
+    for w in workloads:
+        name = f'{w["kind"]}/{w["metadata"]["name"]}'
+        tpl = pod_of(w)
+        plabels = tpl["metadata"].get("labels", {})
+        spec = tpl["spec"]
+        comp = plabels.get("app.kubernetes.io/component")
+        if comp == "server":
+            servers.append(w)
+        if comp == "redis":
+            redises.append(w)
+        psc = spec.get("securityContext") or {}
+        if comp in ("server", "redis") and spec.get("automountServiceAccountToken") is not False:
+            errs.append(f"{name}: automountServiceAccountToken must be false (it never calls the API)")
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            cn = f'{name} container {c["name"]}'
+            csc = c.get("securityContext") or {}
+            if not (csc.get("runAsNonRoot") or psc.get("runAsNonRoot")):
+                errs.append(f"{cn}: runAsNonRoot is not set")
+            if csc.get("readOnlyRootFilesystem") is not True:
+                errs.append(f"{cn}: readOnlyRootFilesystem is not true")
+            if csc.get("allowPrivilegeEscalation") is not False:
+                errs.append(f"{cn}: allowPrivilegeEscalation is not false")
+            if "ALL" not in ((csc.get("capabilities") or {}).get("drop") or []):
+                errs.append(f"{cn}: capabilities are not dropped (drop: [ALL])")
+            seccomp = (csc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
+            if seccomp not in ("RuntimeDefault", "Localhost"):
+                errs.append(f"{cn}: no RuntimeDefault seccomp profile")
+            res = c.get("resources")
+            for side, key in (("requests", "cpu"), ("requests", "memory"), ("limits", "memory")):
+                if not quantity_ok(res, side, key):
+                    errs.append(f"{cn}: resources.{side}.{key} missing")
+            image = c.get("image", "")
+            if image.endswith(":latest") or not re.search(r"(:[\w][\w.-]*|@sha256:[0-9a-f]{64})$", image):
+                errs.append(f"{cn}: image {image!r} is not pinned to a tag or digest")
+            if "livenessProbe" not in c or "readinessProbe" not in c:
+                errs.append(f"{cn}: liveness and readiness probes are required")
+    if not servers:
+        errs.append("no server Deployment (app.kubernetes.io/component=server)")
+    for w in servers:
+        name = f'{w["kind"]}/{w["metadata"]["name"]}'
+        spec = pod_of(w)["spec"]
+        plabels = pod_of(w)["metadata"]["labels"]
+        c = next((c for c in spec["containers"] if c["name"] == "switchboard"), None)
+        if c is None:
+            errs.append(f"{name}: no container named switchboard")
+            continue
+        live = ((c.get("livenessProbe") or {}).get("httpGet") or {}).get("path")
+        ready = ((c.get("readinessProbe") or {}).get("httpGet") or {}).get("path")
+        if live != "/health":
+            errs.append(f"{name}: liveness probe must GET /health, not {live}")
+        if ready != "/ready":
+            errs.append(f"{name}: readiness probe must GET /ready, not {ready}")
+        env = {}
+        for ef in c.get("envFrom", []):
+            ref = (ef.get("configMapRef") or {}).get("name")
+            if ref:
+                if ref not in configmaps:
+                    errs.append(f"{name}: envFrom ConfigMap {ref} is not in the output")
+                env.update(configmaps.get(ref, {}))
+        for e in c.get("env", []):
+            if "value" in e:
+                env[e["name"]] = e["value"]
+        drain = int(env.get("DRAIN_TIMEOUT_SECS", 15))
+        pre = (((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds", 0)
+        grace = spec.get("terminationGracePeriodSeconds", 30)
+        if not grace > pre + drain:
+            errs.append(f"{name}: terminationGracePeriodSeconds {grace} must exceed preStop {pre} + DRAIN_TIMEOUT_SECS {drain}")
+        if pre <= 0:
+            errs.append(f"{name}: no preStop sleep: endpoints may still route new clients to a draining pod")
+        aff = (spec.get("affinity") or {}).get("podAntiAffinity")
+        if not (spec.get("topologySpreadConstraints") or aff):
+            errs.append(f"{name}: neither topology spread nor pod anti-affinity")
+        env_names = {e["name"] for e in c.get("env", [])}
+        if "SERVER_ID" not in env_names:
+            errs.append(f"{name}: SERVER_ID is not set (should be the pod name)")
+        if not any(labels_match(p["spec"]["selector"].get("matchLabels"), plabels) for p in by_kind.get("PodDisruptionBudget", [])):
+            errs.append(f"{name}: no PodDisruptionBudget selects its pods")
+        if not (env_names & {"REDIS_URL", "REDIS_HOST"} or "REDIS_HOST" in env):
+            errs.append(f"{name}: no Redis configured (REDIS_URL or REDIS_HOST)")
+    for w in redises:
+        name = f'{w["kind"]}/{w["metadata"]["name"]}'
+        spec = pod_of(w)["spec"]
+        plabels = pod_of(w)["metadata"]["labels"]
+        c = spec["containers"][0]
+        cmd = " ".join(c.get("command", []) + c.get("args", []))
+        if "--requirepass" not in cmd:
+            errs.append(f"{name}: Redis runs without a password (--requirepass)")
+        pw = next((e for e in c.get("env", []) if e["name"] == "REDIS_PASSWORD"), None)
+        if not pw or "secretKeyRef" not in (pw.get("valueFrom") or {}):
+            errs.append(f"{name}: REDIS_PASSWORD does not come from a Secret")
+        confs = [configmaps.get((v.get("configMap") or {}).get("name"), {}) for v in spec.get("volumes", [])]
+        if not any(re.search(r"(?m)^\s*appendonly\s+yes\s*$", t) for cm in confs for t in cm.values()):
+            errs.append(f"{name}: the mounted Redis config does not turn AOF on (appendonly yes)")
+        if "--ephemeral-redis" not in flags:
+            vcts = [v["metadata"]["name"] for v in w["spec"].get("volumeClaimTemplates", [])]
+            mounts = [m["name"] for m in c.get("volumeMounts", []) if m["mountPath"] == "/data"]
+            if not mounts or mounts[0] not in vcts:
+                errs.append(f"{name}: /data is not on a PersistentVolumeClaim")
+        if "--no-netpol" not in flags:
+            pols = [p for p in by_kind.get("NetworkPolicy", [])
+                    if labels_match(p["spec"]["podSelector"].get("matchLabels"), plabels)
+                    and "Ingress" in p["spec"].get("policyTypes", [])]
+            if not pols:
+                errs.append(f"{name}: no NetworkPolicy restricts who reaches Redis")
+            server_labels = [pod_of(s)["metadata"]["labels"] for s in servers]
+            for p in pols:
+                for rule in p["spec"].get("ingress", []):
+                    peers = rule.get("from")
+                    if not peers:
+                        errs.append(f'NetworkPolicy/{p["metadata"]["name"]}: a rule lets anyone reach Redis')
+                        continue
+                    for peer in peers:
+                        sel = (peer.get("podSelector") or {}).get("matchLabels")
+                        if set(peer) != {"podSelector"} or not sel \
+                                or not any(labels_match(sel, sl) for sl in server_labels) \
+                                or labels_match(sel, plabels):
+                            errs.append(f'NetworkPolicy/{p["metadata"]["name"]}: peer {peer} is not exactly the server pods')
+    if "--no-secrets" in flags:
+        for s in by_kind.get("Secret", []):
+            errs.append(f'Secret/{s["metadata"]["name"]}: the plain manifests must not ship a Secret (passwords are created by the user)')
+    return errs
+
+def kinds(path, specs):
+    present = {}
+    for d in load(path):
+        present[d["kind"]] = present.get(d["kind"], 0) + 1
+    errs = []
+    for s in specs:
+        want, kind = s[0], s[1:]
+        if want == "+" and kind not in present:
+            errs.append(f"expected a {kind}, found none")
+        if want == "-" and kind in present:
+            errs.append(f"expected no {kind}, found {present[kind]}")
+    return errs
+
+def grep(path, specs):
+    text = open(path).read()
+    errs = []
+    for s in specs:
+        want, pat = s[0], s[1:]
+        found = re.search(pat, text, re.M) is not None
+        if want == "+" and not found:
+            errs.append(f"expected /{pat}/ in the output")
+        if want == "-" and found:
+            errs.append(f"did not expect /{pat}/ in the output")
+    return errs
+
+def strict(schema):
+    """Kubernetes rejects (kubectl: strict field validation) fields a structural
+    schema does not declare; jsonschema does so only with additionalProperties."""
+    if isinstance(schema, dict):
+        schema = {k: strict(v) for k, v in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema \
+                and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            schema["additionalProperties"] = False
+    elif isinstance(schema, list):
+        schema = [strict(v) for v in schema]
+    return schema
+
+def crs(crd_path, files):
+    import jsonschema
+    schemas = {}
+    for crd in load(crd_path):
+        if crd.get("kind") != "CustomResourceDefinition":
+            continue
+        g, k = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for v in crd["spec"]["versions"]:
+            schemas[(f"{g}/{v['name']}", k)] = strict(v["schema"]["openAPIV3Schema"])
+    if not schemas:
+        return [f"{crd_path}: no CustomResourceDefinition in it"]
+    groups = {gv.split("/")[0] for gv, _ in schemas}
+    errs, seen = [], 0
+    for f in files:
+        for d in load(f):
+            gv = d.get("apiVersion", "")
+            if gv.split("/")[0] not in groups:
+                continue
+            seen += 1
+            schema = schemas.get((gv, d.get("kind")))
+            name = f'{f}: {d.get("kind")}/{(d.get("metadata") or {}).get("name")}'
+            if schema is None:
+                errs.append(f"{name}: no CRD version serves {gv} {d.get('kind')}")
+                continue
+            for e in jsonschema.Draft7Validator(schema).iter_errors(d):
+                errs.append(f"{name}: at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}")
+            if not errs:
+                print(f"OK {name} matches the CRD schema")
+    if seen == 0:
+        errs.append("no custom resource found to validate (expected the example SignalingCluster)")
+    return errs
+
+def triples(docs, kinds):
+    out = set()
+    for d in docs:
+        if d["kind"] not in kinds:
+            continue
+        for r in d.get("rules", []):
+            for g in r.get("apiGroups", [""]):
+                for res in r.get("resources", []):
+                    for v in r.get("verbs", []):
+                        out.add((g, res, v))
+    return out
+
+def rbac(chart_out, files):
+    chart = load(chart_out)
+    theirs = [d for f in files for d in load(f)]
+    errs = []
+    for kinds_ in (("ClusterRole",), ("Role",)):
+        want, have = triples(theirs, kinds_), triples(chart, kinds_)
+        if not want:
+            errs.append(f"k8s/operator has no {kinds_[0]} yet: cannot compare")
+            continue
+        for t in sorted(want - have):
+            errs.append(f"the chart's {kinds_[0]} lacks {t} that k8s/operator grants")
+        for t in sorted(have - want):
+            errs.append(f"the chart's {kinds_[0]} grants {t} that k8s/operator does not (least privilege: keep them equal)")
+    # Settings: every env var and argument the operator's own Deployment passes
+    # must be passed by the chart too (leader election, for one).
+    def container(docs):
+        ds = [d for d in docs if d["kind"] == "Deployment"]
+        return ds[0]["spec"]["template"]["spec"]["containers"][0] if ds else None
+    c_theirs, c_chart = container(theirs), container(chart)
+    if not c_theirs or not c_chart:
+        errs.append("a Deployment is missing on one side")
+    else:
+        names = lambda c: {e["name"] for e in c.get("env", [])}
+        flag = lambda a: a.split("=")[0]
+        for n in sorted(names(c_theirs) - names(c_chart)):
+            errs.append(f"k8s/operator sets env {n}; the chart does not")
+        for a in sorted({flag(a) for a in c_theirs.get("args", [])} - {flag(a) for a in c_chart.get("args", [])}):
+            errs.append(f"k8s/operator passes argument {a}; the chart does not")
+    return errs
+
+cmd, args = sys.argv[1], sys.argv[2:]
+if cmd == "policy":
+    errs = policy(args[0], set(args[1:]))
+elif cmd == "kinds":
+    errs = kinds(args[0], args[1:])
+elif cmd == "grep":
+    errs = grep(args[0], args[1:])
+elif cmd == "crs":
+    errs = crs(args[0], args[1:])
+elif cmd == "rbac":
+    errs = rbac(args[0], args[1:])
+else:
+    errs = [f"unknown subcommand {cmd}"]
+for e in errs:
+    print("  -", e, file=sys.stderr)
+if not errs:
+    print(f"OK {cmd} {args[0]}")
+sys.exit(1 if errs else 0)
+PY
+}
+
+# validate FILE : Kubernetes OpenAPI schemas, strict (unknown fields rejected),
+# for every version in KUBE_VERSIONS. Custom resources are only warned about
+# here; they are checked against their CRD by `k8scheck crs`.
+validate() {
+  local file="$1" v rc=0
+  if [ ! -s "$file" ]; then
+    echo "  - $file is empty" >&2
+    return 1
+  fi
+  for v in $KUBE_VERSIONS; do
+    kubernetes-validate --strict --quiet -k "$v" "$file" || rc=1
+  done
+  [ "$rc" = 0 ] && echo "OK $file valid for Kubernetes $KUBE_VERSIONS"
+  return "$rc"
+}
+
+# ---------------------------------------------------------------- Helm charts
+
+lint_chart() {
+  local chart="$1" f rc=0
+  helm lint --strict "$chart" || rc=1
+  for f in "$chart"/ci/*.yaml; do
+    [ -e "$f" ] || continue
+    helm lint --strict "$chart" -f "$f" >/dev/null || { echo "  - helm lint failed with $f" >&2; rc=1; }
+  done
+  return "$rc"
+}
+
+# render CHART NAME [VALUES] : helm template into $OUT/NAME.yaml
+render() {
+  local chart="$1" name="$2" values="${3:-}"
+  helm template sb "$chart" --namespace switchboard --kube-version "$KUBE_VERSION_RENDER" \
+    --include-crds ${values:+-f "$values"} >"$OUT/$name.yaml"
+}
+
+# expect_in FILE SPEC... : what a rendering must and must not hold. SPEC is
+# +Kind / -Kind (a resource of that kind), grep:REGEX / -grep:REGEX (text).
+expect_in() {
+  local f="$1"; shift
+  local kinds=() greps=() e rc=0
+  for e in "$@"; do
+    case "$e" in
+      grep:*) greps+=("+${e#grep:}") ;;
+      -grep:*) greps+=("-${e#-grep:}") ;;
+      +*|-*) kinds+=("$e") ;;
+      *) echo "  - bad expectation $e" >&2; return 1 ;;
+    esac
+  done
+  [ ${#kinds[@]} -eq 0 ] || k8scheck kinds "$f" "${kinds[@]}" || rc=1
+  [ ${#greps[@]} -eq 0 ] || k8scheck grep "$f" "${greps[@]}" || rc=1
+  return "$rc"
+}
+
+# server_set NAME VALUES [policy flags] -- [expectations, see expect_in]
+server_set() {
+  local name="$1" values="$2"; shift 2
+  local flags=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do flags+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  render "$SERVER_CHART" "switchboard-$name" "$values" || return 1
+  local f="$OUT/switchboard-$name.yaml" rc=0
+  validate "$f" || rc=1
+  k8scheck policy "$f" "${flags[@]}" || rc=1
+  [ $# -eq 0 ] || expect_in "$f" "$@" || rc=1
+  return "$rc"
+}
+
+# reject_invalid CHART : every ci/invalid/*.yaml must make `helm template` (so
+# `helm install`) fail, with an error matching the file's "# expect: REGEX" line.
+# Schema violations must fail `helm lint` too; cross-field rules enforced with
+# `fail` in the templates cannot (helm lint only logs `fail`).
+reject_invalid() {
+  local chart="$1" f expect out rc=0 n=0
+  for f in "$chart"/ci/invalid/*.yaml; do
+    [ -e "$f" ] || continue
+    n=$((n + 1))
+    expect="$(sed -n 's/^# expect: //p' "$f" | head -1)"
+    if [ -z "$expect" ]; then
+      echo "  - $f: no '# expect: REGEX' line" >&2; rc=1; continue
+    fi
+    if out="$(helm template sb "$chart" -f "$f" 2>&1)"; then
+      echo "  - $f: helm template ACCEPTED these values" >&2; rc=1; continue
+    fi
+    if ! grep -Pzq -- "$expect" <<<"$out"; then
+      echo "  - $f: rejected, but not with /$expect/:" >&2
+      printf '%s\n' "$out" | sed 's/^/      /' >&2
+      rc=1; continue
+    fi
+    if grep -q "values don't meet the specifications of the schema" <<<"$out" &&
+      helm lint --strict "$chart" -f "$f" >/dev/null 2>&1; then
+      echo "  - $f: helm lint ACCEPTED these values" >&2; rc=1; continue
+    fi
+    echo "OK $f rejected: $(printf '%s\n' "$out" | grep -m1 -E "^- at|execution error" | sed 's/^Error: //')"
+  done
+  if [ "$n" -eq 0 ]; then
+    echo "  - $chart/ci/invalid holds no values file" >&2; rc=1
+  fi
+  return "$rc"
+}
+
+step "helm lint $SERVER_CHART (defaults and ci/*.yaml)" lint_chart "$SERVER_CHART"
+step "helm lint $OPERATOR_CHART (defaults and ci/*.yaml)" lint_chart "$OPERATOR_CHART"
+
+# The server chart: defaults (bundled Redis, HPA, PDB, NetworkPolicies) and
+# each ci/ value set, with what each must and must not produce.
+step "helm template switchboard: defaults" server_set defaults "" -- \
+  +StatefulSet +Secret +HorizontalPodAutoscaler +PodDisruptionBudget +NetworkPolicy -Ingress \
+  "grep:^\s+- name: REDIS_PASSWORD" "-grep:^\s+replicas: 3$"
+step "helm template switchboard: ci/external-redis.yaml" server_set external-redis \
+  "$SERVER_CHART/ci/external-redis.yaml" -- -StatefulSet +HorizontalPodAutoscaler \
+  "grep:^\s+- name: REDIS_URL" "grep:REDIS_TLS_CA_FILE" "grep:JWT_PUBLIC_KEY_FILE" "-grep:REDIS_HOST"
+step "helm template switchboard: ci/external-redis-existing-secret.yaml" server_set external-redis-existing-secret \
+  "$SERVER_CHART/ci/external-redis-existing-secret.yaml" -- -StatefulSet -Secret -ServiceAccount \
+  "grep:name: managed-redis" "grep:key: REDIS_URL"
+step "helm template switchboard: ci/autoscaling-off.yaml" server_set autoscaling-off \
+  "$SERVER_CHART/ci/autoscaling-off.yaml" --no-netpol --ephemeral-redis -- \
+  -HorizontalPodAutoscaler -NetworkPolicy -Secret "grep:^\s+replicas: 4$" "grep:minAvailable: 3" \
+  "grep:requiredDuringSchedulingIgnoredDuringExecution"
+step "helm template switchboard: ci/ingress-on.yaml" server_set ingress-on \
+  "$SERVER_CHART/ci/ingress-on.yaml" -- +Ingress +ServiceMonitor +HorizontalPodAutoscaler \
+  "grep:nginx.ingress.kubernetes.io/affinity: cookie" "grep:session-cookie-name: \"SWITCHBOARD_AFFINITY\"" \
+  "grep:proxy-read-timeout: \"3600\"" "grep:@sha256:0{64}" "grep:kubernetes.io/metadata.name: ingress-nginx"
+step "helm values schema rejects $SERVER_CHART/ci/invalid/*" reject_invalid "$SERVER_CHART"
+
+# The operator chart: defaults and value sets, with its CRD.
+operator_set() {
+  local name="$1" values="$2"; shift 2
+  render "$OPERATOR_CHART" "operator-$name" "$values" || return 1
+  local f="$OUT/operator-$name.yaml" rc=0
+  validate "$f" || rc=1
+  [ $# -eq 0 ] || expect_in "$f" "$@" || rc=1
+  return "$rc"
+}
+step "helm template switchboard-operator: defaults" operator_set defaults "" \
+  +CustomResourceDefinition "grep:name: LEADER_ELECTION\n\s+value: \"false\"" -PodDisruptionBudget
+step "helm template switchboard-operator: ci/ha.yaml (leader election)" operator_set ha \
+  "$OPERATOR_CHART/ci/ha.yaml" "grep:name: LEADER_ELECTION\n\s+value: \"true\"" +PodDisruptionBudget +ServiceMonitor \
+  "grep:coordination.k8s.io"
+step "helm template switchboard-operator: ci/existing-service-account.yaml" operator_set existing-sa \
+  "$OPERATOR_CHART/ci/existing-service-account.yaml" "grep:name: LEADER_ELECTION\n\s+value: \"true\"" \
+  -ClusterRole -Role -ServiceAccount "grep:@sha256:1{64}"
+step "helm values schema rejects $OPERATOR_CHART/ci/invalid/*" reject_invalid "$OPERATOR_CHART"
+
+# ------------------------------------------------------ kustomize and plain YAML
+
+kustomize_build() {
+  local dir="$1" name="$2"; shift 2
+  kubectl kustomize "$dir" >"$OUT/$name.yaml" || return 1
+  local rc=0
+  validate "$OUT/$name.yaml" || rc=1
+  k8scheck policy "$OUT/$name.yaml" "$@" || rc=1
+  return "$rc"
+}
+# The base and prod must not carry a password; dev carries its marked placeholder.
+step "kubectl kustomize k8s/base" kustomize_build k8s/base kustomize-base --no-secrets
+for overlay in k8s/overlays/*/; do
+  overlay="${overlay%/}"
+  flags=()
+  [ "$(basename "$overlay")" = dev ] || flags+=(--no-secrets)
+  step "kubectl kustomize $overlay" kustomize_build "$overlay" "kustomize-$(basename "$overlay")" "${flags[@]}"
+done
+dev_placeholder_only() {
+  expect_in "$OUT/kustomize-dev.yaml" +Secret &&
+    grep -q 'dev-only-placeholder' k8s/overlays/dev/kustomization.yaml &&
+    ! grep -rqi -E '^\s*-\s*password=' k8s/base k8s/overlays/prod
+}
+step "kustomize: only the dev overlay generates a (placeholder) Redis password" dev_placeholder_only
+
+# ----------------------------------------------------------- operator manifests
+
+operator_manifests() {
+  local files=() rc=0 f
+  for f in k8s/operator/*.yaml; do [ -e "$f" ] && files+=("$f"); done
+  if [ ${#files[@]} -eq 0 ]; then
+    echo "  - k8s/operator/*.yaml: none yet (the operator issue writes them)" >&2
+    return 1
+  fi
+  for f in "${files[@]}"; do validate "$f" || rc=1; done
+  k8scheck crs "$OPERATOR_CRD" "${files[@]}" || rc=1
+  return "$rc"
+}
+step "k8s/operator manifests valid (custom resources against the CRD)" operator_manifests
+
+crd_copy() {
+  if [ ! -f "$OPERATOR_CRD" ]; then
+    echo "  - $OPERATOR_CRD does not exist (generated by the operator: make crd)" >&2
+    return 1
+  fi
+  if ! cmp -s "$OPERATOR_CRD" "$CHART_CRD"; then
+    echo "  - $CHART_CRD differs from $OPERATOR_CRD; refresh it with:" >&2
+    echo "      cp $OPERATOR_CRD $OPERATOR_CHART/crds/" >&2
+    return 1
+  fi
+  echo "OK $CHART_CRD is byte-identical to $OPERATOR_CRD"
+}
+step "CRD copy in the operator chart equals $OPERATOR_CRD" crd_copy
+
+operator_parity() {
+  local files=() f
+  for f in k8s/operator/*.yaml; do [ -e "$f" ] && files+=("$f"); done
+  [ ${#files[@]} -gt 0 ] || { echo "  - no k8s/operator manifests to compare with" >&2; return 1; }
+  k8scheck rbac "$OUT/operator-ha.yaml" "${files[@]}"
+}
+step "operator chart RBAC and settings match k8s/operator" operator_parity

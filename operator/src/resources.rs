@@ -1,0 +1,931 @@
+//! Pure builders: one function per owned object, from a `SignalingCluster` to the
+//! object the operator wants to exist.
+//!
+//! Nothing here talks to the API server, so every builder is unit-tested on its
+//! own. The reconcile loop applies what these return with server-side apply. Each
+//! object carries an owner reference to its SignalingCluster (garbage collection on
+//! delete) and the operator's labels.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment, StatefulSet,
+    StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+};
+use k8s_openapi::api::autoscaling::v2::{
+    HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec, MetricTarget,
+    ResourceMetricSource,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, ConfigMap, ConfigMapEnvSource, ConfigMapVolumeSource, Container,
+    ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource, ExecAction,
+    HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, LocalObjectReference,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, Secret,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort,
+    ServiceSpec as K8sServiceSpec, SleepAction, TCPSocketAction, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use sha2::{Digest, Sha256};
+
+use crate::crd::{AntiAffinity, ManagedRedis, SignalingCluster};
+
+/// Port the server listens on inside the pod.
+pub const SERVER_PORT: i32 = 8080;
+/// Port of the managed Redis.
+pub const REDIS_PORT: i32 = 6379;
+/// Pod-template annotation with the hash of the server configuration; a change rolls
+/// the pods.
+pub const CONFIG_HASH_ANNOTATION: &str = "switchboard.dev/config-hash";
+/// Annotation with the hash of the desired object the operator last applied; equal
+/// hashes let the reconcile loop skip a write.
+pub const SPEC_HASH_ANNOTATION: &str = "switchboard.dev/spec-hash";
+/// Key of the generated Redis password in its Secret.
+pub const REDIS_PASSWORD_KEY: &str = "password";
+/// Seconds the preStop hook waits before the server sees SIGTERM, so endpoints and
+/// load balancers stop sending new connections first.
+pub const PRESTOP_SLEEP_SECS: i64 = 5;
+/// Margin on top of preStop and drain before the kubelet kills the container.
+pub const GRACE_MARGIN_SECS: i64 = 10;
+/// Where an external Redis's CA bundle is mounted.
+const REDIS_CA_DIR: &str = "/etc/switchboard/redis-ca";
+/// Non-root user of the server image.
+const SERVER_UID: i64 = 65532;
+/// User of the official Redis image.
+const REDIS_UID: i64 = 999;
+
+/// Names of every object owned by one SignalingCluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    /// Deployment, Service, HPA, PDB and ServiceAccount.
+    pub server: String,
+    /// Server ConfigMap.
+    pub config: String,
+    /// Redis StatefulSet and its headless Service.
+    pub redis: String,
+    /// Redis configuration ConfigMap.
+    pub redis_config: String,
+    /// Generated Redis password Secret.
+    pub redis_auth: String,
+}
+
+impl Names {
+    /// Names derived from the SignalingCluster's name.
+    pub fn new(name: &str) -> Self {
+        Self {
+            server: name.to_string(),
+            config: format!("{name}-config"),
+            redis: format!("{name}-redis"),
+            redis_config: format!("{name}-redis-config"),
+            redis_auth: format!("{name}-redis-auth"),
+        }
+    }
+}
+
+fn names(sc: &SignalingCluster) -> Names {
+    Names::new(&sc.name_any())
+}
+
+/// Labels that select one component's pods.
+pub fn selector_labels(sc: &SignalingCluster, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "switchboard".to_string(),
+        ),
+        ("app.kubernetes.io/instance".to_string(), sc.name_any()),
+        (
+            "app.kubernetes.io/component".to_string(),
+            component.to_string(),
+        ),
+    ])
+}
+
+/// The label selector of the server pods as a string, for the scale subresource.
+pub fn selector_string(sc: &SignalingCluster) -> String {
+    selector_labels(sc, "server")
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn labels(sc: &SignalingCluster, component: &str) -> BTreeMap<String, String> {
+    let mut l = selector_labels(sc, component);
+    l.insert(
+        "app.kubernetes.io/managed-by".into(),
+        "switchboard-operator".into(),
+    );
+    l.insert("app.kubernetes.io/part-of".into(), "switchboard".into());
+    l
+}
+
+fn owner(sc: &SignalingCluster) -> OwnerReference {
+    // A SignalingCluster read from the API server always has a uid; tests build
+    // them with one too.
+    sc.controller_owner_ref(&())
+        .expect("SignalingCluster has a uid")
+}
+
+fn meta(sc: &SignalingCluster, name: &str, component: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: sc.namespace(),
+        labels: Some(labels(sc, component)),
+        owner_references: Some(vec![owner(sc)]),
+        ..Default::default()
+    }
+}
+
+/// Hex SHA-256 of a value's JSON form (stable: maps are ordered).
+pub fn hash_of<T: serde::Serialize>(value: &T) -> String {
+    let json = serde_json::to_vec(value).expect("Kubernetes objects serialize");
+    hex::encode(&Sha256::digest(&json)[..16])
+}
+
+/// Stamps `SPEC_HASH_ANNOTATION` with the hash of the object without it.
+pub fn with_spec_hash<K: Resource + serde::Serialize>(mut obj: K) -> K {
+    if let Some(a) = obj.meta_mut().annotations.as_mut() {
+        a.remove(SPEC_HASH_ANNOTATION);
+    }
+    let h = hash_of(&obj);
+    obj.meta_mut()
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(SPEC_HASH_ANNOTATION.into(), h);
+    obj
+}
+
+/// The image reference of the server container.
+pub fn server_image(sc: &SignalingCluster) -> String {
+    let tag = sc
+        .spec
+        .image
+        .tag
+        .clone()
+        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string());
+    format!("{}:{}", sc.spec.image.repository, tag)
+}
+
+/// The managed Redis settings, or `None` when the cluster uses an external Redis.
+pub fn managed_redis(sc: &SignalingCluster) -> Option<ManagedRedis> {
+    match (&sc.spec.redis.managed, &sc.spec.redis.external) {
+        (_, Some(_)) => None,
+        (Some(m), None) => Some(m.clone()),
+        (None, None) => Some(ManagedRedis::default()),
+    }
+}
+
+/// The Redis endpoint shown in status: host and port, never a password.
+pub fn redis_endpoint(sc: &SignalingCluster) -> String {
+    match &sc.spec.redis.external {
+        Some(ext) => strip_userinfo(&ext.url),
+        None => format!("{}:{REDIS_PORT}", names(sc).redis),
+    }
+}
+
+/// `redis://user:pw@host:1/0` -> `redis://host:1/0`.
+pub fn strip_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://{host}{path}")
+}
+
+/// Replica count the PDB default and the Deployment look at: the HPA minimum while
+/// autoscaling, else `spec.replicas`.
+pub fn autoscaling_enabled(sc: &SignalingCluster) -> bool {
+    sc.spec.autoscaling.as_ref().is_some_and(|a| a.enabled)
+}
+
+fn effective_min_replicas(sc: &SignalingCluster) -> i32 {
+    match &sc.spec.autoscaling {
+        Some(a) if a.enabled => a.min_replicas,
+        _ => sc.spec.replicas,
+    }
+}
+
+/// Whether a PodDisruptionBudget should exist.
+pub fn pdb_enabled(sc: &SignalingCluster) -> bool {
+    match sc
+        .spec
+        .pod_disruption_budget
+        .as_ref()
+        .and_then(|p| p.enabled)
+    {
+        Some(on) => on,
+        None => effective_min_replicas(sc) > 1,
+    }
+}
+
+/// Seconds the kubelet waits between preStop and SIGKILL: longer than the preStop
+/// sleep plus the server's drain timeout.
+pub fn termination_grace_seconds(sc: &SignalingCluster) -> i64 {
+    PRESTOP_SLEEP_SECS + i64::from(sc.spec.server.drain_timeout_seconds) + GRACE_MARGIN_SECS
+}
+
+/// Server configuration (non-secret), as environment variables.
+pub fn server_config_data(sc: &SignalingCluster) -> BTreeMap<String, String> {
+    let s = &sc.spec.server;
+    let mut d = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        d.insert(k.to_string(), v);
+    };
+    put("PORT", SERVER_PORT.to_string());
+    put("HOST", "0.0.0.0".into());
+    put("LOG_FORMAT", "json".into());
+    put("RUST_LOG", s.log_level.clone());
+    put("DRAIN_TIMEOUT_SECS", s.drain_timeout_seconds.to_string());
+    if let Some(r) = &s.region {
+        put("SERVER_REGION", r.clone());
+    }
+    if !s.allowed_origins.is_empty() {
+        put("ALLOWED_ORIGINS", s.allowed_origins.join(","));
+    }
+    let limits = [
+        ("MAX_CONNECTIONS", s.max_connections),
+        ("MAX_PEERS_PER_ROOM", s.max_peers_per_room),
+        ("MAX_PAYLOAD_BYTES", s.max_payload_bytes),
+        ("RATE_LIMIT_PER_SEC", s.rate_limit_per_sec),
+        ("RATE_LIMIT_BURST", s.rate_limit_burst),
+        ("RESUME_WINDOW_SECS", s.resume_window_seconds),
+    ];
+    for (k, v) in limits {
+        if let Some(v) = v {
+            put(k, v.to_string());
+        }
+    }
+    match &sc.spec.redis.external {
+        Some(ext) => {
+            put("REDIS_URL", ext.url.clone());
+            if ext
+                .tls
+                .as_ref()
+                .and_then(|t| t.ca_secret_ref.as_ref())
+                .is_some()
+            {
+                put("REDIS_TLS_CA_FILE", format!("{REDIS_CA_DIR}/ca.crt"));
+            }
+        }
+        None => put(
+            "REDIS_URL",
+            format!("redis://{}:{REDIS_PORT}", names(sc).redis),
+        ),
+    }
+    if let Some(auth) = &sc.spec.auth {
+        if let Some(i) = &auth.issuer {
+            put("JWT_ISSUER", i.clone());
+        }
+        if let Some(a) = &auth.audience {
+            put("JWT_AUDIENCE", a.clone());
+        }
+    }
+    if let Some(turn) = &sc.spec.turn {
+        if !turn.urls.is_empty() {
+            put("TURN_URLS", turn.urls.join(","));
+        }
+        if !turn.stun_urls.is_empty() {
+            put("STUN_URLS", turn.stun_urls.join(","));
+        }
+        if let Some(t) = turn.ttl_seconds {
+            put("TURN_TTL_SECS", t.to_string());
+        }
+    }
+    d
+}
+
+/// Names of the environment variables the operator sets; `spec.env` may not
+/// override them.
+pub const RESERVED_ENV: &[&str] = &[
+    "PORT",
+    "HOST",
+    "SERVER_ID",
+    "REDIS_URL",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "REDIS_PASSWORD",
+    "REDIS_TLS",
+    "REDIS_TLS_CA_FILE",
+    "JWT_SECRET",
+    "TURN_SECRET",
+];
+
+/// The server ConfigMap.
+pub fn server_configmap(sc: &SignalingCluster) -> ConfigMap {
+    ConfigMap {
+        metadata: meta(sc, &names(sc).config, "server"),
+        data: Some(server_config_data(sc)),
+        ..Default::default()
+    }
+}
+
+/// The ServiceAccount the server pods run as (no API access).
+pub fn service_account(sc: &SignalingCluster) -> ServiceAccount {
+    ServiceAccount {
+        metadata: meta(sc, &names(sc).server, "server"),
+        automount_service_account_token: Some(false),
+        ..Default::default()
+    }
+}
+
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_string(),
+                key: key.to_string(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn restricted_container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::String("http".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    }
+}
+
+fn anti_affinity(sc: &SignalingCluster) -> Option<Affinity> {
+    let term = PodAffinityTerm {
+        label_selector: Some(LabelSelector {
+            match_labels: Some(selector_labels(sc, "server")),
+            ..Default::default()
+        }),
+        topology_key: "kubernetes.io/hostname".into(),
+        ..Default::default()
+    };
+    let paa = match sc.spec.anti_affinity {
+        AntiAffinity::None => return None,
+        AntiAffinity::Preferred => PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: term,
+                },
+            ]),
+            ..Default::default()
+        },
+        AntiAffinity::Required => PodAntiAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![term]),
+            ..Default::default()
+        },
+    };
+    Some(Affinity {
+        pod_anti_affinity: Some(paa),
+        ..Default::default()
+    })
+}
+
+/// Hash of everything that, when changed, must restart the server pods: the
+/// ConfigMap data and the Secret references the pods read.
+pub fn config_hash(sc: &SignalingCluster) -> String {
+    let secrets = (
+        &sc.spec.auth.as_ref().map(|a| &a.jwt_secret_ref),
+        &sc.spec.turn.as_ref().map(|t| &t.secret_ref),
+        &sc.spec
+            .redis
+            .external
+            .as_ref()
+            .map(|e| (&e.password_secret_ref, &e.tls)),
+    );
+    hash_of(&(server_config_data(sc), secrets))
+}
+
+/// The server Deployment. `replicas` is left out while autoscaling is on, so the
+/// operator's field manager does not own it and never fights the HPA.
+pub fn deployment(sc: &SignalingCluster) -> Deployment {
+    let n = names(sc);
+    let spec = &sc.spec;
+
+    let mut env = vec![EnvVar {
+        name: "SERVER_ID".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.name".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    let mut volumes = vec![Volume {
+        name: "tmp".into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    }];
+    let mut mounts = vec![VolumeMount {
+        name: "tmp".into(),
+        mount_path: "/tmp".into(),
+        ..Default::default()
+    }];
+    match (&spec.redis.external, managed_redis(sc)) {
+        (Some(ext), _) => {
+            if let Some(r) = &ext.password_secret_ref {
+                env.push(secret_env("REDIS_PASSWORD", &r.name, &r.key));
+            }
+            if let Some(ca) = ext.tls.as_ref().and_then(|t| t.ca_secret_ref.as_ref()) {
+                volumes.push(Volume {
+                    name: "redis-ca".into(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(ca.name.clone()),
+                        items: Some(vec![KeyToPath {
+                            key: ca.key.clone(),
+                            path: "ca.crt".into(),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+                mounts.push(VolumeMount {
+                    name: "redis-ca".into(),
+                    mount_path: REDIS_CA_DIR.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                });
+            }
+        }
+        (None, Some(m)) if m.auth => {
+            env.push(secret_env(
+                "REDIS_PASSWORD",
+                &n.redis_auth,
+                REDIS_PASSWORD_KEY,
+            ));
+        }
+        _ => {}
+    }
+    if let Some(auth) = &spec.auth {
+        env.push(secret_env(
+            "JWT_SECRET",
+            &auth.jwt_secret_ref.name,
+            &auth.jwt_secret_ref.key,
+        ));
+    }
+    if let Some(r) = spec.turn.as_ref().and_then(|t| t.secret_ref.as_ref()) {
+        env.push(secret_env("TURN_SECRET", &r.name, &r.key));
+    }
+    env.extend(spec.env.iter().cloned());
+
+    let container = Container {
+        name: "switchboard".into(),
+        image: Some(server_image(sc)),
+        image_pull_policy: spec.image.pull_policy.map(|p| p.as_str().to_string()),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: SERVER_PORT,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: n.config.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }]),
+        env: Some(env),
+        resources: spec.resources.clone(),
+        liveness_probe: Some(http_probe("/health", 10, 3)),
+        readiness_probe: Some(http_probe("/ready", 5, 2)),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: PRESTOP_SLEEP_SECS,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        security_context: Some(restricted_container_security()),
+        volume_mounts: Some(mounts),
+        ..Default::default()
+    };
+
+    let mut pod_annotations = spec.pod_annotations.clone();
+    pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash(sc));
+
+    let topology_spread = (!spec.topology_spread_constraints.is_empty()).then(|| {
+        spec.topology_spread_constraints
+            .iter()
+            .cloned()
+            .map(|mut c| {
+                if c.label_selector.is_none() {
+                    c.label_selector = Some(LabelSelector {
+                        match_labels: Some(selector_labels(sc, "server")),
+                        ..Default::default()
+                    });
+                }
+                c
+            })
+            .collect()
+    });
+
+    let pod = PodSpec {
+        service_account_name: Some(n.server.clone()),
+        automount_service_account_token: Some(false),
+        containers: vec![container],
+        termination_grace_period_seconds: Some(termination_grace_seconds(sc)),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(SERVER_UID),
+            run_as_group: Some(SERVER_UID),
+            fs_group: Some(SERVER_UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        affinity: anti_affinity(sc),
+        topology_spread_constraints: topology_spread,
+        node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+        tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
+        image_pull_secrets: (!spec.image.pull_secrets.is_empty()).then(|| {
+            spec.image
+                .pull_secrets
+                .iter()
+                .map(|s| LocalObjectReference { name: s.clone() })
+                .collect()
+        }),
+        volumes: Some(volumes),
+        ..Default::default()
+    };
+
+    Deployment {
+        metadata: meta(sc, &n.server, "server"),
+        spec: DeploymentSpec {
+            replicas: (!autoscaling_enabled(sc)).then_some(spec.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(sc, "server")),
+                ..Default::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::Int(1)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(sc, "server")),
+                    annotations: Some(pod_annotations),
+                    ..Default::default()
+                }),
+                spec: Some(pod),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// The Service clients connect to.
+pub fn service(sc: &SignalingCluster) -> Service {
+    let s = &sc.spec.service;
+    let mut metadata = meta(sc, &names(sc).server, "server");
+    if !s.annotations.is_empty() {
+        metadata.annotations = Some(s.annotations.clone());
+    }
+    Service {
+        metadata,
+        spec: Some(K8sServiceSpec {
+            type_: Some(s.type_.as_str().into()),
+            selector: Some(selector_labels(sc, "server")),
+            session_affinity: Some(s.session_affinity.as_str().into()),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: s.port,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The autoscaling/v2 HPA, when autoscaling is enabled.
+pub fn hpa(sc: &SignalingCluster) -> Option<HorizontalPodAutoscaler> {
+    let a = sc.spec.autoscaling.as_ref().filter(|a| a.enabled)?;
+    let resource = |name: &str, pct: i32| MetricSpec {
+        type_: "Resource".into(),
+        resource: Some(ResourceMetricSource {
+            name: name.into(),
+            target: MetricTarget {
+                type_: "Utilization".into(),
+                average_utilization: Some(pct),
+                ..Default::default()
+            },
+        }),
+        ..Default::default()
+    };
+    let mut metrics = Vec::new();
+    if let Some(c) = a.target_cpu_utilization_percentage {
+        metrics.push(resource("cpu", c));
+    }
+    if let Some(m) = a.target_memory_utilization_percentage {
+        metrics.push(resource("memory", m));
+    }
+    if metrics.is_empty() {
+        metrics.push(resource("cpu", 70));
+    }
+    Some(HorizontalPodAutoscaler {
+        metadata: meta(sc, &names(sc).server, "server"),
+        spec: HorizontalPodAutoscalerSpec {
+            scale_target_ref: k8s_openapi::api::autoscaling::v2::CrossVersionObjectReference {
+                api_version: Some("apps/v1".into()),
+                kind: "Deployment".into(),
+                name: names(sc).server,
+            },
+            min_replicas: Some(a.min_replicas),
+            max_replicas: a.max_replicas,
+            metrics: Some(metrics),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
+/// The PodDisruptionBudget, when enabled (by default with more than one replica).
+pub fn pdb(sc: &SignalingCluster) -> Option<PodDisruptionBudget> {
+    if !pdb_enabled(sc) {
+        return None;
+    }
+    let max_unavailable = sc
+        .spec
+        .pod_disruption_budget
+        .as_ref()
+        .map_or(1, |p| p.max_unavailable);
+    Some(PodDisruptionBudget {
+        metadata: meta(sc, &names(sc).server, "server"),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(max_unavailable)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(sc, "server")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// The Secret holding a freshly generated Redis password. Created once (never
+/// applied again), so the password is never rotated by a reconcile.
+pub fn redis_auth_secret(sc: &SignalingCluster, password: &str) -> Secret {
+    Secret {
+        metadata: meta(sc, &names(sc).redis_auth, "redis"),
+        type_: Some("Opaque".into()),
+        string_data: Some(BTreeMap::from([(
+            REDIS_PASSWORD_KEY.to_string(),
+            password.to_string(),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// A random password: 32 bytes of the OS generator, hex encoded.
+pub fn generate_password() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+/// redis.conf of the managed Redis.
+pub fn redis_conf(m: &ManagedRedis) -> String {
+    let mut conf = String::from(
+        "bind * -::*\nport 6379\nprotected-mode no\ndir /data\nmaxmemory-policy noeviction\n",
+    );
+    if m.persistence {
+        conf.push_str("appendonly yes\nappendfsync everysec\nsave \"\"\n");
+    } else {
+        conf.push_str("appendonly no\nsave \"\"\n");
+    }
+    conf
+}
+
+/// ConfigMap with redis.conf, when Redis is managed.
+pub fn redis_configmap(sc: &SignalingCluster) -> Option<ConfigMap> {
+    let m = managed_redis(sc)?;
+    Some(ConfigMap {
+        metadata: meta(sc, &names(sc).redis_config, "redis"),
+        data: Some(BTreeMap::from([("redis.conf".to_string(), redis_conf(&m))])),
+        ..Default::default()
+    })
+}
+
+/// Headless Service of the managed Redis (the StatefulSet's governing service).
+pub fn redis_service(sc: &SignalingCluster) -> Option<Service> {
+    managed_redis(sc)?;
+    Some(Service {
+        metadata: meta(sc, &names(sc).redis, "redis"),
+        spec: Some(K8sServiceSpec {
+            cluster_ip: Some("None".into()),
+            selector: Some(selector_labels(sc, "redis")),
+            publish_not_ready_addresses: Some(false),
+            ports: Some(vec![ServicePort {
+                name: Some("redis".into()),
+                port: REDIS_PORT,
+                target_port: Some(IntOrString::String("redis".into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// The managed Redis StatefulSet (one replica).
+pub fn redis_statefulset(sc: &SignalingCluster) -> Option<StatefulSet> {
+    let m = managed_redis(sc)?;
+    let n = names(sc);
+    let mut env = Vec::new();
+    if m.auth {
+        env.push(secret_env(
+            "REDIS_PASSWORD",
+            &n.redis_auth,
+            REDIS_PASSWORD_KEY,
+        ));
+        // redis-cli reads this, so the probe needs no password on its command line.
+        env.push(secret_env(
+            "REDISCLI_AUTH",
+            &n.redis_auth,
+            REDIS_PASSWORD_KEY,
+        ));
+    }
+    let start = if m.auth {
+        r#"exec redis-server /etc/redis/redis.conf --requirepass "$REDIS_PASSWORD""#
+    } else {
+        "exec redis-server /etc/redis/redis.conf"
+    };
+    let container = Container {
+        name: "redis".into(),
+        image: Some(m.image.clone()),
+        command: Some(vec!["sh".into(), "-c".into(), start.into()]),
+        ports: Some(vec![ContainerPort {
+            name: Some("redis".into()),
+            container_port: REDIS_PORT,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        env: (!env.is_empty()).then_some(env),
+        resources: m.resources.clone(),
+        liveness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::String("redis".into()),
+                ..Default::default()
+            }),
+            period_seconds: Some(10),
+            failure_threshold: Some(3),
+            ..Default::default()
+        }),
+        readiness_probe: Some(Probe {
+            exec: Some(ExecAction {
+                command: Some(vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "redis-cli ping | grep -q PONG".into(),
+                ]),
+            }),
+            period_seconds: Some(5),
+            timeout_seconds: Some(2),
+            ..Default::default()
+        }),
+        security_context: Some(restricted_container_security()),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "data".into(),
+                mount_path: "/data".into(),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "config".into(),
+                mount_path: "/etc/redis".into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        ]),
+        ..Default::default()
+    };
+    let mut volumes = vec![Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: n.redis_config.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    let mut claims = None;
+    if m.persistence {
+        claims = Some(vec![PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some("data".into()),
+                labels: Some(selector_labels(sc, "redis")),
+                ..Default::default()
+            },
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteOnce".into()]),
+                storage_class_name: m.storage.storage_class_name.clone(),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([(
+                        "storage".to_string(),
+                        Quantity(m.storage.size.clone()),
+                    )])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]);
+    } else {
+        volumes.push(Volume {
+            name: "data".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        });
+    }
+    let mut annotations = BTreeMap::new();
+    annotations.insert(CONFIG_HASH_ANNOTATION.to_string(), hash_of(&redis_conf(&m)));
+    Some(StatefulSet {
+        metadata: meta(sc, &n.redis, "redis"),
+        spec: StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(n.redis.clone()),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(sc, "redis")),
+                ..Default::default()
+            },
+            // The claim lives as long as the SignalingCluster's Redis does: deleting
+            // the cluster (or switching it to an external Redis) removes the data.
+            persistent_volume_claim_retention_policy: m.persistence.then(|| {
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Delete".into()),
+                    when_scaled: Some("Retain".into()),
+                }
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(sc, "redis")),
+                    annotations: Some(annotations),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    automount_service_account_token: Some(false),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(REDIS_UID),
+                        run_as_group: Some(REDIS_UID),
+                        fs_group: Some(REDIS_UID),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    termination_grace_period_seconds: Some(30),
+                    ..Default::default()
+                }),
+            },
+            volume_claim_templates: claims,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}

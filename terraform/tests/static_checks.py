@@ -363,6 +363,13 @@ def run(root):
                 c.check(f"{tf.relative_to(cfg.root)}: suppression {m.group(1)} states its reason",
                         len((m.group(2) or "").strip()) >= 30, line.strip())
 
+    # `tflint --recursive` reads .tflint.hcl from each module directory.
+    tflint = (cfg.root / ".tflint.hcl").read_text()
+    for mod, d in cfg.dirs.items():
+        if mod != "root":
+            f = d / ".tflint.hcl"
+            c.check(f"module {mod} has the same .tflint.hcl as the root", f.exists() and f.read_text() == tflint)
+
     root_outputs = named(cfg.mods["root"].get("output"))
     for o in ("alb_dns_name", "websocket_url", "redis_endpoint", "asg_name"):
         c.check(f"root output {o}", o in root_outputs)

@@ -1,0 +1,193 @@
+# The whole stack (root configuration and all modules) against mocked
+# providers: it plans and applies, the outputs are what clients need, and the
+# root variables reject inconsistent settings with clear errors.
+
+mock_provider "aws" {
+  # Data sources are read during plan and the provider validates what flows
+  # from them (policy JSON, zone names, AMI id): give them realistic values.
+  mock_data "aws_iam_policy_document" {
+    defaults = {
+      json          = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
+      minified_json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
+    }
+  }
+
+  mock_data "aws_availability_zones" {
+    defaults = {
+      names    = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+      zone_ids = ["euw1-az1", "euw1-az2", "euw1-az3"]
+    }
+  }
+
+  mock_data "aws_ami" {
+    defaults = {
+      id               = "ami-0123456789abcdef0"
+      root_device_name = "/dev/xvda"
+    }
+  }
+
+  mock_data "aws_partition" {
+    defaults = {
+      partition  = "aws"
+      dns_suffix = "amazonaws.com"
+    }
+  }
+
+  mock_data "aws_caller_identity" {
+    defaults = {
+      account_id = "123456789012"
+      arn        = "arn:aws:iam::123456789012:user/test"
+      user_id    = "AIDATESTTESTTESTTEST"
+    }
+  }
+
+  mock_data "aws_default_tags" {
+    defaults = {
+      tags = {
+        Project   = "switchboard"
+        ManagedBy = "terraform"
+      }
+    }
+  }
+}
+
+mock_provider "random" {}
+
+variables {
+  region          = "eu-west-1"
+  server_version  = "1.2.3"
+  certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/01234567-89ab-cdef-0123-456789abcdef"
+}
+
+run "full_stack" {
+  command = apply
+
+  assert {
+    condition     = startswith(output.websocket_url, "wss://") && endswith(output.websocket_url, "/ws")
+    error_message = "Clients connect over wss:// to /ws."
+  }
+
+  assert {
+    condition     = output.asg_name == "switchboard-nodes"
+    error_message = "The Auto Scaling group name output must be set."
+  }
+
+  assert {
+    condition     = output.redis_endpoint != null && output.redis_endpoint != ""
+    error_message = "The Redis endpoint output must be set."
+  }
+
+  assert {
+    condition     = output.vpc_id != null && output.vpc_id != ""
+    error_message = "Without vpc_id a VPC is created."
+  }
+
+  assert {
+    condition     = aws_kms_key.this.enable_key_rotation == true
+    error_message = "The stack's KMS key must rotate."
+  }
+
+  assert {
+    condition     = aws_security_group.nodes.vpc_id == output.vpc_id
+    error_message = "The nodes' security group must be in the stack's VPC."
+  }
+}
+
+run "domain_name_in_url" {
+  command = apply
+
+  variables {
+    domain_name = "signal.example.com"
+  }
+
+  assert {
+    condition     = output.websocket_url == "wss://signal.example.com/ws"
+    error_message = "websocket_url must use domain_name when it is set."
+  }
+}
+
+run "http_only_for_development" {
+  command = apply
+
+  variables {
+    allow_http_only = true
+    certificate_arn = null
+    domain_name     = "dev.example.com"
+  }
+
+  assert {
+    condition     = output.websocket_url == "ws://dev.example.com/ws"
+    error_message = "An HTTP-only setup serves ws://."
+  }
+}
+
+run "existing_vpc" {
+  command = plan
+
+  variables {
+    vpc_id             = "vpc-0123456789abcdef0"
+    public_subnet_ids  = ["subnet-0123456789abcdef1", "subnet-0123456789abcdef2"]
+    private_subnet_ids = ["subnet-0123456789abcdef3", "subnet-0123456789abcdef4"]
+  }
+
+  assert {
+    condition     = output.vpc_id == "vpc-0123456789abcdef0"
+    error_message = "A given VPC is used as is."
+  }
+
+  assert {
+    condition     = aws_security_group.nodes.vpc_id == "vpc-0123456789abcdef0"
+    error_message = "The nodes' security group must be in the given VPC."
+  }
+}
+
+run "existing_vpc_needs_subnets" {
+  command = plan
+
+  variables {
+    vpc_id = "vpc-0123456789abcdef0"
+  }
+
+  expect_failures = [var.public_subnet_ids, var.private_subnet_ids]
+}
+
+run "certificate_required" {
+  command = plan
+
+  variables {
+    certificate_arn = null
+  }
+
+  expect_failures = [var.certificate_arn]
+}
+
+run "rejects_deregistration_delay_below_drain_timeout" {
+  command = plan
+
+  variables {
+    drain_timeout        = 60
+    deregistration_delay = 30
+  }
+
+  expect_failures = [var.deregistration_delay]
+}
+
+run "rejects_idle_timeout_below_ping_interval" {
+  command = plan
+
+  variables {
+    idle_timeout = 40
+  }
+
+  expect_failures = [var.idle_timeout]
+}
+
+run "rejects_desired_capacity_out_of_range" {
+  command = plan
+
+  variables {
+    desired_capacity = 6
+  }
+
+  expect_failures = [var.desired_capacity]
+}

@@ -1,0 +1,83 @@
+//! Reading another process's memory and CPU time from `/proc` (Linux), to tell
+//! server cost from load-generator cost on a shared machine.
+
+use std::time::Instant;
+
+/// Kernel clock ticks per second for `/proc/PID/stat` times; 100 on every common
+/// Linux build (reading `sysconf(_SC_CLK_TCK)` would need unsafe FFI).
+pub const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+/// Resident set size of `pid` in KiB (`VmRSS` of `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_vmrss(&status).ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/{pid}/status"))
+}
+
+fn parse_vmrss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User plus system CPU time of `pid` (or of this process with `None`), in ticks.
+pub fn cpu_ticks(pid: Option<u32>) -> anyhow::Result<u64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let stat = std::fs::read_to_string(&path)?;
+    parse_cpu_ticks(&stat).ok_or_else(|| anyhow::anyhow!("cannot parse {path}"))
+}
+
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name may hold spaces and parentheses; fields resume after the
+    // last `)`. utime and stime are fields 14 and 15, i.e. 12th and 13th after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// CPU use of a process over an interval, as a share of one core.
+pub struct CpuMeter {
+    pid: Option<u32>,
+    ticks: u64,
+    at: Instant,
+}
+
+impl CpuMeter {
+    /// Starts measuring `pid` (`None`: this process).
+    pub fn start(pid: Option<u32>) -> anyhow::Result<Self> {
+        Ok(Self {
+            pid,
+            ticks: cpu_ticks(pid)?,
+            at: Instant::now(),
+        })
+    }
+
+    /// Cores used since [`CpuMeter::start`] (1.0 = one core busy all the time).
+    pub fn cores(&self) -> anyhow::Result<f64> {
+        let ticks = cpu_ticks(self.pid)?.saturating_sub(self.ticks);
+        let secs = self.at.elapsed().as_secs_f64().max(1e-9);
+        Ok(ticks as f64 / CLOCK_TICKS_PER_SEC / secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_vmrss() {
+        let status = "Name:\tswitchboard\nVmPeak:\t  100 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
+        assert_eq!(parse_vmrss(status), Some(12345));
+        assert_eq!(parse_vmrss("Name: x\n"), None);
+    }
+
+    #[test]
+    fn parses_cpu_ticks_with_odd_command_names() {
+        let stat = "42 (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(300));
+        assert!(cpu_ticks(None).is_ok());
+    }
+}

@@ -159,6 +159,7 @@ module "asg" {
   server_idle_timeout = var.server_idle_timeout
   log_level           = var.log_level
   server_environment  = var.server_environment
+  server_secrets      = var.server_secrets
 
   redis_host       = module.elasticache.primary_endpoint
   redis_port       = module.elasticache.port

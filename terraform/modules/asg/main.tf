@@ -67,6 +67,7 @@ locals {
     redis_host     = var.redis_host
     redis_port     = var.redis_port
     secret_arn     = var.redis_secret_arn
+    server_secrets = var.server_secrets
     stop_timeout   = local.stop_timeout
     asg_name       = local.asg_name
     hook_name      = local.hook_name
@@ -292,6 +293,15 @@ data "aws_iam_policy_document" "node" {
       test     = "StringEquals"
       variable = "kms:ViaService"
       values   = ["secretsmanager.${var.region}.amazonaws.com"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(var.server_secrets) > 0 ? [values(var.server_secrets)] : []
+    content {
+      sid       = "ReadServerSecrets"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = statement.value
     }
   }
 

@@ -143,6 +143,12 @@ variable "server_environment" {
   }
 }
 
+variable "server_secrets" {
+  description = "Secret environment variables: NAME = Secrets Manager secret ARN. Fetched at each start, never in user data."
+  type        = map(string)
+  default     = {}
+}
+
 variable "redis_host" {
   description = "Redis primary endpoint."
   type        = string

@@ -1,1 +1,124 @@
-//! Switchboard signaling server library (being built).
+//! Switchboard: a WebRTC signaling server.
+//!
+//! # Layout
+//! - [`config`]: flags and environment into a validated [`config::Config`].
+//! - [`protocol`]: wire types; parses client frames, serializes replies and
+//!   events (no I/O).
+//! - [`filters`], [`state`]: `discover` filters and room-state merge patches,
+//!   pure functions shared by every backend.
+//! - [`backend`]: rooms, peers, state, per-peer event sequencing and routing,
+//!   behind one trait with an in-memory ([`backend::memory`]) and a Redis
+//!   ([`backend::redis`]) implementation.
+//! - [`session`]: one WebSocket connection (read loop, write loop, limits).
+//! - [`outbox`]: the bounded outbound queue of a connection.
+//! - [`http`]: routes (`/ws`, `/health`, `/ready`, `/metrics`, `/status`, `/`).
+//! - [`node`]: the shared handle; [`shutdown`]: the graceful drain;
+//!   [`metrics`]: Prometheus; [`telemetry`]: logging.
+//!
+//! The binary (`main.rs`) only parses the command line and calls [`run`].
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod config;
+pub mod filters;
+pub mod http;
+pub mod metrics;
+pub mod node;
+pub mod outbox;
+pub mod protocol;
+pub mod session;
+pub mod shutdown;
+pub mod state;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::backend::memory::MemoryBackend;
+use crate::backend::Backend;
+use crate::config::{BackendConfig, Config};
+use crate::metrics::Metrics;
+use crate::node::Node;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot serve on the listening socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+/// Builds the backend the configuration asks for.
+pub async fn build_backend(
+    config: &Config,
+    _metrics: &mut Metrics,
+) -> Result<Arc<dyn Backend>, Error> {
+    match &config.backend {
+        BackendConfig::Memory => Ok(MemoryBackend::new(
+            config.limits.clone(),
+            config.timing.resume_window,
+        )),
+        BackendConfig::Redis(_) => Err(Error::Backend(
+            "the Redis backend is not available in this build".into(),
+        )),
+    }
+}
+
+/// Serves one node on `listener` until `shutdown` resolves, then drains:
+/// `/ready` turns 503, clients get `reconnect` and close 1001, and the call
+/// returns once they are gone or the drain timeout passed.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let mut metrics = Metrics::new();
+    let backend = build_backend(&config, &mut metrics).await?;
+    let node = Node::new(config, backend, metrics);
+    let addr = listener.local_addr()?;
+    info!(
+        node = %node.config.node_id,
+        region = %node.config.region,
+        backend = node.backend.kind(),
+        "switchboard {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
+    warn!("authentication is off: any client may join any room (configure JWT_SECRET to require tokens)");
+    info!(addr = %addr, "listening");
+
+    let drain_node = node.clone();
+    let drained = async move {
+        shutdown.await;
+        let node = drain_node;
+        info!(
+            connections = node.drain.active(),
+            "shutdown signal received: draining"
+        );
+        node.drain.start();
+        let timeout = node.config.timing.drain_timeout;
+        if tokio::time::timeout(timeout, node.drain.wait_idle())
+            .await
+            .is_err()
+        {
+            warn!(
+                connections = node.drain.active(),
+                "drain timeout ({}s) passed with connections still open; closing them",
+                timeout.as_secs()
+            );
+        }
+    };
+    axum::serve(
+        listener,
+        http::app(node.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(drained)
+    .await?;
+    node.backend.shutdown().await;
+    info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,479 @@
+//! The embedded backend: one node, every room in this process.
+//!
+//! Each room sits behind its own mutex, so rooms never contend with each
+//! other, and every change to a room (join, leave, delivery, state) is one
+//! critical section: that is what makes joins race-free (each of two
+//! simultaneous joiners sees the other exactly once) and keeps per-peer `seq`
+//! gapless. No lock is held across an await.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::extract::ws::Utf8Bytes;
+use serde_json::{Map, Value};
+
+use super::{
+    new_peer_id, not_joined, now_ms, peer_id_taken, peer_not_found, room_full, token, Backend,
+    BackendHealth, BackendStats, JoinArgs, JoinOutcome, Member,
+};
+use crate::config::Limits;
+use crate::outbox::Outbox;
+use crate::protocol::{event, stamp, EventBody, LeaveReason, PeerInfo, ProtocolError, RoomState};
+use crate::state;
+
+/// The in-memory backend.
+pub struct MemoryBackend {
+    rooms: RwLock<HashMap<String, Arc<Mutex<Room>>>>,
+    limits: Limits,
+    resume_window: Duration,
+    attachments: AtomicU64,
+    this: Weak<MemoryBackend>,
+}
+
+#[derive(Default)]
+struct Room {
+    peers: HashMap<String, Peer>,
+    state: RoomState,
+    /// Join order, so listings are stable.
+    joins: u64,
+    /// Set when the room was dropped from the map; a join that raced with the
+    /// removal looks the room up again.
+    removed: bool,
+}
+
+struct Peer {
+    info: PeerInfo,
+    order: u64,
+    secret_hash: [u8; 32],
+    attachment: u64,
+    /// Last seq assigned to an event for this peer.
+    seq: u64,
+    /// Recent events, for replay on resume.
+    buffer: VecDeque<(u64, &'static str, Utf8Bytes)>,
+    buffer_bytes: usize,
+    /// The connection's queue while attached.
+    outbox: Option<Arc<Outbox>>,
+    /// Last seq written to the socket when it detached.
+    written_seq: u64,
+}
+
+impl Peer {
+    fn deliver(&mut self, body: &EventBody, limits: &Limits) {
+        self.seq += 1;
+        let text = Utf8Bytes::from(stamp(self.seq, &body.json));
+        if let Some(outbox) = &self.outbox {
+            // An overflow closes that connection; the event stays buffered.
+            let _ = outbox.event(self.seq, body.kind, text.clone());
+        }
+        self.buffer_bytes += text.len();
+        self.buffer.push_back((self.seq, body.kind, text));
+        while self.buffer.len() > limits.recovery_buffer_events
+            || self.buffer_bytes > limits.recovery_buffer_bytes
+        {
+            match self.buffer.pop_front() {
+                Some((_, _, t)) => self.buffer_bytes -= t.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// Pushes every buffered event after `from` into `outbox`; false when the
+    /// buffer no longer reaches back to `from + 1`.
+    fn replay(&self, from: u64, outbox: &Outbox) -> bool {
+        if from >= self.seq {
+            outbox.set_last_seq(self.seq);
+            return true;
+        }
+        let oldest = self.buffer.front().map(|(s, _, _)| *s).unwrap_or(u64::MAX);
+        if oldest > from + 1 {
+            outbox.set_last_seq(self.seq);
+            return false;
+        }
+        outbox.set_last_seq(from);
+        for (seq, kind, text) in self.buffer.iter().filter(|(s, _, _)| *s > from) {
+            let _ = outbox.event(*seq, kind, text.clone());
+        }
+        true
+    }
+}
+
+impl Room {
+    fn others(&self, me: &str) -> Vec<PeerInfo> {
+        let mut list: Vec<(&u64, &PeerInfo)> = self
+            .peers
+            .values()
+            .filter(|p| p.info.peer != me)
+            .map(|p| (&p.order, &p.info))
+            .collect();
+        list.sort_by_key(|(order, _)| **order);
+        list.into_iter().map(|(_, info)| info.clone()).collect()
+    }
+
+    fn deliver_all_but(&mut self, me: &str, body: &EventBody, limits: &Limits) {
+        for peer in self.peers.values_mut().filter(|p| p.info.peer != me) {
+            peer.deliver(body, limits);
+        }
+    }
+
+    /// The member's peer, if the member is its current attachment.
+    fn member(&mut self, member: &Member) -> Result<&mut Peer, ProtocolError> {
+        match self.peers.get_mut(&member.peer) {
+            Some(p) if p.attachment == member.attachment => Ok(p),
+            _ => Err(not_joined()),
+        }
+    }
+}
+
+fn lock(room: &Mutex<Room>) -> MutexGuard<'_, Room> {
+    room.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MemoryBackend {
+    /// A new, empty backend.
+    pub fn new(limits: Limits, resume_window: Duration) -> Arc<Self> {
+        Arc::new_cyclic(|this| Self {
+            rooms: RwLock::new(HashMap::new()),
+            limits,
+            resume_window,
+            attachments: AtomicU64::new(1),
+            this: this.clone(),
+        })
+    }
+
+    fn room(&self, name: &str) -> Option<Arc<Mutex<Room>>> {
+        self.rooms
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    fn room_or_create(&self, name: &str) -> Arc<Mutex<Room>> {
+        if let Some(room) = self.room(name) {
+            return room;
+        }
+        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        rooms.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Drops a room from the map once it has no peers left.
+    fn remove_if_empty(&self, name: &str) {
+        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(room) = rooms.get(name) {
+            let mut guard = lock(room);
+            if guard.peers.is_empty() {
+                guard.removed = true;
+                drop(guard);
+                rooms.remove(name);
+            }
+        }
+    }
+
+    fn with_member<T>(
+        &self,
+        member: &Member,
+        f: impl FnOnce(&mut Room) -> Result<T, ProtocolError>,
+    ) -> Result<T, ProtocolError> {
+        let room = self.room(&member.room).ok_or_else(not_joined)?;
+        let mut guard = lock(&room);
+        guard.member(member)?;
+        f(&mut guard)
+    }
+
+    fn remove_peer(&self, member: &Member, reason: LeaveReason, only_if_away: bool) -> bool {
+        let Some(room) = self.room(&member.room) else {
+            return false;
+        };
+        let mut guard = lock(&room);
+        match guard.peers.get(&member.peer) {
+            Some(p)
+                if p.attachment == member.attachment && !(only_if_away && p.outbox.is_some()) => {}
+            _ => return false,
+        }
+        guard.peers.remove(&member.peer);
+        let body = event::peer_left(&member.peer, reason);
+        let limits = self.limits.clone();
+        guard.deliver_all_but(&member.peer, &body, &limits);
+        let empty = guard.peers.is_empty();
+        drop(guard);
+        if empty {
+            self.remove_if_empty(&member.room);
+        }
+        true
+    }
+
+    fn join_locked(
+        &self,
+        room: &mut Room,
+        args: &JoinArgs<'_>,
+    ) -> Result<JoinOutcome, ProtocolError> {
+        let req = args.request;
+        let limits = &self.limits;
+        let mut recovered = None;
+        let mut peer_id = req.peer.clone();
+
+        if let Some(resume) = &req.resume {
+            let parsed = token::parse(resume)
+                .filter(|t| t.room == req.room && req.peer.as_ref().is_none_or(|p| p == &t.peer));
+            match parsed {
+                None => {
+                    return Err(ProtocolError::bad_request(
+                        "`resume` is not a session token of this room and peer; join without it",
+                    ))
+                }
+                Some(t) => {
+                    if let Some(existing) = room.peers.get_mut(&t.peer) {
+                        if !token::same_hash(&existing.secret_hash, &t.secret_hash) {
+                            return Err(peer_id_taken(&t.peer));
+                        }
+                        return Ok(self.resume_locked(room, &t.peer, resume, args));
+                    }
+                    // The session expired: join afresh under the same id.
+                    recovered = Some(false);
+                    peer_id = Some(t.peer);
+                }
+            }
+        }
+
+        let peer_id = match peer_id {
+            Some(id) => {
+                if room.peers.contains_key(&id) {
+                    return Err(peer_id_taken(&id));
+                }
+                id
+            }
+            None => loop {
+                let id = new_peer_id();
+                if !room.peers.contains_key(&id) {
+                    break id;
+                }
+            },
+        };
+        if room.peers.len() >= limits.max_peers_per_room {
+            return Err(room_full(limits.max_peers_per_room));
+        }
+        let info = PeerInfo {
+            peer: peer_id.clone(),
+            role: req.role.clone(),
+            metadata: req.metadata.clone(),
+            joined_at: now_ms(),
+        };
+        room.deliver_all_but(&peer_id, &event::peer_joined(&info), limits);
+        let minted = token::mint(&req.room, &peer_id);
+        let attachment = self.attachments.fetch_add(1, Ordering::Relaxed);
+        room.joins += 1;
+        let peers = room.others(&peer_id);
+        room.peers.insert(
+            peer_id.clone(),
+            Peer {
+                info: info.clone(),
+                order: room.joins,
+                secret_hash: minted.secret_hash,
+                attachment,
+                seq: 0,
+                buffer: VecDeque::new(),
+                buffer_bytes: 0,
+                outbox: Some(args.outbox.clone()),
+                written_seq: 0,
+            },
+        );
+        Ok(JoinOutcome {
+            member: Member {
+                room: req.room.clone(),
+                peer: peer_id,
+                attachment,
+            },
+            me: info,
+            session: minted.token,
+            peers,
+            state: room.state.clone(),
+            recovered,
+        })
+    }
+
+    fn resume_locked(
+        &self,
+        room: &mut Room,
+        peer_id: &str,
+        token: &str,
+        args: &JoinArgs<'_>,
+    ) -> JoinOutcome {
+        let attachment = self.attachments.fetch_add(1, Ordering::Relaxed);
+        let peers = room.others(peer_id);
+        let state = room.state.clone();
+        let Some(peer) = room.peers.get_mut(peer_id) else {
+            unreachable!("caller checked the peer exists")
+        };
+        if let Some(old) = peer.outbox.take() {
+            // The old connection is still open (the client noticed the break
+            // before the server did): retire it.
+            peer.written_seq = old.written_seq();
+            old.close(
+                crate::session::CLOSE_SESSION_MOVED,
+                "session resumed on another connection",
+            );
+        }
+        let from = args.request.last_seq.unwrap_or(peer.written_seq);
+        let recovered = peer.replay(from, &args.outbox);
+        peer.attachment = attachment;
+        peer.outbox = Some(args.outbox.clone());
+        JoinOutcome {
+            member: Member {
+                room: args.request.room.clone(),
+                peer: peer_id.to_owned(),
+                attachment,
+            },
+            me: peer.info.clone(),
+            session: token.to_owned(),
+            peers,
+            state,
+            recovered: Some(recovered),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn join(&self, args: JoinArgs<'_>) -> Result<JoinOutcome, ProtocolError> {
+        loop {
+            let room = self.room_or_create(&args.request.room);
+            let mut guard = lock(&room);
+            if guard.removed {
+                continue;
+            }
+            let result = self.join_locked(&mut guard, &args);
+            let empty = guard.peers.is_empty();
+            drop(guard);
+            if empty {
+                self.remove_if_empty(&args.request.room);
+            }
+            return result;
+        }
+    }
+
+    async fn leave(&self, member: &Member) -> Result<(), ProtocolError> {
+        if self.remove_peer(member, LeaveReason::Left, false) {
+            Ok(())
+        } else {
+            Err(not_joined())
+        }
+    }
+
+    async fn detach(&self, member: &Member, reason: LeaveReason, written_seq: u64) {
+        let detached = self
+            .with_member(member, |room| {
+                let peer = room.member(member)?;
+                peer.outbox = None;
+                peer.written_seq = written_seq;
+                Ok(())
+            })
+            .is_ok();
+        if !detached {
+            return;
+        }
+        let this = self.this.clone();
+        let member = member.clone();
+        let window = self.resume_window;
+        tokio::spawn(async move {
+            tokio::time::sleep(window).await;
+            if let Some(backend) = this.upgrade() {
+                backend.remove_peer(&member, reason, true);
+            }
+        });
+    }
+
+    async fn signal(
+        &self,
+        member: &Member,
+        to: &str,
+        body: EventBody,
+    ) -> Result<(), ProtocolError> {
+        let limits = &self.limits;
+        self.with_member(member, |room| {
+            let peer = room.peers.get_mut(to).ok_or_else(|| peer_not_found(to))?;
+            peer.deliver(&body, limits);
+            Ok(())
+        })
+    }
+
+    async fn broadcast(&self, member: &Member, body: EventBody) -> Result<(), ProtocolError> {
+        let limits = &self.limits;
+        self.with_member(member, |room| {
+            room.deliver_all_but(&member.peer, &body, limits);
+            Ok(())
+        })
+    }
+
+    async fn peers(&self, member: &Member) -> Result<Vec<PeerInfo>, ProtocolError> {
+        self.with_member(member, |room| Ok(room.others(&member.peer)))
+    }
+
+    async fn set_state(
+        &self,
+        member: &Member,
+        patch: &Map<String, Value>,
+        if_version: Option<u64>,
+    ) -> Result<u64, ProtocolError> {
+        let limits = &self.limits;
+        self.with_member(member, |room| {
+            let next = state::apply(&room.state, patch, if_version, limits.max_state_bytes)?;
+            let body = event::state(&next, &member.peer);
+            room.state = next;
+            for peer in room.peers.values_mut() {
+                peer.deliver(&body, limits);
+            }
+            Ok(room.state.version)
+        })
+    }
+
+    async fn update(
+        &self,
+        member: &Member,
+        role: Option<String>,
+        metadata: Option<Map<String, Value>>,
+    ) -> Result<(), ProtocolError> {
+        let limits = &self.limits;
+        self.with_member(member, |room| {
+            let peer = room.member(member)?;
+            if let Some(role) = role {
+                peer.info.role = role;
+            }
+            if let Some(metadata) = metadata {
+                peer.info.metadata = metadata;
+            }
+            let body = event::peer_updated(&peer.info);
+            room.deliver_all_but(&member.peer, &body, limits);
+            Ok(())
+        })
+    }
+
+    fn health(&self) -> BackendHealth {
+        BackendHealth {
+            healthy: true,
+            detail: "in-memory".into(),
+        }
+    }
+
+    fn stats(&self) -> BackendStats {
+        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        let mut stats = BackendStats {
+            rooms: rooms.len(),
+            ..Default::default()
+        };
+        for room in rooms.values() {
+            let n = lock(room).peers.len();
+            stats.peers += n;
+            stats.room_sizes.push(n);
+        }
+        stats
+    }
+
+    async fn shutdown(&self) {}
+}

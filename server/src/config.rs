@@ -1,0 +1,579 @@
+//! Configuration: read once at startup from flags with environment fallbacks
+//! into typed structs. Every key and default is a named constant here, and
+//! `--help` lists them all. Validation turns bad values into one line that
+//! says which setting is wrong and why.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const DEFAULT_PORT: u16 = 8080;
+pub const DEFAULT_HOST: &str = "0.0.0.0";
+pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 15;
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 128 * 1024;
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+pub const DEFAULT_MAX_METADATA_BYTES: usize = 4 * 1024;
+pub const DEFAULT_MAX_STATE_BYTES: usize = 64 * 1024;
+pub const DEFAULT_MAX_PEERS_PER_ROOM: usize = 100;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 100;
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 300;
+pub const DEFAULT_RATE_LIMIT_MAX_STRIKES: u32 = 100;
+pub const DEFAULT_OUTBOUND_QUEUE_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_RESUME_WINDOW_SECS: u64 = 30;
+pub const DEFAULT_RECOVERY_BUFFER_EVENTS: usize = 512;
+pub const DEFAULT_RECOVERY_BUFFER_BYTES: usize = 256 * 1024;
+pub const DEFAULT_PING_INTERVAL_SECS: u64 = 25;
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1000;
+pub const DEFAULT_NODE_TTL_MS: u64 = 3000;
+
+/// Command line of the `switchboard` binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Switchboard WebRTC signaling server",
+    long_about = "Switchboard WebRTC signaling server.\n\nWithout a Redis URL it serves one \
+                  embedded node with in-memory state. With REDIS_URL (or REDIS_HOST), any \
+                  number of nodes sharing that Redis form one cluster.\n\nEvery option can \
+                  also be set through the environment variable shown next to it."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands besides serving.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the effective configuration as JSON and exit (secrets redacted).
+    PrintConfig,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// JSON lines (production).
+    Json,
+    /// Human-readable, coloured when on a terminal.
+    Pretty,
+    /// JSON unless standard output is a terminal.
+    Auto,
+}
+
+/// Options of the server itself.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// TCP port for HTTP and WebSocket (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = DEFAULT_HOST)]
+    pub host: IpAddr,
+    /// Redis URL (redis:// or rediss://, user and password may be in the URL).
+    /// Unset: embedded single node with in-memory state.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Redis host, used when REDIS_URL is unset.
+    #[arg(long, env = "REDIS_HOST")]
+    pub redis_host: Option<String>,
+    /// Redis port, with REDIS_HOST.
+    #[arg(long, env = "REDIS_PORT", default_value_t = 6379)]
+    pub redis_port: u16,
+    /// Redis password (AUTH), with REDIS_HOST or to add to REDIS_URL.
+    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
+    /// Use TLS to Redis with REDIS_HOST (REDIS_URL says so by its rediss:// scheme).
+    #[arg(long, env = "REDIS_TLS", default_value_t = false)]
+    pub redis_tls: bool,
+    /// PEM file of the CA that signed the Redis server certificate (default: system roots).
+    #[arg(long, env = "REDIS_TLS_CA_FILE")]
+    pub redis_tls_ca_file: Option<PathBuf>,
+    /// Treat the Redis URL as a Redis Cluster (sharded pub/sub, hash-tagged keys).
+    #[arg(long, env = "REDIS_CLUSTER", default_value_t = false)]
+    pub redis_cluster: bool,
+    /// Unique id of this node in the cluster [default: hostname plus a random suffix].
+    #[arg(long, env = "SERVER_ID")]
+    pub server_id: Option<String>,
+    /// Region label reported in /status and logs.
+    #[arg(long, env = "SERVER_REGION", default_value = "local")]
+    pub server_region: String,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+    /// Seconds a draining node waits for clients to leave before exiting.
+    #[arg(long, env = "DRAIN_TIMEOUT_SECS", default_value_t = DEFAULT_DRAIN_TIMEOUT_SECS)]
+    pub drain_timeout_secs: u64,
+    /// Largest WebSocket frame accepted; larger ones close the connection with 1009.
+    #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES)]
+    pub max_frame_bytes: usize,
+    /// Largest signal/broadcast payload (compact JSON bytes).
+    #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value_t = DEFAULT_MAX_PAYLOAD_BYTES)]
+    pub max_payload_bytes: usize,
+    /// Largest peer metadata object (compact JSON bytes).
+    #[arg(long, env = "MAX_METADATA_BYTES", default_value_t = DEFAULT_MAX_METADATA_BYTES)]
+    pub max_metadata_bytes: usize,
+    /// Largest room state `data` (compact JSON bytes).
+    #[arg(long, env = "MAX_STATE_BYTES", default_value_t = DEFAULT_MAX_STATE_BYTES)]
+    pub max_state_bytes: usize,
+    /// Peers per room, away (resumable) peers included.
+    #[arg(long, env = "MAX_PEERS_PER_ROOM", default_value_t = DEFAULT_MAX_PEERS_PER_ROOM)]
+    pub max_peers_per_room: usize,
+    /// WebSocket connections per node; upgrades beyond it get HTTP 503.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Sustained messages per second per connection (token bucket rate).
+    #[arg(long, env = "RATE_LIMIT_PER_SEC", default_value_t = DEFAULT_RATE_LIMIT_PER_SEC)]
+    pub rate_limit_per_sec: u32,
+    /// Burst of messages per connection (token bucket size).
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = DEFAULT_RATE_LIMIT_BURST)]
+    pub rate_limit_burst: u32,
+    /// Rate-limited messages in a row after which the connection is closed (1008).
+    #[arg(long, env = "RATE_LIMIT_MAX_STRIKES", default_value_t = DEFAULT_RATE_LIMIT_MAX_STRIKES)]
+    pub rate_limit_max_strikes: u32,
+    /// Bytes queued for one connection before it is closed as a slow consumer (1008).
+    #[arg(long, env = "OUTBOUND_QUEUE_BYTES", default_value_t = DEFAULT_OUTBOUND_QUEUE_BYTES)]
+    pub outbound_queue_bytes: usize,
+    /// Seconds a disconnected peer may resume its session before it is removed.
+    #[arg(long, env = "RESUME_WINDOW_SECS", default_value_t = DEFAULT_RESUME_WINDOW_SECS)]
+    pub resume_window_secs: u64,
+    /// Events kept per peer for replay on resume.
+    #[arg(long, env = "RECOVERY_BUFFER_EVENTS", default_value_t = DEFAULT_RECOVERY_BUFFER_EVENTS)]
+    pub recovery_buffer_events: usize,
+    /// Bytes of events kept per peer for replay on resume.
+    #[arg(long, env = "RECOVERY_BUFFER_BYTES", default_value_t = DEFAULT_RECOVERY_BUFFER_BYTES)]
+    pub recovery_buffer_bytes: usize,
+    /// Seconds between server WebSocket pings.
+    #[arg(long, env = "PING_INTERVAL_SECS", default_value_t = DEFAULT_PING_INTERVAL_SECS)]
+    pub ping_interval_secs: u64,
+    /// Seconds without any frame from a client before it is closed.
+    #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = DEFAULT_IDLE_TIMEOUT_SECS)]
+    pub idle_timeout_secs: u64,
+    /// Milliseconds between node heartbeats to Redis (cluster mode).
+    #[arg(long, env = "HEARTBEAT_INTERVAL_MS", default_value_t = DEFAULT_HEARTBEAT_INTERVAL_MS)]
+    pub heartbeat_interval_ms: u64,
+    /// Milliseconds after its last heartbeat a node is declared dead (cluster mode).
+    #[arg(long, env = "NODE_TTL_MS", default_value_t = DEFAULT_NODE_TTL_MS)]
+    pub node_ttl_ms: u64,
+}
+
+/// Per-message and per-connection bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_frame_bytes: usize,
+    pub max_payload_bytes: usize,
+    pub max_metadata_bytes: usize,
+    pub max_state_bytes: usize,
+    pub max_peers_per_room: usize,
+    pub max_connections: usize,
+    pub rate_limit_per_sec: u32,
+    pub rate_limit_burst: u32,
+    pub rate_limit_max_strikes: u32,
+    pub outbound_queue_bytes: usize,
+    pub recovery_buffer_events: usize,
+    pub recovery_buffer_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            max_metadata_bytes: DEFAULT_MAX_METADATA_BYTES,
+            max_state_bytes: DEFAULT_MAX_STATE_BYTES,
+            max_peers_per_room: DEFAULT_MAX_PEERS_PER_ROOM,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            rate_limit_per_sec: DEFAULT_RATE_LIMIT_PER_SEC,
+            rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
+            rate_limit_max_strikes: DEFAULT_RATE_LIMIT_MAX_STRIKES,
+            outbound_queue_bytes: DEFAULT_OUTBOUND_QUEUE_BYTES,
+            recovery_buffer_events: DEFAULT_RECOVERY_BUFFER_EVENTS,
+            recovery_buffer_bytes: DEFAULT_RECOVERY_BUFFER_BYTES,
+        }
+    }
+}
+
+/// Where shared state lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendConfig {
+    /// One node, state in this process.
+    Memory,
+    /// A cluster of nodes sharing a Redis.
+    Redis(RedisConfig),
+}
+
+/// Connection settings for Redis.
+#[derive(Clone, PartialEq)]
+pub struct RedisConfig {
+    /// Full URL including credentials.
+    pub url: String,
+    pub tls_ca_file: Option<PathBuf>,
+    pub cluster: bool,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("cluster", &self.cluster)
+            .finish()
+    }
+}
+
+/// Hides the password of a URL for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Liveness and resume timing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timing {
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+    pub resume_window: Duration,
+    pub drain_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub node_ttl: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(DEFAULT_PING_INTERVAL_SECS),
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
+            resume_window: Duration::from_secs(DEFAULT_RESUME_WINDOW_SECS),
+            drain_timeout: Duration::from_secs(DEFAULT_DRAIN_TIMEOUT_SECS),
+            heartbeat_interval: Duration::from_millis(DEFAULT_HEARTBEAT_INTERVAL_MS),
+            node_ttl: Duration::from_millis(DEFAULT_NODE_TTL_MS),
+        }
+    }
+}
+
+/// The validated configuration of one node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub node_id: String,
+    pub region: String,
+    pub log_format: LogFormat,
+    pub backend: BackendConfig,
+    pub limits: Limits,
+    pub timing: Timing,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 0,
+            node_id: default_node_id(),
+            region: "local".into(),
+            log_format: LogFormat::Auto,
+            backend: BackendConfig::Memory,
+            limits: Limits::default(),
+            timing: Timing::default(),
+        }
+    }
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid configuration: {setting}: {reason}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        reason: reason.into(),
+    }
+}
+
+impl ServeArgs {
+    /// Validates the arguments into a [`Config`].
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let positive = |setting: &'static str, v: u64| {
+            if v == 0 {
+                Err(invalid(setting, "must be greater than 0"))
+            } else {
+                Ok(v)
+            }
+        };
+        positive("MAX_FRAME_BYTES", self.max_frame_bytes as u64)?;
+        positive("MAX_PAYLOAD_BYTES", self.max_payload_bytes as u64)?;
+        positive("MAX_METADATA_BYTES", self.max_metadata_bytes as u64)?;
+        positive("MAX_STATE_BYTES", self.max_state_bytes as u64)?;
+        positive("MAX_PEERS_PER_ROOM", self.max_peers_per_room as u64)?;
+        positive("MAX_CONNECTIONS", self.max_connections as u64)?;
+        positive("RATE_LIMIT_PER_SEC", u64::from(self.rate_limit_per_sec))?;
+        positive("RATE_LIMIT_BURST", u64::from(self.rate_limit_burst))?;
+        positive(
+            "RATE_LIMIT_MAX_STRIKES",
+            u64::from(self.rate_limit_max_strikes),
+        )?;
+        positive("OUTBOUND_QUEUE_BYTES", self.outbound_queue_bytes as u64)?;
+        positive("RESUME_WINDOW_SECS", self.resume_window_secs)?;
+        positive("RECOVERY_BUFFER_EVENTS", self.recovery_buffer_events as u64)?;
+        positive("RECOVERY_BUFFER_BYTES", self.recovery_buffer_bytes as u64)?;
+        positive("PING_INTERVAL_SECS", self.ping_interval_secs)?;
+        positive("IDLE_TIMEOUT_SECS", self.idle_timeout_secs)?;
+        positive("HEARTBEAT_INTERVAL_MS", self.heartbeat_interval_ms)?;
+        if self.rate_limit_burst < self.rate_limit_per_sec {
+            return Err(invalid(
+                "RATE_LIMIT_BURST",
+                format!(
+                    "{} is below RATE_LIMIT_PER_SEC ({}); the bucket must hold at least one second of messages",
+                    self.rate_limit_burst, self.rate_limit_per_sec
+                ),
+            ));
+        }
+        if self.ping_interval_secs >= self.idle_timeout_secs {
+            return Err(invalid(
+                "PING_INTERVAL_SECS",
+                format!(
+                    "{} must be shorter than IDLE_TIMEOUT_SECS ({}), or healthy clients would be closed as idle",
+                    self.ping_interval_secs, self.idle_timeout_secs
+                ),
+            ));
+        }
+        if self.max_payload_bytes >= self.max_frame_bytes {
+            return Err(invalid(
+                "MAX_PAYLOAD_BYTES",
+                format!(
+                    "{} must be smaller than MAX_FRAME_BYTES ({}) so a maximal payload fits in a frame with its envelope",
+                    self.max_payload_bytes, self.max_frame_bytes
+                ),
+            ));
+        }
+        if self.node_ttl_ms < 2 * self.heartbeat_interval_ms {
+            return Err(invalid(
+                "NODE_TTL_MS",
+                format!(
+                    "{} must be at least twice HEARTBEAT_INTERVAL_MS ({}) or live nodes would be declared dead",
+                    self.node_ttl_ms, self.heartbeat_interval_ms
+                ),
+            ));
+        }
+        let node_id = match self.server_id {
+            Some(id) if crate::protocol::is_valid_name(&id) => id,
+            Some(id) => {
+                return Err(invalid(
+                    "SERVER_ID",
+                    format!("{id:?} must be 1-128 characters from [A-Za-z0-9._:@-]"),
+                ))
+            }
+            None => default_node_id(),
+        };
+        let backend = redis_backend(
+            self.redis_url,
+            self.redis_host,
+            self.redis_port,
+            self.redis_password,
+            self.redis_tls,
+            self.redis_tls_ca_file,
+            self.redis_cluster,
+        )?;
+        Ok(Config {
+            host: self.host,
+            port: self.port,
+            node_id,
+            region: self.server_region,
+            log_format: self.log_format,
+            backend,
+            limits: Limits {
+                max_frame_bytes: self.max_frame_bytes,
+                max_payload_bytes: self.max_payload_bytes,
+                max_metadata_bytes: self.max_metadata_bytes,
+                max_state_bytes: self.max_state_bytes,
+                max_peers_per_room: self.max_peers_per_room,
+                max_connections: self.max_connections,
+                rate_limit_per_sec: self.rate_limit_per_sec,
+                rate_limit_burst: self.rate_limit_burst,
+                rate_limit_max_strikes: self.rate_limit_max_strikes,
+                outbound_queue_bytes: self.outbound_queue_bytes,
+                recovery_buffer_events: self.recovery_buffer_events,
+                recovery_buffer_bytes: self.recovery_buffer_bytes,
+            },
+            timing: Timing {
+                ping_interval: Duration::from_secs(self.ping_interval_secs),
+                idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+                resume_window: Duration::from_secs(self.resume_window_secs),
+                drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+                heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
+                node_ttl: Duration::from_millis(self.node_ttl_ms),
+            },
+        })
+    }
+}
+
+fn redis_backend(
+    url: Option<String>,
+    host: Option<String>,
+    port: u16,
+    password: Option<String>,
+    tls: bool,
+    tls_ca_file: Option<PathBuf>,
+    cluster: bool,
+) -> Result<BackendConfig, ConfigError> {
+    let url = match (
+        url.filter(|u| !u.is_empty()),
+        host.filter(|h| !h.is_empty()),
+    ) {
+        (Some(url), _) => {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(invalid(
+                    "REDIS_URL",
+                    format!(
+                        "{:?} must start with redis:// or rediss:// (TLS)",
+                        redact_url(&url)
+                    ),
+                ));
+            }
+            match password {
+                Some(pw) if !url.contains('@') => {
+                    let (scheme, rest) = url.split_once("://").unwrap_or(("redis", &url));
+                    format!("{scheme}://:{}@{rest}", percent_encode(&pw))
+                }
+                _ => url,
+            }
+        }
+        (None, Some(host)) => {
+            let scheme = if tls { "rediss" } else { "redis" };
+            let auth = password
+                .map(|pw| format!(":{}@", percent_encode(&pw)))
+                .unwrap_or_default();
+            format!("{scheme}://{auth}{host}:{port}")
+        }
+        (None, None) => return Ok(BackendConfig::Memory),
+    };
+    if let Some(ca) = &tls_ca_file {
+        if !ca.is_file() {
+            return Err(invalid(
+                "REDIS_TLS_CA_FILE",
+                format!("{} is not a readable file", ca.display()),
+            ));
+        }
+    }
+    Ok(BackendConfig::Redis(RedisConfig {
+        url,
+        tls_ca_file,
+        cluster,
+    }))
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Hostname plus a random suffix, so that two processes on one host never share
+/// an id and a restarted node is a new node to the cluster.
+pub fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+                .take(100)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_owned());
+    let suffix: u32 = rand::random();
+    format!("{host}-{:06x}", suffix & 0xff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["switchboard"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().serve.into_config()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.port, DEFAULT_PORT);
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.timing, Timing::default());
+        assert_eq!(c.backend, BackendConfig::Memory);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        assert_eq!(
+            parse(&["--rate-limit-burst", "10"]).unwrap_err().setting,
+            "RATE_LIMIT_BURST"
+        );
+        assert_eq!(
+            parse(&["--ping-interval-secs", "60"]).unwrap_err().setting,
+            "PING_INTERVAL_SECS"
+        );
+        assert_eq!(
+            parse(&["--max-peers-per-room", "0"]).unwrap_err().setting,
+            "MAX_PEERS_PER_ROOM"
+        );
+        assert_eq!(
+            parse(&["--redis-url", "http://x"]).unwrap_err().setting,
+            "REDIS_URL"
+        );
+        assert_eq!(
+            parse(&["--server-id", "a b"]).unwrap_err().setting,
+            "SERVER_ID"
+        );
+        assert_eq!(
+            parse(&["--max-payload-bytes", "200000"])
+                .unwrap_err()
+                .setting,
+            "MAX_PAYLOAD_BYTES"
+        );
+    }
+
+    #[test]
+    fn redis_settings_compose_a_url() {
+        let c = parse(&[
+            "--redis-host",
+            "cache",
+            "--redis-password",
+            "p@ss",
+            "--redis-tls",
+        ])
+        .unwrap();
+        let BackendConfig::Redis(r) = c.backend else {
+            panic!()
+        };
+        assert_eq!(r.url, "rediss://:p%40ss@cache:6379");
+        assert_eq!(format!("{r:?}").contains("p%40ss"), false);
+        let c = parse(&["--redis-url", "redis://h:1", "--redis-password", "x"]).unwrap();
+        let BackendConfig::Redis(r) = c.backend else {
+            panic!()
+        };
+        assert_eq!(r.url, "redis://:x@h:1");
+    }
+}

@@ -1,0 +1,131 @@
+//! HTTP routes: the WebSocket upgrade, health, readiness, metrics, status and
+//! the small status page. `app()` builds the router so tests and the binary
+//! serve the same thing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::node::Node;
+use crate::session;
+
+/// Read buffer per WebSocket. tungstenite's default (128 KiB) would dominate
+/// the memory of an idle connection; larger frames still arrive in chunks.
+const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Bytes of frames gathered before a write to the socket (frames queued
+/// together are also flushed together).
+const WS_WRITE_BUFFER_BYTES: usize = 8 * 1024;
+
+/// The router of one node.
+pub fn app(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/ws", get(upgrade))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .with_state(node)
+}
+
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({"error": code, "message": message}))).into_response()
+}
+
+async fn upgrade(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if node.drain.is_draining() {
+        node.metrics.rejected("draining");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "this node is shutting down; connect to another node",
+        );
+    }
+    let limits = &node.config.limits;
+    let Some(slot) = node.drain.try_track(limits.max_connections) else {
+        node.metrics.rejected("connection_limit");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "connection_limit",
+            "this node has its maximum number of connections; retry later or connect to another node",
+        );
+    };
+    let conn = node.next_connection_id();
+    ws.read_buffer_size(WS_READ_BUFFER_BYTES)
+        .write_buffer_size(WS_WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(
+            limits.outbound_queue_bytes.max(WS_WRITE_BUFFER_BYTES * 2) + limits.max_frame_bytes,
+        )
+        .max_message_size(limits.max_frame_bytes)
+        .max_frame_size(limits.max_frame_bytes)
+        .on_upgrade(move |socket| async move {
+            session::serve(socket, node, remote, conn).await;
+            drop(slot);
+        })
+}
+
+async fn health(State(node): State<Arc<Node>>) -> Response {
+    Json(json!({"status": "ok", "node": node.config.node_id})).into_response()
+}
+
+async fn ready(State(node): State<Arc<Node>>) -> Response {
+    match node.ready() {
+        Ok(()) => Json(json!({"status": "ready", "node": node.config.node_id})).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": reason,
+                "node": node.config.node_id,
+                "backend": node.backend.health(),
+            })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    let body = node.metrics.render(&node.backend.stats());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn status(State(node): State<Arc<Node>>) -> Response {
+    let stats = node.backend.stats();
+    Json(json!({
+        "node": node.config.node_id,
+        "region": node.config.region,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": node.started.elapsed().as_secs(),
+        "draining": node.drain.is_draining(),
+        "connections": node.drain.active(),
+        "rooms": stats.rooms,
+        "peers": stats.peers,
+        "backend": {
+            "kind": node.backend.kind(),
+            "healthy": node.backend.health().healthy,
+            "detail": node.backend.health().detail,
+        },
+    }))
+    .into_response()
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("../static/index.html"))
+}

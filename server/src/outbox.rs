@@ -1,0 +1,318 @@
+//! The outbound queue of one connection.
+//!
+//! Everything a connection is sent (replies and events) goes through its
+//! `Outbox`; a writer task drains it into the socket. Pushing never blocks and
+//! never waits on the client: the queue is bounded in bytes, and a connection
+//! whose queue overflows is closed with 1008 (slow consumer) instead of growing
+//! memory or stalling the peers that send to it.
+//!
+//! Events carry their per-peer `seq`; the outbox drops any event whose seq it
+//! has already queued, which makes redelivery (replay plus live delivery racing
+//! on resume, or a duplicated cross-node message) harmless. While the
+//! connection waits for its `joined` reply to be queued, events are held back
+//! so that `joined` is always the first message after a `join`.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::Notify;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+/// A frame waiting to be written.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// A text frame; `kind` is the message type for metrics, `seq` is 0 for
+    /// replies and the event's seq otherwise.
+    Text {
+        kind: &'static str,
+        seq: u64,
+        text: Utf8Bytes,
+    },
+    /// Close the connection with this code and reason after what is queued.
+    Close { code: u16, reason: &'static str },
+}
+
+/// What the writer should do next.
+pub enum Next {
+    /// Frames to write, in order.
+    Frames(Vec<Outgoing>),
+    /// The queue overflowed: close with 1008 now.
+    Overflowed,
+}
+
+#[derive(Default)]
+struct Inner {
+    queue: VecDeque<Outgoing>,
+    bytes: usize,
+    /// Events that arrived while held (before `joined` was queued).
+    held: Option<Vec<(u64, &'static str, Utf8Bytes)>>,
+    /// Highest event seq accepted into the queue.
+    last_seq: u64,
+    overflowed: bool,
+    closed: bool,
+}
+
+/// The outbound queue of one connection.
+pub struct Outbox {
+    // A std Mutex: it is never held across an await, and every critical
+    // section is a few pointer moves.
+    inner: Mutex<Inner>,
+    notify: Notify,
+    limit: usize,
+    written_seq: AtomicU64,
+    /// Cancelled once a close is queued or the queue overflowed, so that the
+    /// reader and a writer blocked on a stalled socket both stop.
+    closing: CancellationToken,
+    /// Cancelled only on overflow: tells a writer blocked on the socket to give up.
+    killed: CancellationToken,
+}
+
+/// Why a push was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The connection is closed or closing.
+    Closed,
+    /// The queue is over its byte limit; the connection is being closed.
+    Overflow,
+}
+
+impl Outbox {
+    /// An empty queue holding at most `limit` bytes of text.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            notify: Notify::new(),
+            limit,
+            written_seq: AtomicU64::new(0),
+            closing: CancellationToken::new(),
+            killed: CancellationToken::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the queue half-updated in
+        // a way that matters more than losing the connection, so recover.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a direct reply (no seq).
+    pub fn reply(&self, kind: &'static str, text: impl Into<Utf8Bytes>) -> Result<(), PushError> {
+        let text = text.into();
+        let mut inner = self.lock();
+        self.enqueue(&mut inner, Outgoing::Text { kind, seq: 0, text })
+    }
+
+    /// Queues an event with its seq; duplicates (seq already queued) are
+    /// dropped silently. Returns `Overflow` when the connection must close.
+    pub fn event(&self, seq: u64, kind: &'static str, text: Utf8Bytes) -> Result<(), PushError> {
+        let mut inner = self.lock();
+        if inner.closed {
+            return Err(PushError::Closed);
+        }
+        if seq <= inner.last_seq {
+            return Ok(());
+        }
+        inner.last_seq = seq;
+        if let Some(held) = inner.held.as_mut() {
+            held.push((seq, kind, text));
+            return Ok(());
+        }
+        self.enqueue(&mut inner, Outgoing::Text { kind, seq, text })
+    }
+
+    fn enqueue(&self, inner: &mut Inner, item: Outgoing) -> Result<(), PushError> {
+        if inner.closed {
+            return Err(PushError::Closed);
+        }
+        if inner.overflowed {
+            return Err(PushError::Overflow);
+        }
+        if let Outgoing::Text { text, .. } = &item {
+            if inner.bytes + text.len() > self.limit {
+                inner.overflowed = true;
+                inner.queue.clear();
+                inner.bytes = 0;
+                self.notify.notify_one();
+                self.killed.cancel();
+                self.closing.cancel();
+                return Err(PushError::Overflow);
+            }
+            inner.bytes += text.len();
+        }
+        inner.queue.push_back(item);
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Starts holding events back (until [`Outbox::release`]); replies still flow.
+    /// `after_seq` is the seq the events of this attachment continue from.
+    pub fn hold(&self, after_seq: u64) {
+        let mut inner = self.lock();
+        inner.held = Some(Vec::new());
+        inner.last_seq = after_seq;
+    }
+
+    /// Sets the seq below which events are duplicates (used on resume).
+    pub fn set_last_seq(&self, seq: u64) {
+        let mut inner = self.lock();
+        inner.last_seq = seq;
+        self.written_seq.store(seq, Ordering::Relaxed);
+    }
+
+    /// Queues the held events after everything queued so far and stops holding.
+    pub fn release(&self) -> Result<(), PushError> {
+        let mut inner = self.lock();
+        let Some(held) = inner.held.take() else {
+            return Ok(());
+        };
+        for (seq, kind, text) in held {
+            self.enqueue(&mut inner, Outgoing::Text { kind, seq, text })?;
+        }
+        Ok(())
+    }
+
+    /// Drops held events and stops holding (a join that failed).
+    pub fn discard_held(&self) {
+        let mut inner = self.lock();
+        inner.held = None;
+        inner.last_seq = 0;
+    }
+
+    /// Queues a close frame; nothing can be queued after it.
+    pub fn close(&self, code: u16, reason: &'static str) {
+        let mut inner = self.lock();
+        if inner.closed {
+            return;
+        }
+        inner.queue.push_back(Outgoing::Close { code, reason });
+        inner.closed = true;
+        drop(inner);
+        self.notify.notify_one();
+        self.closing.cancel();
+    }
+
+    /// Resolves once a close was queued or the queue overflowed.
+    pub fn closing(&self) -> WaitForCancellationFuture<'_> {
+        self.closing.cancelled()
+    }
+
+    /// Resolves once the queue overflowed.
+    pub fn killed(&self) -> WaitForCancellationFuture<'_> {
+        self.killed.cancelled()
+    }
+
+    /// Whether the queue overflowed (the connection is a slow consumer).
+    pub fn overflowed(&self) -> bool {
+        self.lock().overflowed
+    }
+
+    /// Whether a close was queued (or the queue overflowed).
+    pub fn is_closed(&self) -> bool {
+        let inner = self.lock();
+        inner.closed || inner.overflowed
+    }
+
+    /// Waits for frames to write (for the writer task).
+    pub async fn next(&self) -> Next {
+        loop {
+            {
+                let mut inner = self.lock();
+                if inner.overflowed {
+                    inner.closed = true;
+                    return Next::Overflowed;
+                }
+                if !inner.queue.is_empty() {
+                    inner.bytes = 0;
+                    return Next::Frames(inner.queue.drain(..).collect());
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// Records that events up to `seq` were written to the socket.
+    pub fn mark_written(&self, seq: u64) {
+        self.written_seq.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// Highest event seq written to the socket: what a resume without
+    /// `last_seq` assumes the client processed.
+    pub fn written_seq(&self) -> u64 {
+        self.written_seq.load(Ordering::Relaxed)
+    }
+
+    /// Bytes currently queued (for tests and metrics).
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Utf8Bytes {
+        Utf8Bytes::from(s)
+    }
+
+    fn frames(o: &Outbox) -> Vec<String> {
+        let fut = o.next();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut fut = Box::pin(fut);
+        match fut.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Next::Frames(f)) => f
+                .into_iter()
+                .map(|f| match f {
+                    Outgoing::Text { text, .. } => text.to_string(),
+                    Outgoing::Close { code, .. } => format!("close {code}"),
+                })
+                .collect(),
+            std::task::Poll::Ready(Next::Overflowed) => vec!["overflow".into()],
+            std::task::Poll::Pending => vec![],
+        }
+    }
+
+    use std::future::Future;
+
+    #[test]
+    fn held_events_follow_the_reply() {
+        let o = Outbox::new(1000);
+        o.hold(0);
+        o.event(1, "signal", text("e1")).unwrap();
+        o.reply("joined", "joined").unwrap();
+        o.release().unwrap();
+        o.event(2, "signal", text("e2")).unwrap();
+        assert_eq!(frames(&o), ["joined", "e1", "e2"]);
+    }
+
+    #[test]
+    fn duplicate_seqs_are_dropped() {
+        let o = Outbox::new(1000);
+        o.event(1, "signal", text("a")).unwrap();
+        o.event(1, "signal", text("a")).unwrap();
+        o.event(2, "signal", text("b")).unwrap();
+        assert_eq!(frames(&o), ["a", "b"]);
+    }
+
+    #[test]
+    fn overflow_closes_instead_of_growing() {
+        let o = Outbox::new(10);
+        o.reply("x", "12345").unwrap();
+        assert_eq!(o.reply("x", "123456"), Err(PushError::Overflow));
+        assert_eq!(o.reply("x", "1"), Err(PushError::Overflow));
+        assert_eq!(frames(&o), ["overflow"]);
+        assert!(o.is_closed());
+    }
+
+    #[test]
+    fn nothing_after_close() {
+        let o = Outbox::new(100);
+        o.reply("x", "a").unwrap();
+        o.close(1001, "bye");
+        assert_eq!(o.reply("x", "b"), Err(PushError::Closed));
+        assert_eq!(frames(&o), ["a", "close 1001"]);
+    }
+}

@@ -1,0 +1,512 @@
+//! One WebSocket connection: the read loop that parses and dispatches client
+//! messages, and the write loop that drains the connection's [`Outbox`].
+//!
+//! The two halves run as separate tasks so that a client that stops reading
+//! never blocks the handling of what it sends, and a slow socket never blocks
+//! the peers that send to it: they only push into its bounded outbox.
+//! Liveness (server pings, idle close), the per-connection rate limit, frame
+//! limits and the drain on shutdown are enforced here; everything about rooms
+//! is the backend's.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::{sleep_until, Duration};
+use tracing::{debug, info, warn};
+
+use crate::backend::{not_joined, JoinArgs, Member};
+use crate::node::Node;
+use crate::outbox::{Next, Outbox, Outgoing};
+use crate::protocol::{
+    self, event, reply, ErrorCode, LeaveReason, ProtocolError, Request, RequestId,
+};
+
+/// Normal close of a connection by the server after a client's close.
+pub const CLOSE_NORMAL: u16 = 1000;
+/// Server shutting down (after a `reconnect` message) or idle client.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Protocol or policy violation: persistent rate-limit abuse, slow consumer.
+pub const CLOSE_POLICY: u16 = 1008;
+/// A frame over the frame limit.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// The peer's session was resumed on another connection.
+pub const CLOSE_SESSION_MOVED: u16 = 4000;
+
+/// Why a connection ended, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    ClientClosed,
+    IdleTimeout,
+    SlowConsumer,
+    RateLimited,
+    FrameTooLarge,
+    Shutdown,
+    SessionMoved,
+    SocketError,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "client_closed",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::RateLimited => "rate_limited",
+            CloseReason::FrameTooLarge => "frame_too_large",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::SessionMoved => "session_moved",
+            CloseReason::SocketError => "socket_error",
+        }
+    }
+
+    /// How the peer is reported if it does not come back within the window.
+    fn leave_reason(self) -> LeaveReason {
+        match self {
+            CloseReason::IdleTimeout => LeaveReason::Timeout,
+            _ => LeaveReason::Disconnected,
+        }
+    }
+}
+
+/// A token bucket: `rate` tokens per second, at most `burst` stored.
+struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct Session {
+    node: Arc<Node>,
+    outbox: Arc<Outbox>,
+    member: Option<Member>,
+    bucket: TokenBucket,
+    strikes: u32,
+    conn: u64,
+}
+
+/// Serves one upgraded WebSocket until it closes.
+pub async fn serve(socket: WebSocket, node: Arc<Node>, remote: SocketAddr, conn: u64) {
+    let opened = Instant::now();
+    node.metrics.connections_total.inc();
+    node.metrics.connections_active.inc();
+    info!(node = %node.config.node_id, conn, %remote, "connection opened");
+
+    let outbox = Arc::new(Outbox::new(node.config.limits.outbound_queue_bytes));
+    let (sink, stream) = socket.split();
+    let mut writer = tokio::spawn(write_loop(sink, outbox.clone(), node.clone()));
+    let limits = &node.config.limits;
+    let mut session = Session {
+        bucket: TokenBucket::new(limits.rate_limit_per_sec, limits.rate_limit_burst),
+        node: node.clone(),
+        outbox: outbox.clone(),
+        member: None,
+        strikes: 0,
+        conn,
+    };
+    let reason = session.read_loop(stream).await;
+
+    let (room, peer) = match session.member.take() {
+        Some(member) => {
+            if reason != CloseReason::SessionMoved {
+                node.backend
+                    .detach(&member, reason.leave_reason(), outbox.written_seq())
+                    .await;
+            }
+            (Some(member.room), Some(member.peer))
+        }
+        None => (None, None),
+    };
+    outbox.close(CLOSE_NORMAL, "");
+    // The writer ends after the close frame; a socket that accepts nothing is
+    // given a moment, then dropped.
+    if tokio::time::timeout(Duration::from_secs(2), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+    if reason == CloseReason::SlowConsumer {
+        node.metrics.slow_consumer_closes.inc();
+    }
+    node.metrics.closed(reason.as_str());
+    node.metrics.connections_active.dec();
+    info!(
+        node = %node.config.node_id,
+        conn,
+        room = room.as_deref().unwrap_or(""),
+        peer = peer.as_deref().unwrap_or(""),
+        reason = reason.as_str(),
+        duration_ms = opened.elapsed().as_millis() as u64,
+        "connection closed"
+    );
+}
+
+fn is_capacity_error(e: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    e.into_inner()
+        .downcast_ref::<WsError>()
+        .is_some_and(|e| matches!(e, WsError::Capacity(_)))
+}
+
+impl Session {
+    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>) -> CloseReason {
+        let idle = self.node.config.timing.idle_timeout;
+        let mut last_seen = Instant::now();
+        let idle_timer = sleep_until((last_seen + idle).into());
+        tokio::pin!(idle_timer);
+        let mut draining = self.node.drain.subscribe();
+        let outbox = self.outbox.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = outbox.closing() => {
+                    return if outbox.overflowed() {
+                        CloseReason::SlowConsumer
+                    } else {
+                        CloseReason::SessionMoved
+                    };
+                }
+                Ok(()) = async { draining.wait_for(|d| *d).await.map(|_| ()) } => {
+                    let jitter = rand::random::<u64>() % 1000;
+                    let _ = outbox.reply("reconnect", reply::reconnect("shutdown", jitter));
+                    outbox.close(CLOSE_GOING_AWAY, "server shutting down");
+                    return CloseReason::Shutdown;
+                }
+                _ = &mut idle_timer => {
+                    // The timer is only re-armed here, not on every frame.
+                    let deadline = last_seen + idle;
+                    if Instant::now() >= deadline {
+                        outbox.close(CLOSE_GOING_AWAY, "idle timeout");
+                        return CloseReason::IdleTimeout;
+                    }
+                    idle_timer.as_mut().reset(deadline.into());
+                }
+                frame = stream.next() => {
+                    last_seen = Instant::now();
+                    match frame {
+                        None => return CloseReason::ClientClosed,
+                        Some(Err(e)) => {
+                            if is_capacity_error(e) {
+                                outbox.close(CLOSE_TOO_BIG, "frame exceeds the frame size limit");
+                                return CloseReason::FrameTooLarge;
+                            }
+                            return CloseReason::SocketError;
+                        }
+                        Some(Ok(Message::Text(text))) => {
+                            if let Some(reason) = self.on_text(&text, last_seen).await {
+                                return reason;
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            if let Some(reason) = self.on_binary(last_seen) {
+                                return reason;
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) => return CloseReason::ClientClosed,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the rate limit; `Err` carries the close reason when the client
+    /// keeps going past it.
+    fn admit(&mut self, now: Instant, id: Option<&RequestId>) -> Result<bool, CloseReason> {
+        if self.bucket.take(now) {
+            self.strikes = 0;
+            return Ok(true);
+        }
+        self.node.metrics.rate_limited.inc();
+        self.strikes += 1;
+        if self.strikes > self.node.config.limits.rate_limit_max_strikes {
+            self.outbox
+                .close(CLOSE_POLICY, "rate limit exceeded repeatedly");
+            return Err(CloseReason::RateLimited);
+        }
+        let limits = &self.node.config.limits;
+        self.send_error(
+            id,
+            &ProtocolError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "over {} messages/s (bursts of {}); slow down",
+                    limits.rate_limit_per_sec, limits.rate_limit_burst
+                ),
+            ),
+        );
+        Ok(false)
+    }
+
+    fn on_binary(&mut self, now: Instant) -> Option<CloseReason> {
+        match self.admit(now, None) {
+            Err(reason) => return Some(reason),
+            Ok(false) => return None,
+            Ok(true) => {}
+        }
+        self.node.metrics.message_in("invalid");
+        self.send_error(
+            None,
+            &ProtocolError::bad_request("binary frames are not accepted; send JSON in text frames"),
+        );
+        None
+    }
+
+    async fn on_text(&mut self, text: &Utf8Bytes, now: Instant) -> Option<CloseReason> {
+        let limits = self.node.config.limits.clone();
+        let parsed = protocol::parse(text.as_str(), &limits);
+        match self.admit(now, parsed.id.as_ref()) {
+            Err(reason) => return Some(reason),
+            Ok(false) => return None,
+            Ok(true) => {}
+        }
+        let kind = parsed.kind;
+        self.node.metrics.message_in(kind);
+        let id = parsed.id;
+        let result = match parsed.request {
+            Ok(request) => self.dispatch(request, id.as_ref()).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            self.send_error(id.as_ref(), &e);
+        }
+        self.node.metrics.handled(kind, now.elapsed().as_secs_f64());
+        None
+    }
+
+    fn send_error(&self, id: Option<&RequestId>, e: &ProtocolError) {
+        self.node.metrics.error(e.code);
+        if e.code == ErrorCode::Internal {
+            warn!(conn = self.conn, error = %e.message, "internal error answered to client");
+        }
+        let _ = self.outbox.reply("error", reply::error(id, e));
+    }
+
+    fn member(&self) -> Result<&Member, ProtocolError> {
+        self.member.as_ref().ok_or_else(not_joined)
+    }
+
+    async fn dispatch(
+        &mut self,
+        request: Request<'_>,
+        id: Option<&RequestId>,
+    ) -> Result<(), ProtocolError> {
+        let backend = self.node.backend.clone();
+        match request {
+            Request::Ping => {
+                let _ = self.outbox.reply("pong", reply::pong(id));
+            }
+            Request::Join(join) => {
+                if self.member.is_some() {
+                    return Err(ProtocolError::new(
+                        ErrorCode::AlreadyJoined,
+                        "this connection is in a room already; leave it first",
+                    ));
+                }
+                self.outbox.hold(0);
+                let outcome = match backend
+                    .join(JoinArgs {
+                        request: &join,
+                        outbox: self.outbox.clone(),
+                    })
+                    .await
+                {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        self.outbox.discard_held();
+                        return Err(e);
+                    }
+                };
+                let ice = self.node.ice_servers(&outcome.me.peer);
+                let text = reply::joined(
+                    id,
+                    &reply::Joined {
+                        ty: "joined",
+                        room: &outcome.member.room,
+                        peer: &outcome.member.peer,
+                        session: &outcome.session,
+                        peers: &outcome.peers,
+                        state: &outcome.state,
+                        ice_servers: &ice,
+                        recovered: outcome.recovered,
+                    },
+                );
+                let _ = self.outbox.reply("joined", text);
+                let _ = self.outbox.release();
+                debug!(conn = self.conn, room = %outcome.member.room, peer = %outcome.member.peer,
+                    resumed = outcome.recovered.is_some(), "joined");
+                self.member = Some(outcome.member);
+            }
+            Request::Leave => {
+                let member = self.member()?.clone();
+                backend.leave(&member).await?;
+                self.member = None;
+                let _ = self.outbox.reply("ok", reply::ok(id));
+            }
+            Request::Signal { to, payload } => {
+                let member = self.member()?;
+                backend
+                    .signal(member, &to, event::signal(&member.peer, payload))
+                    .await?;
+                if id.is_some() {
+                    let _ = self.outbox.reply("ok", reply::ok(id));
+                }
+            }
+            Request::Broadcast { payload } => {
+                let member = self.member()?;
+                backend
+                    .broadcast(member, event::broadcast(&member.peer, payload))
+                    .await?;
+                if id.is_some() {
+                    let _ = self.outbox.reply("ok", reply::ok(id));
+                }
+            }
+            Request::Discover { filters } => {
+                let peers = backend.peers(self.member()?).await?;
+                let peers = crate::filters::select(peers, &filters);
+                let _ = self.outbox.reply("peers", reply::peers(id, &peers));
+            }
+            Request::SetState { patch, if_version } => {
+                let version = backend
+                    .set_state(self.member()?, &patch, if_version)
+                    .await?;
+                let _ = self.outbox.reply("ok", reply::ok_version(id, version));
+            }
+            Request::Update { role, metadata } => {
+                backend.update(self.member()?, role, metadata).await?;
+                let _ = self.outbox.reply("ok", reply::ok(id));
+            }
+        }
+        Ok(())
+    }
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+/// Drains the outbox into the socket, batching frames into one flush, and
+/// sends the server's pings.
+async fn write_loop(mut sink: Sink, outbox: Arc<Outbox>, node: Arc<Node>) {
+    let every = node.config.timing.ping_interval;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        let next = tokio::select! {
+            next = outbox.next() => next,
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        match next {
+            Next::Overflowed => {
+                let frame = CloseFrame {
+                    code: CLOSE_POLICY,
+                    reason: Utf8Bytes::from_static(
+                        "outbound queue full: the client is not reading fast enough",
+                    ),
+                };
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    sink.send(Message::Close(Some(frame))),
+                )
+                .await;
+                return;
+            }
+            Next::Frames(frames) => {
+                let written = write_batch(&mut sink, frames, &node);
+                // A client that stops reading blocks the write; its outbox then
+                // overflows and `killed` ends the wait.
+                let done = tokio::select! {
+                    r = written => r,
+                    _ = outbox.killed() => Err(()),
+                };
+                match done {
+                    Ok((max_seq, closed)) => {
+                        outbox.mark_written(max_seq);
+                        if closed {
+                            return;
+                        }
+                    }
+                    // Overflowed: the next round sends the 1008 close.
+                    Err(()) if outbox.overflowed() => continue,
+                    Err(()) => return,
+                }
+            }
+        }
+    }
+}
+
+/// Writes frames in order and flushes once. Returns the highest event seq
+/// written and whether a close frame was sent.
+async fn write_batch(
+    sink: &mut Sink,
+    frames: Vec<Outgoing>,
+    node: &Node,
+) -> Result<(u64, bool), ()> {
+    let mut max_seq = 0;
+    for frame in frames {
+        match frame {
+            Outgoing::Text { kind, seq, text } => {
+                node.metrics.message_out(kind);
+                max_seq = max_seq.max(seq);
+                sink.feed(Message::Text(text)).await.map_err(|_| ())?;
+            }
+            Outgoing::Close { code, reason } => {
+                let frame = (code != CLOSE_NORMAL || !reason.is_empty()).then(|| CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from_static(reason),
+                });
+                let _ = sink.send(Message::Close(frame)).await;
+                return Ok((max_seq, true));
+            }
+        }
+    }
+    sink.flush().await.map_err(|_| ())?;
+    Ok((max_seq, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_burst_then_rate() {
+        let start = Instant::now();
+        let mut b = TokenBucket::new(10, 20);
+        b.last = start;
+        assert!((0..20).all(|_| b.take(start)));
+        assert!(!b.take(start));
+        let later = start + Duration::from_millis(100);
+        assert!(b.take(later));
+        assert!(!b.take(later));
+    }
+}

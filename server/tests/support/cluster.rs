@@ -1,0 +1,109 @@
+//! `Cluster`: the system under test, one embedded node or several nodes sharing
+//! one real `redis-server`.
+//!
+//! Cases address nodes by index and the index wraps modulo the node count, so a
+//! case that gives successive peers indices 0, 1, 2… spreads them over every node
+//! of a Redis-backed cluster and runs unchanged against one embedded node.
+
+use std::net::SocketAddr;
+
+use futures_util::future::join_all;
+
+use super::client::Client;
+use super::http::{self, HttpResponse};
+use super::process::{RedisProcess, ServerProcess, Settings};
+
+pub struct Cluster {
+    nodes: Vec<ServerProcess>,
+    // Declared after `nodes` so the servers are killed before their backend.
+    redis: Option<RedisProcess>,
+    settings: Settings,
+}
+
+impl Cluster {
+    /// One node with the in-memory backend (`REDIS_URL` unset).
+    pub async fn embedded(settings: Settings) -> Cluster {
+        let node =
+            ServerProcess::start("node-0", &settings.clone().set("SERVER_ID", "node-0")).await;
+        Cluster {
+            nodes: vec![node],
+            redis: None,
+            settings,
+        }
+    }
+
+    /// `count` nodes, each with its own `SERVER_ID`, sharing one fresh redis-server.
+    pub async fn redis(count: usize, settings: Settings) -> Cluster {
+        assert!(count >= 1, "a cluster needs at least one node");
+        let redis = RedisProcess::start().await;
+        let starts = (0..count).map(|i| {
+            let name = format!("node-{i}");
+            let node_settings = settings
+                .clone()
+                .set("SERVER_ID", &name)
+                .set("REDIS_URL", redis.url());
+            async move { ServerProcess::start(&name, &node_settings).await }
+        });
+        let nodes = join_all(starts).await;
+        Cluster {
+            nodes,
+            redis: Some(redis),
+            settings,
+        }
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether peers can sit on different nodes.
+    pub fn is_multi_node(&self) -> bool {
+        self.nodes.len() > 1
+    }
+
+    /// The settings every node was started with (without `SERVER_ID`/`REDIS_URL`).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Node `i` modulo the node count.
+    pub fn node(&self, i: usize) -> &ServerProcess {
+        &self.nodes[i % self.nodes.len()]
+    }
+
+    /// `SERVER_ID` of node `i` (wrapping).
+    pub fn node_id(&self, i: usize) -> String {
+        format!("node-{}", i % self.nodes.len())
+    }
+
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.node(i).addr()
+    }
+
+    /// WebSocket URL of node `i` (wrapping).
+    pub fn ws_url(&self, i: usize) -> String {
+        self.node(i).ws_url()
+    }
+
+    pub fn redis_process(&self) -> Option<&RedisProcess> {
+        self.redis.as_ref()
+    }
+
+    /// A new WebSocket client on node `i`, labelled for failure messages.
+    pub async fn connect(&self, i: usize) -> Client {
+        Client::connect_labelled(&self.ws_url(i), &format!("client@{}", self.node_id(i))).await
+    }
+
+    /// `GET path` on node `i`.
+    pub async fn get(&self, i: usize, path: &str) -> HttpResponse {
+        http::get(self.addr(i), path).await
+    }
+
+    /// Panics with its output when any node exited without being asked to.
+    pub fn assert_alive(&self) {
+        for node in &self.nodes {
+            node.assert_alive();
+        }
+    }
+}

@@ -215,15 +215,27 @@ def grep(path, specs):
     return errs
 
 def strict(schema):
-    """Kubernetes rejects (kubectl: strict field validation) fields a structural
-    schema does not declare; jsonschema does so only with additionalProperties."""
+    """OpenAPI v3 as the API server reads it, in JSON Schema terms: fields a
+    structural schema does not declare are rejected (kubectl's strict field
+    validation), and `nullable: true` admits null."""
     if isinstance(schema, dict):
         schema = {k: strict(v) for k, v in schema.items()}
         if "properties" in schema and "additionalProperties" not in schema \
                 and not schema.get("x-kubernetes-preserve-unknown-fields"):
             schema["additionalProperties"] = False
+        if schema.get("nullable") and isinstance(schema.get("type"), str):
+            schema["type"] = [schema["type"], "null"]
     elif isinstance(schema, list):
         schema = [strict(v) for v in schema]
+    return schema
+
+def root_schema(schema):
+    """apiVersion, kind and metadata are implied at the root of every CRD schema."""
+    schema = strict(schema)
+    props = schema.setdefault("properties", {})
+    props.setdefault("apiVersion", {"type": "string"})
+    props.setdefault("kind", {"type": "string"})
+    props.setdefault("metadata", {"type": "object"})
     return schema
 
 def crs(crd_path, files):
@@ -234,7 +246,7 @@ def crs(crd_path, files):
             continue
         g, k = crd["spec"]["group"], crd["spec"]["names"]["kind"]
         for v in crd["spec"]["versions"]:
-            schemas[(f"{g}/{v['name']}", k)] = strict(v["schema"]["openAPIV3Schema"])
+            schemas[(f"{g}/{v['name']}", k)] = root_schema(v["schema"]["openAPIV3Schema"])
     if not schemas:
         return [f"{crd_path}: no CustomResourceDefinition in it"]
     groups = {gv.split("/")[0] for gv, _ in schemas}

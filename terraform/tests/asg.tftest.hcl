@@ -167,6 +167,33 @@ run "user_data_container" {
   }
 }
 
+run "server_secrets_stay_out_of_user_data" {
+  command = apply
+
+  module {
+    source = "./modules/asg"
+  }
+
+  variables {
+    server_secrets = {
+      JWT_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:sb-test/jwt-AbCdEf"
+    }
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "printf '%s=%s\\n' 'JWT_SECRET' \"$(secret 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:sb-test/jwt-AbCdEf')\"")
+    error_message = "Secret environment variables must be fetched from Secrets Manager at start."
+  }
+
+  assert {
+    condition = anytrue([
+      for s in data.aws_iam_policy_document.node.statement :
+      contains(s.actions, "secretsmanager:GetSecretValue") && contains(s.resources, "arn:aws:secretsmanager:eu-west-1:123456789012:secret:sb-test/jwt-AbCdEf")
+    ])
+    error_message = "The instances may read the secrets given in server_secrets."
+  }
+}
+
 run "group_scaling_and_refresh" {
   command = plan
 

@@ -344,6 +344,15 @@ def run(root):
                 c.check(f"{mod}.{t}.{n}: CIDR ingress only on the ALB listener ports",
                         is_listener and ports_ok, f"sources={sources} world={world}")
 
+    # AWS accepts only these characters in security group (rule) descriptions;
+    # anything else fails at apply time, long after plan.
+    sg_chars = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]*$")
+    for mod in cfg.mods:
+        for (t, n), body in cfg.resources(mod).items():
+            if t.startswith("aws_security_group") or t.startswith("aws_vpc_security_group_"):
+                desc = re.sub(r"\$\{[^}]*\}", "x", str(body.get("description", "")))
+                c.check(f"{mod}.{t}.{n}: description uses only characters AWS accepts", bool(sg_chars.match(desc)), desc)
+
     # --- tags everywhere --------------------------------------------------------------
     providers = named(cfg.mods["root"].get("provider"))
     dt = block(providers.get("aws", {}), "default_tags")

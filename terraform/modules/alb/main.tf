@@ -33,7 +33,7 @@ resource "aws_vpc_security_group_ingress_rule" "listener" {
 
 resource "aws_vpc_security_group_egress_rule" "to_targets" {
   security_group_id            = aws_security_group.this.id
-  description                  = "Load balancer to the nodes' server port"
+  description                  = "Load balancer to the server port of the nodes"
   ip_protocol                  = "tcp"
   from_port                    = var.target_port
   to_port                      = var.target_port

@@ -474,6 +474,9 @@ step "helm template switchboard-operator: ci/ha.yaml (leader election)" operator
 step "helm template switchboard-operator: ci/existing-service-account.yaml" operator_set existing-sa \
   "$OPERATOR_CHART/ci/existing-service-account.yaml" "grep:name: LEADER_ELECTION\n\s+value: \"true\"" \
   -ClusterRole -Role -ServiceAccount "grep:@sha256:1{64}"
+step "helm template switchboard-operator: ci/single-namespace.yaml" operator_set single-namespace \
+  "$OPERATOR_CHART/ci/single-namespace.yaml" -ClusterRole -ClusterRoleBinding +Role +RoleBinding \
+  "grep:name: WATCH_NAMESPACE\n\s+value: \"signaling\"" "grep:^  namespace: signaling$"
 step "helm values schema rejects $OPERATOR_CHART/ci/invalid/*" reject_invalid "$OPERATOR_CHART"
 
 # ------------------------------------------------------ kustomize and plain YAML

@@ -386,12 +386,70 @@ def run(root):
             f = d / ".tflint.hcl"
             c.check(f"module {mod} has the same .tflint.hcl as the root", f.exists() and f.read_text() == tflint)
 
+    check_test_files(cfg, c)
+
     root_outputs = named(cfg.mods["root"].get("output"))
     for o in ("alb_dns_name", "websocket_url", "redis_endpoint", "asg_name"):
         c.check(f"root output {o}", o in root_outputs)
 
     print(f"\nstatic checks: {c.passed} passed, {len(c.failures)} failed")
     return not c.failures
+
+
+def check_test_files(cfg, c):
+    """The terraform test suites run only where providers can be downloaded.
+    Here, check what can be checked without them: every run targets an
+    existing module, sets only variables that module declares, gives every
+    required variable a value, and refers only to resources, data sources,
+    variables and outputs that exist where it runs."""
+    by_dir = {str(d): mod for mod, d in cfg.dirs.items()}
+    files = sorted((cfg.root / "tests").glob("*.tftest.hcl"))
+    c.check("there are terraform test files", bool(files))
+    for tf in files:
+        with open(tf) as f:
+            t = hcl2.load(f, serialization_options=OPTS)
+        rel = tf.name
+        c.check(f"{rel}: mocks the aws provider", "aws" in named(t.get("mock_provider")))
+        file_vars = {}
+        for b in t.get("variables", []):
+            file_vars.update({k: v for k, v in b.items() if not k.startswith("__")})
+        runs = named(t.get("run"))
+        c.check(f"{rel}: has run blocks", bool(runs))
+        for rname, run in runs.items():
+            where = f"{rel}: run {rname}"
+            src = block(run, "module").get("source")
+            mod = by_dir.get(str((cfg.root / src).resolve())) if src else "root"
+            c.check(f"{where}: module source exists", mod is not None, src)
+            if mod is None:
+                continue
+            declared = cfg.variables(mod)
+            run_vars = {}
+            for b in run.get("variables", []):
+                run_vars.update({k: v for k, v in b.items() if not k.startswith("__")})
+            given = set(file_vars) | set(run_vars)
+            unknown = given - set(declared)
+            c.check(f"{where}: sets only variables the module declares", not unknown, unknown)
+            missing = {n for n, d in declared.items() if "default" not in d} - given
+            c.check(f"{where}: sets every required variable", not missing, missing)
+            c.check(f"{where}: has assertions or expected failures", bool(run.get("assert")) or bool(run.get("expect_failures")))
+            c.check(f"{where}: command is plan or apply", run.get("command", "apply") in ("plan", "apply"))
+            for ef in run.get("expect_failures", []):
+                m = re.fullmatch(r"\$\{var\.(\w+)\}", str(ef))
+                c.check(f"{where}: expected failure {ef} is a declared variable with a validation",
+                        bool(m) and bool(declared.get(m.group(1), {}).get("validation")))
+            res = cfg.resources(mod)
+            data = cfg.resources(mod, "data")
+            outs = named(cfg.mods[mod].get("output"))
+            for a in run.get("assert", []):
+                cond = str(a.get("condition", ""))
+                c.check(f"{where}: assertion has an error message", len(str(a.get("error_message", ""))) > 10)
+                for kind, rtype, name in re.findall(r"(?<![\w.])(data\.)?((?:aws|random)_[a-z0-9_]+)\.(\w+)", cond):
+                    known = (rtype, name) in (data if kind else res)
+                    c.check(f"{where}: {kind}{rtype}.{name} exists in module {mod}", known)
+                for name in re.findall(r"(?<![\w.])var\.(\w+)", cond):
+                    c.check(f"{where}: var.{name} is declared in module {mod}", name in declared)
+                for name in re.findall(r"(?<![\w.])output\.(\w+)", cond):
+                    c.check(f"{where}: output.{name} exists in module {mod}", name in outs)
 
 
 def alb_locals_ingress(cfg):

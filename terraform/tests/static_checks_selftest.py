@@ -53,6 +53,11 @@ MUTATIONS = [
      "ASG uses ELB health checks"),
     ("modules/elasticache/main.tf", "#checkov:skip=CKV2_AWS_57:Rotating", "#checkov:skip=CKV2_AWS_57:x\n# Rotating",
      "modules/elasticache/main.tf: suppression CKV2_AWS_57 states its reason"),
+    ("tests/alb.tftest.hcl", 'condition     = aws_lb_target_group.this.stickiness[0].type == "lb_cookie"',
+     'condition     = aws_lb_target_group.nodes.stickiness[0].type == "lb_cookie"',
+     "alb.tftest.hcl: run target_group_defaults: aws_lb_target_group.nodes exists in module alb"),
+    ("tests/elasticache.tftest.hcl", "    snapshot_retention_days = 0\n", "    snapshot_retention = 0\n",
+     "elasticache.tftest.hcl: run rejects_zero_snapshot_retention: sets only variables the module declares"),
 ]
 
 

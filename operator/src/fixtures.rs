@@ -173,6 +173,10 @@ impl Scenario {
     ) -> tokio::task::JoinHandle<Vec<Seen>> {
         tokio::spawn(async move {
             let mut seen = Vec::new();
+            // Last object returned per path: an apply does not change status, so an
+            // echoed apply keeps the status the object had.
+            let mut last: std::collections::HashMap<String, Value> =
+                std::collections::HashMap::new();
             for (i, call) in self.calls.into_iter().enumerate() {
                 let Some((req, send)) = handle.next_request().await else {
                     panic!(
@@ -207,10 +211,40 @@ impl Scenario {
                 );
                 let (code, reply) = match call.reply {
                     Reply::Json(v) => (200, v),
-                    Reply::Echo => (200, body),
+                    Reply::Echo => {
+                        let mut b = body;
+                        if let Some(obj) = b.as_object_mut() {
+                            // A status patch carries no metadata or spec; the server
+                            // answers with the whole object.
+                            if !obj.contains_key("metadata") {
+                                let name = call
+                                    .path
+                                    .trim_end_matches("/status")
+                                    .rsplit('/')
+                                    .next()
+                                    .unwrap_or_default();
+                                obj.insert(
+                                    "metadata".into(),
+                                    json!({"name": name, "namespace": NS}),
+                                );
+                                obj.insert("spec".into(), json!({}));
+                            }
+                        }
+                        if let (Some(obj), Some(prev)) = (b.as_object_mut(), last.get(&call.path)) {
+                            if !obj.contains_key("status") {
+                                if let Some(st) = prev.get("status") {
+                                    obj.insert("status".into(), st.clone());
+                                }
+                            }
+                        }
+                        (200, b)
+                    }
                     Reply::NotFound => (404, status_body(404, "NotFound", "not found")),
                     Reply::Status(code, msg) => (code, status_body(code, "Failure", &msg)),
                 };
+                if code == 200 {
+                    last.insert(call.path.clone(), reply.clone());
+                }
                 let resp = Response::builder()
                     .status(StatusCode::from_u16(code).unwrap())
                     .body(Body::from(serde_json::to_vec(&reply).unwrap()))

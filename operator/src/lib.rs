@@ -25,3 +25,5 @@ pub mod validate;
 
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod reconcile_tests;

@@ -150,8 +150,12 @@ pub fn hash_of<T: serde::Serialize>(value: &T) -> String {
 
 /// Stamps `SPEC_HASH_ANNOTATION` with the hash of the object without it.
 pub fn with_spec_hash<K: Resource + serde::Serialize>(mut obj: K) -> K {
-    if let Some(a) = obj.meta_mut().annotations.as_mut() {
+    let meta = obj.meta_mut();
+    if let Some(a) = meta.annotations.as_mut() {
         a.remove(SPEC_HASH_ANNOTATION);
+        if a.is_empty() {
+            meta.annotations = None;
+        }
     }
     let h = hash_of(&obj);
     obj.meta_mut()
@@ -928,4 +932,498 @@ pub fn redis_statefulset(sc: &SignalingCluster) -> Option<StatefulSet> {
         },
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::cluster;
+    use serde_json::json;
+
+    fn with(spec: serde_json::Value) -> SignalingCluster {
+        let mut sc = cluster("chat");
+        sc.spec = serde_json::from_value(spec).unwrap();
+        sc
+    }
+
+    #[test]
+    fn every_object_is_owned_labelled_and_namespaced() {
+        let sc = cluster("chat");
+        let metas = [
+            server_configmap(&sc).metadata,
+            service_account(&sc).metadata,
+            deployment(&sc).metadata,
+            service(&sc).metadata,
+            pdb(&sc).unwrap().metadata,
+            redis_configmap(&sc).unwrap().metadata,
+            redis_service(&sc).unwrap().metadata,
+            redis_statefulset(&sc).unwrap().metadata,
+            redis_auth_secret(&sc, "pw").metadata,
+        ];
+        for m in metas {
+            let owner = &m.owner_references.as_ref().unwrap()[0];
+            assert_eq!(
+                (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+                ("SignalingCluster", "chat", "uid-chat")
+            );
+            assert_eq!(owner.controller, Some(true));
+            assert_eq!(m.namespace.as_deref(), Some("default"));
+            let l = m.labels.unwrap();
+            assert_eq!(l["app.kubernetes.io/instance"], "chat");
+            assert_eq!(l["app.kubernetes.io/managed-by"], "switchboard-operator");
+        }
+    }
+
+    #[test]
+    fn deployment_defaults_are_safe() {
+        let sc = cluster("chat");
+        let d = deployment(&sc);
+        let spec = &d.spec;
+        assert_eq!(spec.replicas, Some(2));
+        let ru = spec
+            .strategy
+            .as_ref()
+            .unwrap()
+            .rolling_update
+            .as_ref()
+            .unwrap();
+        assert_eq!(ru.max_unavailable, Some(IntOrString::Int(0)));
+        let pod = spec.template.spec.as_ref().unwrap();
+        let c = &pod.containers[0];
+        assert_eq!(
+            c.image.as_deref(),
+            Some(
+                format!(
+                    "ghcr.io/switchboard-dev/switchboard:{}",
+                    env!("CARGO_PKG_VERSION")
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(
+            c.liveness_probe
+                .as_ref()
+                .unwrap()
+                .http_get
+                .as_ref()
+                .unwrap()
+                .path
+                .as_deref(),
+            Some("/health")
+        );
+        assert_eq!(
+            c.readiness_probe
+                .as_ref()
+                .unwrap()
+                .http_get
+                .as_ref()
+                .unwrap()
+                .path
+                .as_deref(),
+            Some("/ready")
+        );
+        // preStop 5 s + drain 15 s + margin 10 s.
+        assert_eq!(pod.termination_grace_period_seconds, Some(30));
+        assert!(pod.termination_grace_period_seconds.unwrap() > PRESTOP_SLEEP_SECS + 15);
+        let pre = c.lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap();
+        assert_eq!(pre.sleep.as_ref().unwrap().seconds, PRESTOP_SLEEP_SECS);
+        let sec = c.security_context.as_ref().unwrap();
+        assert_eq!(
+            (
+                sec.read_only_root_filesystem,
+                sec.run_as_non_root,
+                sec.allow_privilege_escalation
+            ),
+            (Some(true), Some(true), Some(false))
+        );
+        assert_eq!(
+            pod.security_context.as_ref().unwrap().run_as_user,
+            Some(65532)
+        );
+        let aa = pod
+            .affinity
+            .as_ref()
+            .unwrap()
+            .pod_anti_affinity
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            aa.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+                .unwrap()[0]
+                .pod_affinity_term
+                .topology_key,
+            "kubernetes.io/hostname"
+        );
+        let env: Vec<_> = c
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(env, ["SERVER_ID", "REDIS_PASSWORD"]);
+        assert_eq!(
+            c.env.as_ref().unwrap()[1]
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            "chat-redis-auth"
+        );
+        assert_eq!(
+            c.env_from.as_ref().unwrap()[0]
+                .config_map_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            "chat-config"
+        );
+        let ann = spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap();
+        assert_eq!(ann[CONFIG_HASH_ANNOTATION], config_hash(&sc));
+    }
+
+    #[test]
+    fn deployment_follows_the_spec() {
+        let sc = with(json!({
+            "replicas": 4,
+            "image": {"repository": "reg.example/sb", "tag": "1.2.3", "pullPolicy": "Always", "pullSecrets": ["regcred"]},
+            "server": {"drainTimeoutSeconds": 40, "logLevel": "debug"},
+            "env": [{"name": "EXTRA", "value": "1"}],
+            "podAnnotations": {"a": "b"},
+            "nodeSelector": {"pool": "signal"},
+            "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+            "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}],
+            "antiAffinity": "Required",
+            "auth": {"jwtSecretRef": {"name": "jwt", "key": "secret"}},
+            "turn": {"urls": ["turn:t.example:3478"], "secretRef": {"name": "turn", "key": "s"}}
+        }));
+        let d = deployment(&sc);
+        assert_eq!(d.spec.replicas, Some(4));
+        let pod = d.spec.template.spec.unwrap();
+        let c = &pod.containers[0];
+        assert_eq!(c.image.as_deref(), Some("reg.example/sb:1.2.3"));
+        assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
+        assert_eq!(pod.image_pull_secrets.unwrap()[0].name, "regcred");
+        assert_eq!(pod.termination_grace_period_seconds, Some(55));
+        let env: Vec<_> = c
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(
+            env,
+            [
+                "SERVER_ID",
+                "REDIS_PASSWORD",
+                "JWT_SECRET",
+                "TURN_SECRET",
+                "EXTRA"
+            ]
+        );
+        assert_eq!(pod.node_selector.unwrap()["pool"], "signal");
+        assert_eq!(
+            pod.tolerations.unwrap()[0].key.as_deref(),
+            Some("dedicated")
+        );
+        let tsc = &pod.topology_spread_constraints.unwrap()[0];
+        assert_eq!(
+            tsc.label_selector
+                .as_ref()
+                .unwrap()
+                .match_labels
+                .as_ref()
+                .unwrap()["app.kubernetes.io/instance"],
+            "chat"
+        );
+        let aa = pod.affinity.unwrap().pod_anti_affinity.unwrap();
+        assert!(aa
+            .preferred_during_scheduling_ignored_during_execution
+            .is_none());
+        assert_eq!(
+            aa.required_during_scheduling_ignored_during_execution
+                .unwrap()
+                .len(),
+            1
+        );
+        let ann = d.spec.template.metadata.unwrap().annotations.unwrap();
+        assert_eq!(ann["a"], "b");
+        assert!(ann.contains_key(CONFIG_HASH_ANNOTATION));
+    }
+
+    #[test]
+    fn no_anti_affinity_when_asked() {
+        let sc = with(json!({"antiAffinity": "None"}));
+        assert!(deployment(&sc)
+            .spec
+            .template
+            .spec
+            .unwrap()
+            .affinity
+            .is_none());
+    }
+
+    #[test]
+    fn autoscaling_leaves_replicas_to_the_hpa() {
+        let sc = with(
+            json!({"replicas": 3, "autoscaling": {"enabled": true, "minReplicas": 2, "maxReplicas": 8, "targetMemoryUtilizationPercentage": 80}}),
+        );
+        assert_eq!(deployment(&sc).spec.replicas, None);
+        let json = serde_json::to_value(deployment(&sc)).unwrap();
+        assert!(
+            json["spec"].get("replicas").is_none(),
+            "replicas must not be in the applied object"
+        );
+        let h = hpa(&sc).unwrap();
+        assert_eq!((h.spec.min_replicas, h.spec.max_replicas), (Some(2), 8));
+        assert_eq!(h.spec.scale_target_ref.name, "chat");
+        let m = h.spec.metrics.unwrap();
+        assert_eq!(m.len(), 1);
+        let r = m[0].resource.as_ref().unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.target.average_utilization),
+            ("memory", Some(80))
+        );
+    }
+
+    #[test]
+    fn hpa_defaults_to_cpu_and_is_absent_when_disabled() {
+        let sc = with(json!({"autoscaling": {"enabled": true}}));
+        let r = hpa(&sc).unwrap().spec.metrics.unwrap()[0]
+            .resource
+            .clone()
+            .unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.target.average_utilization),
+            ("cpu", Some(70))
+        );
+        assert!(hpa(&with(json!({"autoscaling": {"enabled": false}}))).is_none());
+        assert!(hpa(&cluster("chat")).is_none());
+    }
+
+    #[test]
+    fn pdb_is_on_by_default_only_with_several_replicas() {
+        assert!(pdb(&with(json!({"replicas": 1}))).is_none());
+        let p = pdb(&with(json!({"replicas": 3}))).unwrap();
+        assert_eq!(p.spec.unwrap().max_unavailable, Some(IntOrString::Int(1)));
+        assert!(pdb(&with(
+            json!({"replicas": 3, "podDisruptionBudget": {"enabled": false}})
+        ))
+        .is_none());
+        assert!(pdb(&with(
+            json!({"replicas": 1, "podDisruptionBudget": {"enabled": true}})
+        ))
+        .is_some());
+        assert!(pdb(&with(
+            json!({"replicas": 1, "autoscaling": {"enabled": true, "minReplicas": 2}})
+        ))
+        .is_some());
+    }
+
+    #[test]
+    fn service_follows_the_spec() {
+        let sc = with(
+            json!({"service": {"type": "LoadBalancer", "port": 443, "annotations": {"lb": "x"}, "sessionAffinity": "ClientIP"}}),
+        );
+        let s = service(&sc);
+        assert_eq!(s.metadata.annotations.unwrap()["lb"], "x");
+        let spec = s.spec.unwrap();
+        assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+        assert_eq!(spec.session_affinity.as_deref(), Some("ClientIP"));
+        let port = &spec.ports.unwrap()[0];
+        assert_eq!(
+            (port.port, port.target_port.clone()),
+            (443, Some(IntOrString::String("http".into())))
+        );
+        assert_eq!(
+            spec.selector.unwrap()["app.kubernetes.io/component"],
+            "server"
+        );
+    }
+
+    #[test]
+    fn config_carries_server_settings() {
+        let sc = with(json!({
+            "server": {"logLevel": "debug", "drainTimeoutSeconds": 20, "region": "eu", "allowedOrigins": ["https://a", "https://b"], "maxPeersPerRoom": 8},
+            "auth": {"jwtSecretRef": {"name": "jwt", "key": "k"}, "issuer": "iss"},
+            "turn": {"urls": ["turn:a", "turns:b"], "stunUrls": ["stun:s"], "ttlSeconds": 600}
+        }));
+        let d = server_config_data(&sc);
+        let get = |k: &str| d.get(k).map(String::as_str);
+        assert_eq!(get("RUST_LOG"), Some("debug"));
+        assert_eq!(get("LOG_FORMAT"), Some("json"));
+        assert_eq!(get("DRAIN_TIMEOUT_SECS"), Some("20"));
+        assert_eq!(get("SERVER_REGION"), Some("eu"));
+        assert_eq!(get("ALLOWED_ORIGINS"), Some("https://a,https://b"));
+        assert_eq!(get("MAX_PEERS_PER_ROOM"), Some("8"));
+        assert_eq!(get("MAX_CONNECTIONS"), None);
+        assert_eq!(get("REDIS_URL"), Some("redis://chat-redis:6379"));
+        assert_eq!(get("JWT_ISSUER"), Some("iss"));
+        assert_eq!(get("TURN_URLS"), Some("turn:a,turns:b"));
+        assert_eq!(get("STUN_URLS"), Some("stun:s"));
+        assert_eq!(get("TURN_TTL_SECS"), Some("600"));
+        assert_eq!(server_configmap(&sc).data.unwrap(), d);
+    }
+
+    #[test]
+    fn config_hash_changes_with_config_only() {
+        let a = cluster("chat");
+        let mut b = a.clone();
+        b.spec.replicas = 7;
+        assert_eq!(config_hash(&a), config_hash(&b));
+        b.spec.server.log_level = "debug".into();
+        assert_ne!(config_hash(&a), config_hash(&b));
+    }
+
+    #[test]
+    fn external_redis_with_tls() {
+        let sc = with(json!({"redis": {"external": {
+            "url": "rediss://cache.example:6380",
+            "passwordSecretRef": {"name": "redis", "key": "pw"},
+            "tls": {"caSecretRef": {"name": "redis-ca", "key": "ca.pem"}}
+        }}}));
+        assert!(
+            redis_statefulset(&sc).is_none()
+                && redis_service(&sc).is_none()
+                && redis_configmap(&sc).is_none()
+        );
+        let d = server_config_data(&sc);
+        assert_eq!(d["REDIS_URL"], "rediss://cache.example:6380");
+        assert_eq!(d["REDIS_TLS_CA_FILE"], "/etc/switchboard/redis-ca/ca.crt");
+        let pod = deployment(&sc).spec.template.spec.unwrap();
+        let c = &pod.containers[0];
+        let pw = c
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.name == "REDIS_PASSWORD")
+            .unwrap();
+        assert_eq!(
+            pw.value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            "redis"
+        );
+        let vol = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "redis-ca")
+            .unwrap();
+        assert_eq!(vol.secret.unwrap().items.unwrap()[0].key, "ca.pem");
+        assert!(c
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.mount_path == "/etc/switchboard/redis-ca"));
+        assert_eq!(redis_endpoint(&sc), "rediss://cache.example:6380");
+    }
+
+    #[test]
+    fn endpoint_never_shows_a_password() {
+        assert_eq!(strip_userinfo("redis://u:p@h:1/0"), "redis://h:1/0");
+        assert_eq!(strip_userinfo("rediss://h:1"), "rediss://h:1");
+    }
+
+    #[test]
+    fn managed_redis_statefulset() {
+        let sc = cluster("chat");
+        let s = redis_statefulset(&sc).unwrap();
+        assert_eq!(s.spec.replicas, Some(1));
+        assert_eq!(s.spec.service_name.as_deref(), Some("chat-redis"));
+        let claim = &s.spec.volume_claim_templates.as_ref().unwrap()[0];
+        assert_eq!(
+            claim
+                .spec
+                .as_ref()
+                .unwrap()
+                .resources
+                .as_ref()
+                .unwrap()
+                .requests
+                .as_ref()
+                .unwrap()["storage"]
+                .0,
+            "1Gi"
+        );
+        let c = &s.spec.template.spec.as_ref().unwrap().containers[0];
+        assert_eq!(c.image.as_deref(), Some(crate::crd::DEFAULT_REDIS_IMAGE));
+        assert!(c.command.as_ref().unwrap()[2].contains("--requirepass \"$REDIS_PASSWORD\""));
+        let env: Vec<_> = c
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(env, ["REDIS_PASSWORD", "REDISCLI_AUTH"]);
+        assert!(redis_conf(&ManagedRedis::default()).contains("appendonly yes"));
+        let svc = redis_service(&sc).unwrap().spec.unwrap();
+        assert_eq!(svc.cluster_ip.as_deref(), Some("None"));
+    }
+
+    #[test]
+    fn managed_redis_without_persistence_or_auth() {
+        let sc = with(
+            json!({"redis": {"managed": {"persistence": false, "auth": false, "storage": {"storageClassName": "fast"}}}}),
+        );
+        let s = redis_statefulset(&sc).unwrap();
+        assert!(s.spec.volume_claim_templates.is_none());
+        let pod = s.spec.template.spec.unwrap();
+        assert!(pod
+            .volumes
+            .unwrap()
+            .iter()
+            .any(|v| v.name == "data" && v.empty_dir.is_some()));
+        assert!(pod.containers[0].env.is_none());
+        assert!(!pod.containers[0].command.as_ref().unwrap()[2].contains("requirepass"));
+        let env: Vec<_> = deployment(&sc).spec.template.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        assert!(env.iter().all(|e| e.name != "REDIS_PASSWORD"));
+        assert!(redis_conf(&managed_redis(&sc).unwrap()).contains("appendonly no"));
+    }
+
+    #[test]
+    fn passwords_are_random_and_long() {
+        let (a, b) = (generate_password(), generate_password());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        let s = redis_auth_secret(&cluster("chat"), &a);
+        assert_eq!(s.string_data.unwrap()[REDIS_PASSWORD_KEY], a);
+    }
+
+    #[test]
+    fn spec_hash_is_stable_and_sensitive() {
+        let sc = cluster("chat");
+        let a = with_spec_hash(deployment(&sc));
+        let again = with_spec_hash(a.clone());
+        assert_eq!(a.metadata.annotations, again.metadata.annotations);
+        let mut other = sc.clone();
+        other.spec.replicas = 5;
+        let b = with_spec_hash(deployment(&other));
+        assert_ne!(
+            a.metadata.annotations.unwrap()[SPEC_HASH_ANNOTATION],
+            b.metadata.annotations.unwrap()[SPEC_HASH_ANNOTATION]
+        );
+    }
 }

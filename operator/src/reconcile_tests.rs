@@ -1,0 +1,681 @@
+//! Reconcile tests against the mock API server: each states the exact calls the
+//! operator must make for one situation, and checks the bodies that matter.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use serde_json::{json, Value};
+
+use crate::controller::{
+    error_policy, reconcile, BACKOFF_BASE, BACKOFF_MAX, HANDOFF_MANAGER, RESYNC,
+};
+use crate::crd::SignalingCluster;
+use crate::error::Error;
+use crate::fixtures::{
+    cluster, ready_deployment, ready_redis, test_context, time, Reply, Scenario, Seen,
+};
+use crate::resources::{self, with_spec_hash};
+use crate::status::{self, Observed, Outcome};
+
+async fn run(sc: SignalingCluster, scenario: Scenario) -> (Result<Action, Error>, Vec<Seen>) {
+    let (ctx, handle) = test_context();
+    let mock = scenario.run(handle);
+    let result = tokio::time::timeout(
+        Duration::from_secs(10),
+        reconcile(Arc::new(sc), ctx.clone()),
+    )
+    .await
+    .expect("reconcile finished");
+    drop(ctx);
+    let seen = tokio::time::timeout(Duration::from_secs(10), mock)
+        .await
+        .expect("mock finished")
+        .expect("mock scenario held");
+    (result, seen)
+}
+
+fn writes(seen: &[Seen]) -> Vec<String> {
+    seen.iter()
+        .filter(|s| s.method != Method::GET)
+        .map(|s| format!("{} {}", s.method, s.uri.split('?').next().unwrap()))
+        .collect()
+}
+
+fn body_of<'a>(seen: &'a [Seen], method: Method, path_end: &str) -> &'a Value {
+    &seen
+        .iter()
+        .find(|s| s.method == method && s.uri.split('?').next().unwrap().ends_with(path_end))
+        .unwrap_or_else(|| panic!("no {method} .../{path_end}"))
+        .body
+}
+
+/// GETs answered with the objects `sc` wants, as if applied earlier, plus ready
+/// status on the Deployment and Redis.
+fn existing(sc: &SignalingCluster, s: Scenario) -> Scenario {
+    let s = s
+        .get_object(
+            "secrets",
+            "chat-redis-auth",
+            &resources::redis_auth_secret(sc, "pw"),
+        )
+        .get_object(
+            "configmaps",
+            "chat-redis-config",
+            &with_spec_hash(resources::redis_configmap(sc).unwrap()),
+        )
+        .get_object(
+            "services",
+            "chat-redis",
+            &with_spec_hash(resources::redis_service(sc).unwrap()),
+        )
+        .get_object("statefulsets", "chat-redis", &ready_redis(sc))
+        .get_object(
+            "serviceaccounts",
+            "chat",
+            &with_spec_hash(resources::service_account(sc)),
+        )
+        .get_object(
+            "configmaps",
+            "chat-config",
+            &with_spec_hash(resources::server_configmap(sc)),
+        )
+        .get_object(
+            "deployments",
+            "chat",
+            &owned_replicas(ready_deployment(sc, 2)),
+        )
+        .get_object("services", "chat", &with_spec_hash(resources::service(sc)))
+        .get_missing("horizontalpodautoscalers", "chat");
+    s.get_object(
+        "poddisruptionbudgets",
+        "chat",
+        &with_spec_hash(resources::pdb(sc).unwrap()),
+    )
+}
+
+/// Marks `spec.replicas` as owned by the operator's field manager.
+fn owned_replicas(
+    mut d: k8s_openapi::api::apps::v1::Deployment,
+) -> k8s_openapi::api::apps::v1::Deployment {
+    d.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+        manager: Some(crate::controller::MANAGER.into()),
+        operation: Some("Apply".into()),
+        fields_v1: Some(FieldsV1(json!({"f:spec": {"f:replicas": {}}}))),
+        ..Default::default()
+    }]);
+    d
+}
+
+/// `sc` with the status a previous reconcile of the existing objects wrote.
+fn settled(mut sc: SignalingCluster) -> SignalingCluster {
+    let dep = ready_deployment(&sc, 2);
+    let redis = ready_redis(&sc);
+    let seen = Observed {
+        deployment: Some(&dep),
+        redis: Some(&redis),
+    };
+    sc.status = Some(status::compute(&sc, &Outcome::Applied, &seen, time(1)));
+    sc
+}
+
+#[tokio::test]
+async fn new_cluster_creates_everything() {
+    let sc = cluster("chat");
+    let scenario = Scenario::default()
+        .get_missing("secrets", "chat-redis-auth")
+        .create("secrets")
+        .get_missing("configmaps", "chat-redis-config")
+        .apply("configmaps", "chat-redis-config")
+        .get_missing("services", "chat-redis")
+        .apply("services", "chat-redis")
+        .get_missing("statefulsets", "chat-redis")
+        .apply("statefulsets", "chat-redis")
+        .get_missing("serviceaccounts", "chat")
+        .apply("serviceaccounts", "chat")
+        .get_missing("configmaps", "chat-config")
+        .apply("configmaps", "chat-config")
+        .get_missing("deployments", "chat")
+        .apply("deployments", "chat")
+        .get_missing("services", "chat")
+        .apply("services", "chat")
+        .get_missing("horizontalpodautoscalers", "chat")
+        .get_missing("poddisruptionbudgets", "chat")
+        .apply("poddisruptionbudgets", "chat")
+        .event()
+        .status("chat");
+    let (result, seen) = run(sc.clone(), scenario).await;
+    assert_eq!(result.unwrap(), Action::requeue(RESYNC));
+
+    // Every apply is server-side apply under the one field manager, forced.
+    for s in seen.iter().filter(|s| s.method == Method::PATCH) {
+        assert!(
+            s.uri.contains("fieldManager=switchboard-operator") && s.uri.contains("force=true"),
+            "{}",
+            s.uri
+        );
+    }
+    let secret = body_of(&seen, Method::POST, "secrets");
+    assert_eq!(secret["metadata"]["name"], "chat-redis-auth");
+    assert_eq!(secret["stringData"]["password"].as_str().unwrap().len(), 64);
+    let dep = body_of(&seen, Method::PATCH, "deployments/chat");
+    assert_eq!(dep["spec"]["replicas"], 2);
+    assert_eq!(dep["metadata"]["ownerReferences"][0]["uid"], "uid-chat");
+    assert!(dep["metadata"]["annotations"][resources::SPEC_HASH_ANNOTATION].is_string());
+    let ev = body_of(&seen, Method::POST, "events");
+    assert_eq!(ev["reason"], "Applied");
+    assert!(
+        ev["note"].as_str().unwrap().contains("Deployment chat"),
+        "{ev}"
+    );
+    let st = &body_of(&seen, Method::PATCH, "chat/status")["status"];
+    assert_eq!(st["redis"], "chat-redis:6379");
+    assert_eq!(st["observedGeneration"], 1);
+    let ready = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(ready["status"], "False");
+}
+
+#[tokio::test]
+async fn unchanged_cluster_writes_nothing() {
+    let sc = settled(cluster("chat"));
+    let (result, seen) = run(sc.clone(), existing(&sc, Scenario::default())).await;
+    assert_eq!(result.unwrap(), Action::requeue(RESYNC));
+    assert_eq!(writes(&seen), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn replica_change_patches_only_the_deployment_and_status() {
+    let old = settled(cluster("chat"));
+    let mut sc = old.clone();
+    sc.spec.replicas = 3;
+    sc.metadata.generation = Some(2);
+    let (result, seen) = run(
+        sc.clone(),
+        existing(&old, Scenario::default()).tap_apply_after("deployments", "chat"),
+    )
+    .await;
+    result.unwrap();
+    assert_eq!(
+        writes(&seen),
+        [
+            "PATCH /apis/apps/v1/namespaces/default/deployments/chat",
+            "POST /apis/events.k8s.io/v1/namespaces/default/events",
+            "PATCH /apis/switchboard.dev/v1alpha1/namespaces/default/signalingclusters/chat/status",
+        ]
+    );
+    assert_eq!(
+        body_of(&seen, Method::PATCH, "deployments/chat")["spec"]["replicas"],
+        3
+    );
+    assert_eq!(
+        body_of(&seen, Method::PATCH, "chat/status")["status"]["observedGeneration"],
+        2
+    );
+}
+
+#[tokio::test]
+async fn config_change_updates_the_configmap_and_rolls_the_pods() {
+    let old = settled(cluster("chat"));
+    let mut sc = old.clone();
+    sc.spec.server.log_level = "debug".into();
+    sc.metadata.generation = Some(2);
+    let scenario = existing(&old, Scenario::default())
+        .tap_apply_after("configmaps", "chat-config")
+        .tap_apply_after("deployments", "chat");
+    let (result, seen) = run(sc.clone(), scenario).await;
+    result.unwrap();
+    assert_eq!(
+        body_of(&seen, Method::PATCH, "configmaps/chat-config")["data"]["RUST_LOG"],
+        "debug"
+    );
+    let hash = &body_of(&seen, Method::PATCH, "deployments/chat")["spec"]["template"]["metadata"]
+        ["annotations"][resources::CONFIG_HASH_ANNOTATION];
+    assert_eq!(hash, &json!(resources::config_hash(&sc)));
+    assert_ne!(hash, &json!(resources::config_hash(&old)));
+}
+
+#[tokio::test]
+async fn autoscaling_hands_replicas_to_the_hpa() {
+    let old = settled(cluster("chat"));
+    let mut sc = old.clone();
+    sc.spec.autoscaling = Some(
+        serde_json::from_value(json!({"enabled": true, "minReplicas": 2, "maxReplicas": 6}))
+            .unwrap(),
+    );
+    sc.metadata.generation = Some(2);
+    let mut s = existing(&old, Scenario::default());
+    // After the Deployment GET: the handoff apply, then the operator's apply.
+    let at = s
+        .calls
+        .iter()
+        .position(|c| c.path.ends_with("deployments/chat"))
+        .unwrap()
+        + 1;
+    let dep_path = crate::fixtures::path("deployments", "chat");
+    s.calls.insert(
+        at,
+        crate::fixtures::Call {
+            method: Method::PATCH,
+            path: dep_path.clone(),
+            reply: Reply::Echo,
+        },
+    );
+    s.calls.insert(
+        at + 1,
+        crate::fixtures::Call {
+            method: Method::PATCH,
+            path: dep_path,
+            reply: Reply::Echo,
+        },
+    );
+    // The HPA does not exist yet: create it.
+    let at = s
+        .calls
+        .iter()
+        .position(|c| c.path.ends_with("horizontalpodautoscalers/chat"))
+        .unwrap()
+        + 1;
+    s.calls.insert(
+        at,
+        crate::fixtures::Call {
+            method: Method::PATCH,
+            path: crate::fixtures::path("horizontalpodautoscalers", "chat"),
+            reply: Reply::Echo,
+        },
+    );
+    let s = s.event().status("chat");
+    let (result, seen) = run(sc.clone(), s).await;
+    result.unwrap();
+
+    let patches: Vec<_> = seen
+        .iter()
+        .filter(|x| x.method == Method::PATCH && x.uri.contains("deployments/chat"))
+        .collect();
+    assert_eq!(patches.len(), 2);
+    assert!(
+        patches[0]
+            .uri
+            .contains(&format!("fieldManager={HANDOFF_MANAGER}")),
+        "{}",
+        patches[0].uri
+    );
+    assert_eq!(patches[0].body["spec"], json!({"replicas": 2}));
+    assert!(
+        patches[1]
+            .uri
+            .contains("fieldManager=switchboard-operator&")
+            || patches[1]
+                .uri
+                .ends_with("fieldManager=switchboard-operator")
+    );
+    assert!(
+        patches[1].body["spec"].get("replicas").is_none(),
+        "the operator must not own replicas under an HPA"
+    );
+    let hpa = body_of(&seen, Method::PATCH, "horizontalpodautoscalers/chat");
+    assert_eq!(
+        (
+            hpa["spec"]["minReplicas"].clone(),
+            hpa["spec"]["maxReplicas"].clone()
+        ),
+        (json!(2), json!(6))
+    );
+}
+
+#[tokio::test]
+async fn autoscaled_cluster_leaves_replicas_alone_on_later_reconciles() {
+    let mut sc = cluster("chat");
+    sc.spec.autoscaling = Some(
+        serde_json::from_value(json!({"enabled": true, "minReplicas": 2, "maxReplicas": 6}))
+            .unwrap(),
+    );
+    let sc = settled(sc);
+    // The HPA scaled the Deployment to 5; the operator's applied object is unchanged.
+    let mut dep = ready_deployment(&sc, 2);
+    dep.spec.replicas = Some(5);
+    let s = Scenario::default()
+        .get_object(
+            "secrets",
+            "chat-redis-auth",
+            &resources::redis_auth_secret(&sc, "pw"),
+        )
+        .get_object(
+            "configmaps",
+            "chat-redis-config",
+            &with_spec_hash(resources::redis_configmap(&sc).unwrap()),
+        )
+        .get_object(
+            "services",
+            "chat-redis",
+            &with_spec_hash(resources::redis_service(&sc).unwrap()),
+        )
+        .get_object("statefulsets", "chat-redis", &ready_redis(&sc))
+        .get_object(
+            "serviceaccounts",
+            "chat",
+            &with_spec_hash(resources::service_account(&sc)),
+        )
+        .get_object(
+            "configmaps",
+            "chat-config",
+            &with_spec_hash(resources::server_configmap(&sc)),
+        )
+        .get_object("deployments", "chat", &dep)
+        .get_object("services", "chat", &with_spec_hash(resources::service(&sc)))
+        .get_object(
+            "horizontalpodautoscalers",
+            "chat",
+            &with_spec_hash(resources::hpa(&sc).unwrap()),
+        )
+        .get_object(
+            "poddisruptionbudgets",
+            "chat",
+            &with_spec_hash(resources::pdb(&sc).unwrap()),
+        )
+        .status("chat");
+    let (result, seen) = run(sc, s).await;
+    result.unwrap();
+    // Only status changes (5 replicas seen); the Deployment is not touched.
+    assert_eq!(
+        writes(&seen),
+        ["PATCH /apis/switchboard.dev/v1alpha1/namespaces/default/signalingclusters/chat/status"]
+    );
+}
+
+#[tokio::test]
+async fn switching_to_external_redis_removes_the_managed_one() {
+    let old = settled(cluster("chat"));
+    let mut sc = old.clone();
+    sc.spec.redis = serde_json::from_value(json!({"external": {"url": "redis://cache:6379", "passwordSecretRef": {"name": "cache", "key": "pw"}}})).unwrap();
+    sc.metadata.generation = Some(2);
+    let s = Scenario::default()
+        .get_object("statefulsets", "chat-redis", &ready_redis(&old))
+        .delete("statefulsets", "chat-redis")
+        .get_object(
+            "services",
+            "chat-redis",
+            &with_spec_hash(resources::redis_service(&old).unwrap()),
+        )
+        .delete("services", "chat-redis")
+        .get_object(
+            "configmaps",
+            "chat-redis-config",
+            &with_spec_hash(resources::redis_configmap(&old).unwrap()),
+        )
+        .delete("configmaps", "chat-redis-config")
+        .get_object(
+            "serviceaccounts",
+            "chat",
+            &with_spec_hash(resources::service_account(&old)),
+        )
+        .get_object(
+            "configmaps",
+            "chat-config",
+            &with_spec_hash(resources::server_configmap(&old)),
+        )
+        .apply("configmaps", "chat-config")
+        .get_object(
+            "deployments",
+            "chat",
+            &owned_replicas(ready_deployment(&old, 2)),
+        )
+        .apply("deployments", "chat")
+        .get_object(
+            "services",
+            "chat",
+            &with_spec_hash(resources::service(&old)),
+        )
+        .get_missing("horizontalpodautoscalers", "chat")
+        .get_object(
+            "poddisruptionbudgets",
+            "chat",
+            &with_spec_hash(resources::pdb(&old).unwrap()),
+        )
+        .event()
+        .status("chat");
+    let (result, seen) = run(sc, s).await;
+    result.unwrap();
+    assert_eq!(
+        body_of(&seen, Method::PATCH, "configmaps/chat-config")["data"]["REDIS_URL"],
+        "redis://cache:6379"
+    );
+    let env = &body_of(&seen, Method::PATCH, "deployments/chat")["spec"]["template"]["spec"]
+        ["containers"][0]["env"];
+    let pw = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "REDIS_PASSWORD")
+        .unwrap();
+    assert_eq!(pw["valueFrom"]["secretKeyRef"]["name"], "cache");
+    assert_eq!(
+        body_of(&seen, Method::PATCH, "chat/status")["status"]["redis"],
+        "redis://cache:6379"
+    );
+    // The password Secret is kept: switching back must not rotate it.
+    assert!(!writes(&seen).iter().any(|w| w.contains("secrets")));
+}
+
+#[tokio::test]
+async fn objects_not_owned_by_the_cluster_are_never_deleted() {
+    let old = settled(cluster("chat"));
+    let mut sc = old.clone();
+    sc.spec.redis =
+        serde_json::from_value(json!({"external": {"url": "redis://cache:6379"}})).unwrap();
+    let mut foreign = ready_redis(&old);
+    foreign.metadata.owner_references = None;
+    let s = Scenario::default()
+        .get_object("statefulsets", "chat-redis", &foreign)
+        .get_missing("services", "chat-redis")
+        .get_missing("configmaps", "chat-redis-config")
+        .get_object(
+            "serviceaccounts",
+            "chat",
+            &with_spec_hash(resources::service_account(&sc)),
+        )
+        .get_object(
+            "configmaps",
+            "chat-config",
+            &with_spec_hash(resources::server_configmap(&sc)),
+        )
+        .get_object("deployments", "chat", &ready_deployment(&sc, 2))
+        .get_object("services", "chat", &with_spec_hash(resources::service(&sc)))
+        .get_missing("horizontalpodautoscalers", "chat")
+        .get_object(
+            "poddisruptionbudgets",
+            "chat",
+            &with_spec_hash(resources::pdb(&sc).unwrap()),
+        )
+        .status("chat");
+    let (result, seen) = run(sc, s).await;
+    result.unwrap();
+    assert!(!seen.iter().any(|x| x.method == Method::DELETE));
+}
+
+#[tokio::test]
+async fn invalid_spec_is_degraded_without_touching_anything() {
+    let mut sc = cluster("chat");
+    sc.spec.autoscaling = Some(
+        serde_json::from_value(json!({"enabled": true, "minReplicas": 9, "maxReplicas": 3}))
+            .unwrap(),
+    );
+    let s = Scenario::default().status("chat").event();
+    let (result, seen) = run(sc.clone(), s).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    let st = &body_of(&seen, Method::PATCH, "chat/status")["status"];
+    let degraded = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap();
+    assert_eq!(
+        (degraded["status"].as_str(), degraded["reason"].as_str()),
+        (Some("True"), Some("InvalidSpec"))
+    );
+    assert!(degraded["message"]
+        .as_str()
+        .unwrap()
+        .contains("raise maxReplicas or lower minReplicas"));
+    let ev = body_of(&seen, Method::POST, "events");
+    assert_eq!(
+        (ev["type"].as_str(), ev["reason"].as_str()),
+        (Some("Warning"), Some("InvalidSpec"))
+    );
+
+    // Reconciled again with that status stored: no calls at all.
+    let mut again = sc;
+    let stored: crate::crd::SignalingClusterStatus = serde_json::from_value(st.clone()).unwrap();
+    again.status = Some(stored);
+    let (result, seen) = run(again, Scenario::default()).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert!(seen.is_empty(), "{seen:?}");
+}
+
+#[tokio::test]
+async fn api_errors_are_reported_and_returned() {
+    let sc = settled(cluster("chat"));
+    let s = Scenario::default()
+        .get(
+            "secrets",
+            "chat-redis-auth",
+            Reply::Status(500, "etcd is unhappy".into()),
+        )
+        .status("chat")
+        .event();
+    let (result, seen) = run(sc.clone(), s).await;
+    let err = result.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("reading Secret chat-redis-auth failed"),
+        "{err}"
+    );
+    let st = &body_of(&seen, Method::PATCH, "chat/status")["status"];
+    let degraded = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap();
+    assert_eq!(degraded["reason"], "ReconcileFailed");
+    assert!(degraded["message"]
+        .as_str()
+        .unwrap()
+        .contains("etcd is unhappy"));
+    // Ready is kept from the last observation.
+    let ready = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(ready["status"], "True");
+    assert_eq!(
+        body_of(&seen, Method::POST, "events")["reason"],
+        "ReconcileFailed"
+    );
+}
+
+#[tokio::test]
+async fn immutable_field_errors_say_what_to_do() {
+    let old = settled(cluster("chat"));
+    let mut sc = old.clone();
+    sc.spec.redis = serde_json::from_value(json!({"managed": {"persistence": false}})).unwrap();
+    let s = Scenario::default()
+        .get_object("secrets", "chat-redis-auth", &resources::redis_auth_secret(&sc, "pw"))
+        .get_object("configmaps", "chat-redis-config", &with_spec_hash(resources::redis_configmap(&old).unwrap()))
+        .apply("configmaps", "chat-redis-config")
+        .get_object("services", "chat-redis", &with_spec_hash(resources::redis_service(&sc).unwrap()))
+        .get_object("statefulsets", "chat-redis", &ready_redis(&old))
+        .call(
+            Method::PATCH,
+            crate::fixtures::path("statefulsets", "chat-redis"),
+            Reply::Status(422, "StatefulSet.apps \"chat-redis\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than ... are forbidden".into()),
+        )
+        .status("chat")
+        .event();
+    let (result, _) = run(sc, s).await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::Immutable { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("delete the object so the operator recreates it"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn error_policy_backs_off_per_object() {
+    let (ctx, _handle) = test_context();
+    let a = Arc::new(cluster("a"));
+    let b = Arc::new(cluster("b"));
+    let err = || Error::MissingNamespace;
+    assert_eq!(
+        error_policy(a.clone(), &err(), ctx.clone()),
+        Action::requeue(BACKOFF_BASE)
+    );
+    assert_eq!(
+        error_policy(a.clone(), &err(), ctx.clone()),
+        Action::requeue(BACKOFF_BASE * 2)
+    );
+    assert_eq!(
+        error_policy(a.clone(), &err(), ctx.clone()),
+        Action::requeue(BACKOFF_BASE * 4)
+    );
+    // Another object starts from the base delay.
+    assert_eq!(
+        error_policy(b.clone(), &err(), ctx.clone()),
+        Action::requeue(BACKOFF_BASE)
+    );
+    for _ in 0..40 {
+        error_policy(a.clone(), &err(), ctx.clone());
+    }
+    assert_eq!(
+        error_policy(a.clone(), &err(), ctx.clone()),
+        Action::requeue(BACKOFF_MAX)
+    );
+    // Success forgets the failures.
+    ctx.reset_backoff(&ObjectRef::from_obj(&*a));
+    assert_eq!(
+        error_policy(a, &err(), ctx.clone()),
+        Action::requeue(BACKOFF_BASE)
+    );
+    assert!(ctx
+        .metrics
+        .render()
+        .contains("switchboard_operator_reconcile_failures_total{error=\"missing_namespace\"} 46"));
+}
+
+impl Scenario {
+    /// Inserts an apply right after the GET of `kind/name`, and appends the event
+    /// and status write that follow a change.
+    fn tap_apply_after(mut self, kind: &str, name: &str) -> Self {
+        let p = crate::fixtures::path(kind, name);
+        let at = self
+            .calls
+            .iter()
+            .position(|c| c.path == p && c.method == Method::GET)
+            .unwrap()
+            + 1;
+        self.calls.insert(
+            at,
+            crate::fixtures::Call {
+                method: Method::PATCH,
+                path: p,
+                reply: Reply::Echo,
+            },
+        );
+        if !self.calls.iter().any(|c| c.path.ends_with("/status")) {
+            self = self.event().status("chat");
+        }
+        self
+    }
+}

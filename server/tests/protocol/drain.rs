@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::support::http::try_get;
-use crate::support::raw::RawWs;
+use crate::support::raw::{RawEvent, RawWs, OP_TEXT};
 use crate::support::*;
 
 pub const DRAIN_SECS: u64 = 3;
@@ -73,6 +73,15 @@ pub async fn sigterm_with_stuck_client(c: &Cluster) {
         .send_text(r#"{"type":"join","room":"r1","peer":"stuck"}"#)
         .await
         .expect("send");
+    let mut pings = 0;
+    match stuck.read_json(RECV_TIMEOUT, &mut pings).await {
+        RawEvent::Frame(f) if f.opcode == OP_TEXT => {
+            let joined = String::from_utf8_lossy(&f.payload).to_string();
+            assert!(joined.starts_with(r#"{"type":"joined""#), "{joined}");
+        }
+        other => panic!("expected joined, got {other:?}"),
+    }
+    // From here on `stuck` reads nothing.
     let (mut alice, _) = join(c, 0, "r1", "alice").await;
     c.node(0).sigterm();
     assert_reconnect(&alice.recv_json().await);

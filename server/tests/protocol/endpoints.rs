@@ -7,18 +7,22 @@
 
 use serde_json::json;
 
+use crate::support::http::metric_sample as sample;
 use crate::support::*;
 
-/// Metric families every node exports.
+/// Metric families every node exports (server/src/metrics.rs). In the text
+/// format a counter family is named without its `_total` suffix.
 const METRIC_FAMILIES: &[&str] = &[
     "switchboard_connections_active",
-    "switchboard_connections_total",
-    "switchboard_messages_in_total",
-    "switchboard_messages_out_total",
-    "switchboard_errors_total",
+    "switchboard_connections",
+    "switchboard_connections_rejected",
+    "switchboard_connection_closes",
+    "switchboard_messages_in",
+    "switchboard_messages_out",
+    "switchboard_errors",
     "switchboard_message_handling_seconds",
-    "switchboard_slow_consumer_closes_total",
-    "switchboard_rate_limited_messages_total",
+    "switchboard_slow_consumer_closes",
+    "switchboard_rate_limited_messages",
     "switchboard_rooms_active",
     "switchboard_peers_active",
     "switchboard_room_peers",
@@ -43,18 +47,6 @@ pub async fn ready_and_unknown_path(c: &Cluster) {
         assert_eq!(c.get(i, "/ready").await.status, 200);
         assert_eq!(c.get(i, "/no-such-path").await.status, 404);
     }
-}
-
-/// Returns the value of the sample line starting with `series ` (exact series).
-fn sample(body: &str, series: &str) -> Option<f64> {
-    body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    })
 }
 
 /// `/metrics` is Prometheus text with every family, and counts what happened.

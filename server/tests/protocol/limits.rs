@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::server_still_works;
 use crate::support::client::Incoming;
+use crate::support::http::metric_sample;
 use crate::support::*;
 
 /// `MAX_PEERS_PER_ROOM` of the room-full case.
@@ -305,20 +306,36 @@ pub async fn slow_consumer_closed(c: &Cluster) {
         }
         let latency = sent_at.elapsed();
         assert!(
-            latency < Duration::from_secs(3),
+            latency < Duration::from_secs(5),
             "broadcast {sent} took {latency:?} to reach the reader"
         );
         sent += 1;
     }
     assert!(sloth_gone || sent == 2000);
     let (code, before) = sloth.closed(Duration::from_secs(60)).await;
-    assert_eq!(
-        code,
-        Some(1008),
-        "the slow consumer must be closed with 1008 (after {} of {sent} broadcasts, {:?})",
+    // The server closes with 1008, but a client that reads nothing cannot even
+    // take the Close frame in time, so the socket may end without one. Any
+    // other close code is wrong.
+    assert!(
+        code == Some(1008) || code.is_none(),
+        "the slow consumer got close code {code:?} (after {} of {sent} broadcasts, {:?})",
         before.len(),
         started.elapsed()
     );
+    // Why it was closed: the node counts slow-consumer closes (server/src/metrics.rs).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let body = c.get(2, "/metrics").await.body;
+        if metric_sample(&body, "switchboard_slow_consumer_closes_total") == Some(1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no slow-consumer close counted:\n{body}"
+        );
+        // Polling a counter: the server reports the close no other way.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     reader.assert_quiet().await;
     server_still_works(c).await;
 }

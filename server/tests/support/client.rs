@@ -25,6 +25,9 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound of `expect_close`: a server may first flush a large backlog.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(20);
+/// `type` of the stand-in for a message nested deeper than serde_json parses
+/// (128 levels); its `raw` holds the text.
+pub const TOO_DEEP: &str = "<too deep to parse>";
 /// Longest received message kept verbatim in the failure log.
 const LOGGED_CHARS: usize = 300;
 
@@ -152,6 +155,10 @@ impl Client {
                     self.log.push(shown);
                     match serde_json::from_str::<Value>(&text) {
                         Ok(value) if value.is_object() => return Some(Incoming::Json(value)),
+                        Err(e) if e.to_string().contains("recursion limit") => {
+                            let raw = text.to_string();
+                            return Some(Incoming::Json(json!({"type": TOO_DEEP, "raw": raw})));
+                        }
                         _ => self.fail("the server sent a text frame that is not a JSON object"),
                     }
                 }

@@ -1,7 +1,32 @@
 # Load balancer module against a mocked AWS provider: stickiness, readiness
 # health check, drain-friendly timeouts, listeners and security group rules.
 
-mock_provider "aws" {}
+mock_provider "aws" {
+  # Runs that apply create these; the provider validates the ARNs that flow
+  # from them into other resources, so the mocked values must look real.
+  mock_resource "aws_lb" {
+    defaults = {
+      arn        = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/sb-test-alb/0123456789abcdef"
+      arn_suffix = "app/sb-test-alb/0123456789abcdef"
+      dns_name   = "sb-test-alb-1234567890.eu-west-1.elb.amazonaws.com"
+      zone_id    = "Z32O12XQLNTSW2"
+    }
+  }
+
+  mock_resource "aws_lb_target_group" {
+    defaults = {
+      arn        = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/sb-test-nodes/0123456789abcdef"
+      arn_suffix = "targetgroup/sb-test-nodes/0123456789abcdef"
+    }
+  }
+
+  mock_resource "aws_security_group" {
+    defaults = {
+      id  = "sg-0fedcba9876543210"
+      arn = "arn:aws:ec2:eu-west-1:123456789012:security-group/sg-0fedcba9876543210"
+    }
+  }
+}
 
 variables {
   name                     = "sb-test"

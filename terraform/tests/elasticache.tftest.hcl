@@ -1,8 +1,38 @@
 # ElastiCache module against mocked providers: encryption, auth token in
 # Secrets Manager, failover rules, parameters and the security group.
 
-mock_provider "aws" {}
-mock_provider "random" {}
+mock_provider "aws" {
+  # Runs that apply create these; the provider validates what flows from them
+  # into other resources, so the mocked values must look real.
+  mock_resource "aws_security_group" {
+    defaults = {
+      id  = "sg-0fedcba9876543210"
+      arn = "arn:aws:ec2:eu-west-1:123456789012:security-group/sg-0fedcba9876543210"
+    }
+  }
+
+  mock_resource "aws_secretsmanager_secret" {
+    defaults = {
+      id  = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:sb-test/redis-auth-token-AbCdEf"
+      arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:sb-test/redis-auth-token-AbCdEf"
+    }
+  }
+
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = {
+      arn = "arn:aws:logs:eu-west-1:123456789012:log-group:/sb-test/redis/slow-log"
+    }
+  }
+}
+
+mock_provider "random" {
+  # ElastiCache accepts 16 to 128 characters; the mock's default string is shorter.
+  mock_resource "random_password" {
+    defaults = {
+      result = "MockedAuthToken0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLM"
+    }
+  }
+}
 
 variables {
   name                     = "sb-test"

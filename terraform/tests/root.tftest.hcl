@@ -49,9 +49,95 @@ mock_provider "aws" {
       }
     }
   }
+
+  # Resources created by the apply runs: the provider validates the ARNs and
+  # ids that flow from them into other resources, so they must look real.
+  mock_resource "aws_kms_key" {
+    defaults = {
+      arn    = "arn:aws:kms:eu-west-1:123456789012:key/01234567-89ab-cdef-0123-456789abcdef"
+      key_id = "01234567-89ab-cdef-0123-456789abcdef"
+    }
+  }
+
+  mock_resource "aws_vpc" {
+    defaults = {
+      id  = "vpc-0fedcba9876543210"
+      arn = "arn:aws:ec2:eu-west-1:123456789012:vpc/vpc-0fedcba9876543210"
+    }
+  }
+
+  mock_resource "aws_security_group" {
+    defaults = {
+      id  = "sg-0fedcba9876543210"
+      arn = "arn:aws:ec2:eu-west-1:123456789012:security-group/sg-0fedcba9876543210"
+    }
+  }
+
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = {
+      arn = "arn:aws:logs:eu-west-1:123456789012:log-group:/switchboard/server"
+    }
+  }
+
+  mock_resource "aws_iam_role" {
+    defaults = {
+      arn = "arn:aws:iam::123456789012:role/switchboard-node-20250101000000000000000001"
+    }
+  }
+
+  mock_resource "aws_iam_instance_profile" {
+    defaults = {
+      arn = "arn:aws:iam::123456789012:instance-profile/switchboard-node-20250101000000000000000001"
+    }
+  }
+
+  mock_resource "aws_lb" {
+    defaults = {
+      arn        = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/switchboard-alb/0123456789abcdef"
+      arn_suffix = "app/switchboard-alb/0123456789abcdef"
+      dns_name   = "switchboard-alb-1234567890.eu-west-1.elb.amazonaws.com"
+      zone_id    = "Z32O12XQLNTSW2"
+    }
+  }
+
+  mock_resource "aws_lb_target_group" {
+    defaults = {
+      arn        = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/switchboard-nodes/0123456789abcdef"
+      arn_suffix = "targetgroup/switchboard-nodes/0123456789abcdef"
+    }
+  }
+
+  mock_resource "aws_secretsmanager_secret" {
+    defaults = {
+      id  = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:switchboard/redis-auth-token-AbCdEf"
+      arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:switchboard/redis-auth-token-AbCdEf"
+    }
+  }
+
+  mock_resource "aws_elasticache_replication_group" {
+    defaults = {
+      primary_endpoint_address = "master.switchboard-redis.abcdef.euw1.cache.amazonaws.com"
+      reader_endpoint_address  = "replica.switchboard-redis.abcdef.euw1.cache.amazonaws.com"
+    }
+  }
+
+  mock_resource "aws_launch_template" {
+    defaults = {
+      id             = "lt-0123456789abcdef0"
+      arn            = "arn:aws:ec2:eu-west-1:123456789012:launch-template/lt-0123456789abcdef0"
+      latest_version = 1
+    }
+  }
 }
 
-mock_provider "random" {}
+mock_provider "random" {
+  # ElastiCache accepts 16 to 128 characters; the mock's default string is shorter.
+  mock_resource "random_password" {
+    defaults = {
+      result = "MockedAuthToken0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLM"
+    }
+  }
+}
 
 variables {
   region          = "eu-west-1"
@@ -73,13 +159,23 @@ run "full_stack" {
   }
 
   assert {
-    condition     = output.redis_endpoint != null && output.redis_endpoint != ""
-    error_message = "The Redis endpoint output must be set."
+    condition     = output.redis_endpoint == "master.switchboard-redis.abcdef.euw1.cache.amazonaws.com"
+    error_message = "redis_endpoint must be the replication group's primary endpoint."
   }
 
   assert {
-    condition     = output.vpc_id != null && output.vpc_id != ""
-    error_message = "Without vpc_id a VPC is created."
+    condition     = output.alb_dns_name == "switchboard-alb-1234567890.eu-west-1.elb.amazonaws.com"
+    error_message = "alb_dns_name must be the load balancer's DNS name."
+  }
+
+  assert {
+    condition     = output.websocket_url == "wss://switchboard-alb-1234567890.eu-west-1.elb.amazonaws.com/ws"
+    error_message = "Without domain_name, websocket_url uses the load balancer's DNS name."
+  }
+
+  assert {
+    condition     = output.vpc_id == "vpc-0fedcba9876543210"
+    error_message = "Without vpc_id the created VPC is used."
   }
 
   assert {

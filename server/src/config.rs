@@ -569,7 +569,7 @@ mod tests {
             panic!()
         };
         assert_eq!(r.url, "rediss://:p%40ss@cache:6379");
-        assert_eq!(format!("{r:?}").contains("p%40ss"), false);
+        assert!(!format!("{r:?}").contains("p%40ss"));
         let c = parse(&["--redis-url", "redis://h:1", "--redis-password", "x"]).unwrap();
         let BackendConfig::Redis(r) = c.backend else {
             panic!()

@@ -33,8 +33,17 @@ pub const CLOSE_GOING_AWAY: u16 = 1001;
 pub const CLOSE_POLICY: u16 = 1008;
 /// A frame over the frame limit.
 pub const CLOSE_TOO_BIG: u16 = 1009;
+/// A frame broke the WebSocket protocol.
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// A text frame that is not UTF-8.
+pub const CLOSE_INVALID_DATA: u16 = 1007;
 /// The peer's session was resumed on another connection.
 pub const CLOSE_SESSION_MOVED: u16 = 4000;
+/// How long a connection closed for overflowing its queue is given to take
+/// the close frame (queued behind what fills its socket) before it is dropped.
+const SLOW_CONSUMER_CLOSE_GRACE: Duration = Duration::from_secs(10);
+/// How long the final frames of any other close may take.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Why a connection ended, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +53,7 @@ pub enum CloseReason {
     SlowConsumer,
     RateLimited,
     FrameTooLarge,
+    ProtocolError,
     Shutdown,
     SessionMoved,
     SocketError,
@@ -57,6 +67,7 @@ impl CloseReason {
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::RateLimited => "rate_limited",
             CloseReason::FrameTooLarge => "frame_too_large",
+            CloseReason::ProtocolError => "protocol_error",
             CloseReason::Shutdown => "shutdown",
             CloseReason::SessionMoved => "session_moved",
             CloseReason::SocketError => "socket_error",
@@ -147,10 +158,12 @@ pub async fn serve(socket: WebSocket, node: Arc<Node>, remote: SocketAddr, conn:
     outbox.close(CLOSE_NORMAL, "");
     // The writer ends after the close frame; a socket that accepts nothing is
     // given a moment, then dropped.
-    if tokio::time::timeout(Duration::from_secs(2), &mut writer)
-        .await
-        .is_err()
-    {
+    let grace = if reason == CloseReason::SlowConsumer {
+        SLOW_CONSUMER_CLOSE_GRACE + CLOSE_GRACE
+    } else {
+        CLOSE_GRACE
+    };
+    if tokio::time::timeout(grace, &mut writer).await.is_err() {
         writer.abort();
     }
     if reason == CloseReason::SlowConsumer {
@@ -169,11 +182,27 @@ pub async fn serve(socket: WebSocket, node: Arc<Node>, remote: SocketAddr, conn:
     );
 }
 
-fn is_capacity_error(e: axum::Error) -> bool {
+/// The close code and reason answering a broken frame, if one is owed.
+fn close_for(e: axum::Error) -> Option<(u16, &'static str, CloseReason)> {
     use tokio_tungstenite::tungstenite::Error as WsError;
-    e.into_inner()
-        .downcast_ref::<WsError>()
-        .is_some_and(|e| matches!(e, WsError::Capacity(_)))
+    match e.into_inner().downcast_ref::<WsError>()? {
+        WsError::Capacity(_) => Some((
+            CLOSE_TOO_BIG,
+            "frame exceeds the frame size limit",
+            CloseReason::FrameTooLarge,
+        )),
+        WsError::Utf8(_) => Some((
+            CLOSE_INVALID_DATA,
+            "text frame is not valid UTF-8",
+            CloseReason::ProtocolError,
+        )),
+        WsError::Protocol(_) => Some((
+            CLOSE_PROTOCOL_ERROR,
+            "WebSocket protocol error",
+            CloseReason::ProtocolError,
+        )),
+        _ => None,
+    }
 }
 
 impl Session {
@@ -214,11 +243,13 @@ impl Session {
                     match frame {
                         None => return CloseReason::ClientClosed,
                         Some(Err(e)) => {
-                            if is_capacity_error(e) {
-                                outbox.close(CLOSE_TOO_BIG, "frame exceeds the frame size limit");
-                                return CloseReason::FrameTooLarge;
-                            }
-                            return CloseReason::SocketError;
+                            return match close_for(e) {
+                                Some((code, text, reason)) => {
+                                    outbox.close(code, text);
+                                    reason
+                                }
+                                None => CloseReason::SocketError,
+                            };
                         }
                         Some(Ok(Message::Text(text))) => {
                             if let Some(reason) = self.on_text(&text, last_seen).await {
@@ -434,8 +465,10 @@ async fn write_loop(mut sink: Sink, outbox: Arc<Outbox>, node: Arc<Node>) {
                         "outbound queue full: the client is not reading fast enough",
                     ),
                 };
+                // Whatever part of a frame was cut off stays buffered in the
+                // sink and goes out before the close frame.
                 let _ = tokio::time::timeout(
-                    Duration::from_secs(1),
+                    SLOW_CONSUMER_CLOSE_GRACE,
                     sink.send(Message::Close(Some(frame))),
                 )
                 .await;

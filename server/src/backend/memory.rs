@@ -216,25 +216,22 @@ impl MemoryBackend {
         let mut peer_id = req.peer.clone();
 
         if let Some(resume) = &req.resume {
+            // A token resumes only its own peer of its own room; anything else
+            // (garbage, another peer's or room's token, an expired session) is
+            // no valid resume: the join proceeds afresh, and a taken id is
+            // `PEER_ID_TAKEN`.
+            recovered = Some(false);
             let parsed = token::parse(resume)
                 .filter(|t| t.room == req.room && req.peer.as_ref().is_none_or(|p| p == &t.peer));
-            match parsed {
-                None => {
-                    return Err(ProtocolError::bad_request(
-                        "`resume` is not a session token of this room and peer; join without it",
-                    ))
+            if let Some(t) = parsed {
+                let valid = room
+                    .peers
+                    .get(&t.peer)
+                    .is_some_and(|p| token::same_hash(&p.secret_hash, &t.secret_hash));
+                if valid {
+                    return Ok(self.resume_locked(room, &t.peer, resume, args));
                 }
-                Some(t) => {
-                    if let Some(existing) = room.peers.get_mut(&t.peer) {
-                        if !token::same_hash(&existing.secret_hash, &t.secret_hash) {
-                            return Err(peer_id_taken(&t.peer));
-                        }
-                        return Ok(self.resume_locked(room, &t.peer, resume, args));
-                    }
-                    // The session expired: join afresh under the same id.
-                    recovered = Some(false);
-                    peer_id = Some(t.peer);
-                }
+                peer_id = Some(t.peer);
             }
         }
 

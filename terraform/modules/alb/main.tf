@@ -106,7 +106,7 @@ resource "aws_lb_target_group" "this" {
     interval            = 10
     timeout             = 5
     healthy_threshold   = 2
-    unhealthy_threshold = 2
+    unhealthy_threshold = 3
   }
 
   tags = { Name = "${var.name}-nodes" }

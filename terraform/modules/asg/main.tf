@@ -214,8 +214,8 @@ resource "aws_autoscaling_group" "this" {
   }
 }
 
-# Terminating instances wait here while the on-instance watcher (see the user
-# data) stops the server, which drains its clients, and then completes the
+# Terminating instances wait here until the on-instance watcher (see the user
+# data) has stopped the server, which drains its clients, and completes the
 # action. The heartbeat is a bound in case the watcher is gone.
 resource "aws_autoscaling_lifecycle_hook" "drain" {
   name                   = local.hook_name

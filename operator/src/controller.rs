@@ -17,6 +17,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::NamespaceResourceScope;
@@ -283,6 +284,9 @@ impl<'a> Applier<'a> {
                 if let Some(svc) = resources::redis_service(sc) {
                     self.apply(svc).await?;
                 }
+                if let Some(np) = resources::redis_network_policy(sc) {
+                    self.apply(np).await?;
+                }
                 if let Some(sts) = resources::redis_statefulset(sc) {
                     seen.redis = Some(self.apply(sts).await?);
                 }
@@ -292,6 +296,7 @@ impl<'a> Applier<'a> {
                 // Secret stays, so switching back does not rotate it.
                 self.delete_owned::<StatefulSet>(&names.redis).await?;
                 self.delete_owned::<Service>(&names.redis).await?;
+                self.delete_owned::<NetworkPolicy>(&names.redis).await?;
                 self.delete_owned::<ConfigMap>(&names.redis_config).await?;
             }
         }

@@ -104,6 +104,7 @@ pub fn path(kind: &str, name: &str) -> String {
         "statefulsets" | "deployments" => format!("/apis/apps/v1/namespaces/{NS}/{kind}"),
         "horizontalpodautoscalers" => format!("/apis/autoscaling/v2/namespaces/{NS}/{kind}"),
         "poddisruptionbudgets" => format!("/apis/policy/v1/namespaces/{NS}/{kind}"),
+        "networkpolicies" => format!("/apis/networking.k8s.io/v1/namespaces/{NS}/{kind}"),
         "signalingclusters" => format!("/apis/switchboard.dev/v1alpha1/namespaces/{NS}/{kind}"),
         "events" => format!("/apis/events.k8s.io/v1/namespaces/{NS}/{kind}"),
         "leases" => format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/{kind}"),

@@ -72,6 +72,11 @@ fn existing(sc: &SignalingCluster, s: Scenario) -> Scenario {
             "chat-redis",
             &with_spec_hash(resources::redis_service(sc).unwrap()),
         )
+        .get_object(
+            "networkpolicies",
+            "chat-redis",
+            &with_spec_hash(resources::redis_network_policy(sc).unwrap()),
+        )
         .get_object("statefulsets", "chat-redis", &ready_redis(sc))
         .get_object(
             "serviceaccounts",
@@ -132,6 +137,8 @@ async fn new_cluster_creates_everything() {
         .apply("configmaps", "chat-redis-config")
         .get_missing("services", "chat-redis")
         .apply("services", "chat-redis")
+        .get_missing("networkpolicies", "chat-redis")
+        .apply("networkpolicies", "chat-redis")
         .get_missing("statefulsets", "chat-redis")
         .apply("statefulsets", "chat-redis")
         .get_missing("serviceaccounts", "chat")
@@ -357,6 +364,11 @@ async fn autoscaled_cluster_leaves_replicas_alone_on_later_reconciles() {
             "chat-redis",
             &with_spec_hash(resources::redis_service(&sc).unwrap()),
         )
+        .get_object(
+            "networkpolicies",
+            "chat-redis",
+            &with_spec_hash(resources::redis_network_policy(&sc).unwrap()),
+        )
         .get_object("statefulsets", "chat-redis", &ready_redis(&sc))
         .get_object(
             "serviceaccounts",
@@ -405,6 +417,12 @@ async fn switching_to_external_redis_removes_the_managed_one() {
             &with_spec_hash(resources::redis_service(&old).unwrap()),
         )
         .delete("services", "chat-redis")
+        .get_object(
+            "networkpolicies",
+            "chat-redis",
+            &with_spec_hash(resources::redis_network_policy(&old).unwrap()),
+        )
+        .delete("networkpolicies", "chat-redis")
         .get_object(
             "configmaps",
             "chat-redis-config",
@@ -475,6 +493,7 @@ async fn objects_not_owned_by_the_cluster_are_never_deleted() {
     let s = Scenario::default()
         .get_object("statefulsets", "chat-redis", &foreign)
         .get_missing("services", "chat-redis")
+        .get_missing("networkpolicies", "chat-redis")
         .get_missing("configmaps", "chat-redis-config")
         .get_object(
             "serviceaccounts",
@@ -594,6 +613,7 @@ async fn immutable_field_errors_say_what_to_do() {
         .get_object("configmaps", "chat-redis-config", &with_spec_hash(resources::redis_configmap(&old).unwrap()))
         .apply("configmaps", "chat-redis-config")
         .get_object("services", "chat-redis", &with_spec_hash(resources::redis_service(&sc).unwrap()))
+        .get_object("networkpolicies", "chat-redis", &with_spec_hash(resources::redis_network_policy(&sc).unwrap()))
         .get_object("statefulsets", "chat-redis", &ready_redis(&old))
         .call(
             Method::PATCH,

@@ -26,6 +26,10 @@ use k8s_openapi::api::core::v1::{
     ServiceSpec as K8sServiceSpec, SleepAction, TCPSocketAction, Volume, VolumeMount,
     VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -774,6 +778,36 @@ pub fn redis_service(sc: &SignalingCluster) -> Option<Service> {
     })
 }
 
+/// NetworkPolicy letting only this cluster's server pods reach the managed Redis.
+pub fn redis_network_policy(sc: &SignalingCluster) -> Option<NetworkPolicy> {
+    managed_redis(sc)?;
+    Some(NetworkPolicy {
+        metadata: meta(sc, &names(sc).redis, "redis"),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(sc, "redis")),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    pod_selector: Some(LabelSelector {
+                        match_labels: Some(selector_labels(sc, "server")),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(REDIS_PORT)),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]),
+            }]),
+            ..Default::default()
+        }),
+    })
+}
+
 /// The managed Redis StatefulSet (one replica).
 pub fn redis_statefulset(sc: &SignalingCluster) -> Option<StatefulSet> {
     let m = managed_redis(sc)?;
@@ -957,6 +991,7 @@ mod tests {
             pdb(&sc).unwrap().metadata,
             redis_configmap(&sc).unwrap().metadata,
             redis_service(&sc).unwrap().metadata,
+            redis_network_policy(&sc).unwrap().metadata,
             redis_statefulset(&sc).unwrap().metadata,
             redis_auth_secret(&sc, "pw").metadata,
         ];
@@ -1378,6 +1413,30 @@ mod tests {
         assert!(redis_conf(&ManagedRedis::default()).contains("appendonly yes"));
         let svc = redis_service(&sc).unwrap().spec.unwrap();
         assert_eq!(svc.cluster_ip.as_deref(), Some("None"));
+        let np = redis_network_policy(&sc).unwrap().spec.unwrap();
+        assert_eq!(
+            np.pod_selector.unwrap().match_labels.unwrap()["app.kubernetes.io/component"],
+            "redis"
+        );
+        let rule = &np.ingress.unwrap()[0];
+        let from = rule.from.as_ref().unwrap()[0]
+            .pod_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (
+                from["app.kubernetes.io/component"].as_str(),
+                from["app.kubernetes.io/instance"].as_str()
+            ),
+            ("server", "chat")
+        );
+        assert_eq!(
+            rule.ports.as_ref().unwrap()[0].port,
+            Some(IntOrString::Int(6379))
+        );
     }
 
     #[test]

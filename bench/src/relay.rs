@@ -288,9 +288,10 @@ async fn progress(shared: Arc<Shared>) {
     tick.tick().await;
     let mut last = 0;
     loop {
+        let from = Instant::now();
         tick.tick().await;
         let now = shared.live.load(Ordering::Relaxed);
-        let phase = if Instant::now() < shared.start {
+        let phase = if from < shared.start {
             "warm-up"
         } else {
             "measure"

@@ -27,6 +27,23 @@ KUBE_VERSION_RENDER="1.33.0"
 need_pip kubernetes-validate==1.37.0 jsonschema==4.26.0 pyyaml==6.0.3
 need_helm_kubectl
 
+# checkov pins many dependencies exactly: it gets a venv of its own (shared
+# with the terraform checks, same version).
+CHECKOV_VENV="$TOOLS/checkov-venv"
+CHECKOV_VERSION=3.3.30
+need_checkov() {
+  if [ -x "$CHECKOV_VENV/bin/checkov" ] \
+    && [ "$("$CHECKOV_VENV/bin/pip" show checkov 2>/dev/null | sed -n 's/^Version: //p')" = "$CHECKOV_VERSION" ]; then
+    return 0
+  fi
+  log "installing checkov $CHECKOV_VERSION into .tools/checkov-venv"
+  rm -rf "$CHECKOV_VENV"
+  python3 -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/pip" install -q --upgrade pip >/dev/null
+  "$CHECKOV_VENV/bin/pip" install -q "checkov==$CHECKOV_VERSION"
+}
+need_checkov
+
 OUT="$TOOLS/k8s-rendered"
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -184,6 +201,11 @@ def policy(path, flags):
                                 or not any(labels_match(sel, sl) for sl in server_labels) \
                                 or labels_match(sel, plabels):
                             errs.append(f'NetworkPolicy/{p["metadata"]["name"]}: peer {peer} is not exactly the server pods')
+    cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+                      "PersistentVolume", "StorageClass", "PriorityClass", "IngressClass"}
+    for d in docs:
+        if d["kind"] not in cluster_scoped and not (d.get("metadata") or {}).get("namespace"):
+            errs.append(f'{d["kind"]}/{d["metadata"]["name"]}: no namespace: it would land in whatever namespace kubectl defaults to')
     if "--no-secrets" in flags:
         for s in by_kind.get("Secret", []):
             errs.append(f'Secret/{s["metadata"]["name"]}: the plain manifests must not ship a Secret (passwords are created by the user)')
@@ -540,3 +562,25 @@ operator_parity() {
   k8scheck rbac "$OUT/operator-ha.yaml" "${files[@]}"
 }
 step "operator chart RBAC and settings match k8s/operator" operator_parity
+
+# ------------------------------------------------------------------ policy scan
+
+# checkov over everything rendered above (every chart value set, every
+# kustomize build). Exceptions are checkov.io/skipN annotations on the
+# resources themselves, each with its reason.
+checkov_scan() {
+  local n out rc
+  n=$(find "$OUT" -name '*.yaml' | wc -l)
+  [ "$n" -ge 10 ] || { echo "  - only $n rendered files to scan: an earlier step failed" >&2; return 1; }
+  # Run from inside: checkov silently scans nothing under a path with a hidden
+  # directory (.tools) in it. The summary line proves it scanned.
+  out="$(cd "$OUT" && "$CHECKOV_VENV/bin/checkov" -d . --framework kubernetes --skip-download --compact 2>&1)"
+  rc=$?
+  printf '%s\n' "$out" | awk '/^Check: /{c=$0} /FAILED for resource/{print c; print; f=1; next} f&&/^\t/{print; next} {f=0}'
+  printf '%s\n' "$out" | grep -E '^Passed checks: ' || { echo "  - checkov printed no summary:" >&2; printf '%s\n' "$out" | tail -20 >&2; return 1; }
+  if printf '%s\n' "$out" | grep -qE '^Passed checks: 0,'; then
+    echo "  - checkov scanned nothing" >&2; return 1
+  fi
+  return "$rc"
+}
+step "checkov (kubernetes) on every rendering: no failed check" checkov_scan

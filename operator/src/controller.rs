@@ -500,9 +500,13 @@ pub enum StartupError {
     Kube(#[from] kube::Error),
 }
 
-/// Fails with a one-line install hint when the CRD is missing.
-pub async fn check_crd(client: &Client) -> Result<(), StartupError> {
-    let api: Api<SignalingCluster> = Api::all(client.clone());
+/// Fails with a one-line install hint when the CRD is missing. Lists in the
+/// watched namespace only, so a namespace-scoped Role suffices.
+pub async fn check_crd(client: &Client, namespace: Option<&str>) -> Result<(), StartupError> {
+    let api: Api<SignalingCluster> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     match api.list(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Err(StartupError::CrdMissing),
@@ -559,4 +563,48 @@ pub async fn run(
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{test_context, Reply, Scenario};
+
+    #[tokio::test]
+    async fn missing_crd_gives_an_install_hint() {
+        let (ctx, handle) = test_context();
+        let mock = Scenario::default()
+            .call(
+                http::Method::GET,
+                "/apis/switchboard.dev/v1alpha1/signalingclusters".into(),
+                Reply::NotFound,
+            )
+            .run(handle);
+        let err = check_crd(&ctx.client, None).await.unwrap_err();
+        drop(ctx);
+        mock.await.unwrap();
+        assert!(matches!(err, StartupError::CrdMissing));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("kubectl apply -f k8s/operator/crd.yaml") && !msg.contains('\n'),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn crd_check_lists_only_the_watched_namespace() {
+        let (ctx, handle) = test_context();
+        let mock = Scenario::default()
+            .call(
+                http::Method::GET,
+                crate::fixtures::path("signalingclusters", ""),
+                Reply::Json(serde_json::json!({"apiVersion": "switchboard.dev/v1alpha1", "kind": "SignalingClusterList", "metadata": {}, "items": []})),
+            )
+            .run(handle);
+        check_crd(&ctx.client, Some(crate::fixtures::NS))
+            .await
+            .unwrap();
+        drop(ctx);
+        mock.await.unwrap();
+    }
 }

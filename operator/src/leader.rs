@@ -159,3 +159,133 @@ pub async fn release(client: Client, cfg: &LeaseConfig) {
         Err(e) => warn!(error = %e, "could not release the leader lease"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{Reply, Scenario, NS};
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+
+    fn cfg() -> LeaseConfig {
+        LeaseConfig {
+            name: "switchboard-operator".into(),
+            namespace: NS.into(),
+            identity: "me".into(),
+            duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(5),
+        }
+    }
+
+    fn lease(holder: &str, renewed_at: i64, transitions: i32) -> serde_json::Value {
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "switchboard-operator", "namespace": NS, "resourceVersion": "7"},
+            "spec": {
+                "holderIdentity": holder, "leaseDurationSeconds": 15, "leaseTransitions": transitions,
+                "renewTime": Timestamp::from_second(renewed_at).unwrap().to_string(),
+                "acquireTime": Timestamp::from_second(renewed_at).unwrap().to_string(),
+            }
+        })
+    }
+
+    async fn attempt(s: Scenario, now: i64) -> (bool, Vec<crate::fixtures::Seen>) {
+        let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let mock = s.run(handle);
+        let api: Api<Lease> = Api::namespaced(Client::new(svc, NS), NS);
+        let got = try_acquire(&api, &cfg(), Timestamp::from_second(now).unwrap())
+            .await
+            .unwrap();
+        drop(api);
+        (got, mock.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn creates_a_missing_lease() {
+        let s = Scenario::default()
+            .get_missing("leases", "switchboard-operator")
+            .create("leases");
+        let (got, seen) = attempt(s, 1000).await;
+        assert!(got);
+        assert_eq!(seen[1].body["spec"]["holderIdentity"], "me");
+        assert_eq!(seen[1].body["spec"]["leaseDurationSeconds"], 15);
+    }
+
+    #[tokio::test]
+    async fn leaves_a_fresh_lease_of_another_replica_alone() {
+        let s = Scenario::default().get(
+            "leases",
+            "switchboard-operator",
+            Reply::Json(lease("other", 1000, 3)),
+        );
+        let (got, seen) = attempt(s, 1010).await;
+        assert!(!got);
+        assert_eq!(seen.len(), 1, "no write: {seen:?}");
+    }
+
+    #[tokio::test]
+    async fn takes_over_an_expired_lease() {
+        let s = Scenario::default()
+            .get(
+                "leases",
+                "switchboard-operator",
+                Reply::Json(lease("other", 1000, 3)),
+            )
+            .call(
+                http::Method::PUT,
+                crate::fixtures::path("leases", "switchboard-operator"),
+                Reply::Echo,
+            );
+        let (got, seen) = attempt(s, 1016).await;
+        assert!(got);
+        let spec = &seen[1].body["spec"];
+        assert_eq!(
+            (
+                spec["holderIdentity"].as_str(),
+                spec["leaseTransitions"].as_i64()
+            ),
+            (Some("me"), Some(4))
+        );
+        // The write is conditional on the version read.
+        assert_eq!(seen[1].body["metadata"]["resourceVersion"], "7");
+    }
+
+    #[tokio::test]
+    async fn renews_its_own_lease_and_loses_races() {
+        let s = Scenario::default()
+            .get(
+                "leases",
+                "switchboard-operator",
+                Reply::Json(lease("me", 1000, 2)),
+            )
+            .call(
+                http::Method::PUT,
+                crate::fixtures::path("leases", "switchboard-operator"),
+                Reply::Echo,
+            );
+        let (got, seen) = attempt(s, 1005).await;
+        assert!(got);
+        assert_eq!(seen[1].body["spec"]["leaseTransitions"], 2);
+        // Renewing keeps the time it was acquired (t = 1000 s).
+        let acquired = seen[1].body["spec"]["acquireTime"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(acquired.starts_with("1970-01-01T00:16:40"), "{acquired}");
+
+        let s = Scenario::default()
+            .get(
+                "leases",
+                "switchboard-operator",
+                Reply::Json(lease("other", 1000, 3)),
+            )
+            .call(
+                http::Method::PUT,
+                crate::fixtures::path("leases", "switchboard-operator"),
+                Reply::Status(409, "the object has been modified".into()),
+            );
+        let (got, _) = attempt(s, 1100).await;
+        assert!(!got, "a conflicting write means another replica won");
+    }
+}

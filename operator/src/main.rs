@@ -82,7 +82,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes configuration found (in-cluster or kubeconfig)")?;
-    if let Err(e) = controller::check_crd(&client).await {
+    if let Err(e) = controller::check_crd(&client, args.watch_namespace.as_deref()).await {
         // One line, and a non-zero exit: the pod's last log says how to fix it.
         eprintln!("switchboard-operator: {e}");
         std::process::exit(1);

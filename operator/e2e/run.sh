@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# End-to-end test of switchboard-operator on a real Kubernetes cluster (kind in
+# CI). Installs the CRD and the operator from k8s/operator, creates
+# SignalingClusters, waits for Ready, relays a WebRTC signal between two
+# WebSocket clients (through the Service, and across two server pods), checks
+# that an unchanged cluster is left alone, scales, rolls a config change, deletes
+# and checks that everything was garbage-collected.
+#
+# Interface:
+#   needs   a working kube context (kubectl), python3 (3.8+), and both images
+#           already present on the nodes (for kind: `kind load docker-image`)
+#   env     SERVER_IMAGE    server image, repository:tag (required)
+#           OPERATOR_IMAGE  operator image, repository:tag (required)
+#           E2E_NAMESPACE   namespace for the SignalingClusters (switchboard-e2e)
+#           E2E_TIMEOUT     seconds allowed for each wait (300)
+#           E2E_KEEP        1 (default): leave SignalingCluster "signaling" running
+#                           in E2E_NAMESPACE for later steps (load tests); 0:
+#                           delete it too and check its garbage collection
+#   exit    0 when every check passed; non-zero after dumping the cluster state,
+#           events and the operator's and servers' logs.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+MANIFESTS="$ROOT/k8s/operator"
+NS="${E2E_NAMESPACE:-switchboard-e2e}"
+T="${E2E_TIMEOUT:-300}"
+KEEP="${E2E_KEEP:-1}"
+OP_NS=switchboard-system
+: "${SERVER_IMAGE:?set SERVER_IMAGE to the server image (repository:tag) loaded into the cluster}"
+: "${OPERATOR_IMAGE:?set OPERATOR_IMAGE to the operator image (repository:tag) loaded into the cluster}"
+
+WORK="$(mktemp -d)"
+PF_PIDS=()
+
+log() { printf '\n==> %s\n' "$*"; }
+fail() {
+  echo "E2E FAILED: $*" >&2
+  exit 1
+}
+
+dump() {
+  set +e
+  echo
+  echo "==================== e2e failure: cluster state ===================="
+  kubectl get signalingclusters -A -o wide
+  kubectl get signalingclusters -A -o yaml
+  kubectl get all,pvc,configmaps,secrets,pdb,hpa,networkpolicies,leases -n "$NS" -o wide
+  kubectl get all,leases -n "$OP_NS" -o wide
+  echo "---- events ($NS) ----"
+  kubectl get events -n "$NS" --sort-by=.lastTimestamp | tail -n 80
+  echo "---- events ($OP_NS) ----"
+  kubectl get events -n "$OP_NS" --sort-by=.lastTimestamp | tail -n 40
+  echo "---- operator logs ----"
+  kubectl logs -n "$OP_NS" -l app.kubernetes.io/name=switchboard-operator --all-containers --prefix --tail=300
+  kubectl logs -n "$OP_NS" -l app.kubernetes.io/name=switchboard-operator --all-containers --prefix --previous --tail=50 2>/dev/null
+  echo "---- server and redis logs ----"
+  kubectl logs -n "$NS" -l app.kubernetes.io/name=switchboard --all-containers --prefix --tail=100
+  kubectl describe pods -n "$NS" | tail -n 150
+  for f in "$WORK"/pf-*.log; do
+    [ -e "$f" ] && { echo "---- $f ----"; cat "$f"; }
+  done
+}
+
+cleanup() {
+  local rc=$?
+  for pid in "${PF_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ "$rc" -ne 0 ] && dump
+  rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+
+# wait_until SECONDS DESCRIPTION CMD... : retry CMD every 2 s until it succeeds.
+wait_until() {
+  local secs="$1" what="$2" deadline
+  shift 2
+  deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -ge "$deadline" ] && fail "timed out after ${secs}s waiting for: $what"
+    sleep 2
+  done
+}
+
+# port_forward TARGET LOCAL REMOTE : kubectl port-forward in the background, wait
+# until the server behind it answers /health.
+port_forward() {
+  local target="$1" local_port="$2" remote="$3"
+  kubectl -n "$NS" port-forward "$target" "$local_port:$remote" >"$WORK/pf-$local_port.log" 2>&1 &
+  PF_PIDS+=($!)
+  wait_until 60 "port-forward to $target answering /health" \
+    "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$local_port/health', timeout=2)"
+}
+
+stop_port_forwards() {
+  for pid in "${PF_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  PF_PIDS=()
+}
+
+jsonpath() { kubectl -n "$NS" get "$1" -o jsonpath="$2"; }
+
+# ------------------------------------------------------------------ prerequisites
+log "prerequisites"
+command -v kubectl >/dev/null || fail "kubectl is not on PATH"
+command -v python3 >/dev/null || fail "python3 is not on PATH"
+kubectl version >/dev/null || fail "no working kube context (kubectl version failed)"
+case "$SERVER_IMAGE" in
+  *@*) fail "SERVER_IMAGE must be repository:tag, not a digest" ;;
+esac
+server_repo="${SERVER_IMAGE%:*}"
+server_tag="${SERVER_IMAGE##*:}"
+if [ "$server_repo" = "$SERVER_IMAGE" ] || [[ "$server_tag" == */* ]]; then
+  server_repo="$SERVER_IMAGE"
+  server_tag=latest
+fi
+PY=python3
+if ! python3 -c 'import websockets' 2>/dev/null; then
+  python3 -m venv "$WORK/venv" || fail "python3 -m venv failed (install python3-venv)"
+  "$WORK/venv/bin/pip" install -q 'websockets>=13' || fail "cannot install the websockets package"
+  PY="$WORK/venv/bin/python"
+fi
+
+# ---------------------------------------------------------------------------- CRD
+log "install the CRD"
+kubectl apply --server-side --field-manager=switchboard-e2e -f "$MANIFESTS/crd.yaml"
+kubectl wait --for=condition=Established --timeout="${T}s" crd/signalingclusters.switchboard.dev
+
+log "the API server rejects min > max replicas (CEL rule)"
+kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
+if out="$(kubectl apply --dry-run=server -f - 2>&1 <<EOF
+apiVersion: switchboard.dev/v1alpha1
+kind: SignalingCluster
+metadata: {name: cel-check, namespace: $NS}
+spec:
+  autoscaling: {enabled: true, minReplicas: 5, maxReplicas: 2}
+EOF
+)"; then
+  fail "a SignalingCluster with minReplicas > maxReplicas was accepted: $out"
+fi
+grep -q "minReplicas must not exceed" <<<"$out" || fail "unexpected rejection message: $out"
+echo "OK rejected: $out"
+
+# ----------------------------------------------------------------------- operator
+log "install the operator ($OPERATOR_IMAGE)"
+kubectl apply -f "$MANIFESTS/rbac.yaml"
+sed -E "s#^( *image: )ghcr.io/switchboard-dev/switchboard-operator:.*#\\1${OPERATOR_IMAGE}#" \
+  "$MANIFESTS/deployment.yaml" >"$WORK/operator.yaml"
+grep -q "image: ${OPERATOR_IMAGE}\$" "$WORK/operator.yaml" || fail "could not set the operator image in deployment.yaml"
+kubectl apply -f "$WORK/operator.yaml"
+kubectl -n "$OP_NS" rollout status deployment/switchboard-operator --timeout="${T}s"
+has_leader() { [ -n "$(kubectl -n "$OP_NS" get lease switchboard-operator -o jsonpath='{.spec.holderIdentity}')" ]; }
+wait_until "$T" "an operator replica to hold the leader Lease" has_leader
+echo "OK leader: $(kubectl -n "$OP_NS" get lease switchboard-operator -o jsonpath='{.spec.holderIdentity}')"
+
+# ------------------------------------------------------------- SignalingClusters
+# smoke: the lifecycle under test (persistent managed Redis, deleted at the end).
+# signaling: left running for later steps (E2E_KEEP=1).
+# broken: valid for the API server, invalid for the operator (overrides a
+#         variable the operator manages): must be Degraded, harming nobody.
+log "create SignalingClusters in $NS"
+cluster() {
+  local name="$1" replicas="$2" persistence="$3"
+  cat <<EOF
+apiVersion: switchboard.dev/v1alpha1
+kind: SignalingCluster
+metadata: {name: $name, namespace: $NS}
+spec:
+  replicas: $replicas
+  image: {repository: "$server_repo", tag: "$server_tag", pullPolicy: IfNotPresent}
+  resources: {requests: {cpu: 50m, memory: 64Mi}, limits: {memory: 256Mi}}
+  server: {logLevel: info, drainTimeoutSeconds: 5}
+  redis:
+    managed: {persistence: $persistence, storage: {size: 256Mi}}
+---
+EOF
+}
+{
+  cluster smoke 2 true
+  cluster signaling 2 false
+  cat <<EOF
+apiVersion: switchboard.dev/v1alpha1
+kind: SignalingCluster
+metadata: {name: broken, namespace: $NS}
+spec:
+  image: {repository: "$server_repo", tag: "$server_tag"}
+  env: [{name: REDIS_URL, value: "redis://elsewhere:6379"}]
+EOF
+} >"$WORK/clusters.yaml"
+kubectl apply -f "$WORK/clusters.yaml"
+
+log "wait for Ready"
+kubectl -n "$NS" wait signalingcluster/smoke signalingcluster/signaling \
+  --for=condition=Ready --timeout="${T}s"
+kubectl -n "$NS" get signalingclusters
+
+log "an invalid SignalingCluster is Degraded with a message and an Event"
+kubectl -n "$NS" wait signalingcluster/broken --for=condition=Degraded --timeout="${T}s"
+reason="$(jsonpath signalingcluster/broken '{.status.conditions[?(@.type=="Degraded")].reason}')"
+message="$(jsonpath signalingcluster/broken '{.status.conditions[?(@.type=="Degraded")].message}')"
+[ "$reason" = InvalidSpec ] || fail "broken: Degraded reason is $reason, expected InvalidSpec"
+grep -q "spec.env sets REDIS_URL" <<<"$message" || fail "broken: message does not say what to fix: $message"
+has_event() {
+  [ -n "$(kubectl -n "$NS" get events \
+    --field-selector involvedObject.name=broken,reason=InvalidSpec -o name)" ]
+}
+wait_until 60 "a Warning event InvalidSpec on broken" has_event
+[ -z "$(kubectl -n "$NS" get deployment broken --ignore-not-found -o name)" ] \
+  || fail "the operator created a Deployment for an invalid SignalingCluster"
+echo "OK broken: $message"
+
+log "smoke owns everything it should"
+for obj in deployment/smoke service/smoke configmap/smoke-config serviceaccount/smoke \
+  poddisruptionbudget/smoke statefulset/smoke-redis service/smoke-redis \
+  configmap/smoke-redis-config secret/smoke-redis-auth networkpolicy/smoke-redis; do
+  owner="$(jsonpath "$obj" '{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}')"
+  [ "$owner" = SignalingCluster/smoke ] || fail "$obj is owned by '$owner', expected SignalingCluster/smoke"
+done
+[ "$(jsonpath signalingcluster/smoke '{.status.redis}')" = "smoke-redis:6379" ] \
+  || fail "status.redis is $(jsonpath signalingcluster/smoke '{.status.redis}')"
+[ -n "$(kubectl -n "$NS" get pvc -l app.kubernetes.io/instance=smoke -o name)" ] \
+  || fail "the persistent managed Redis has no PersistentVolumeClaim"
+echo "OK"
+
+# ------------------------------------------------------------------------ signal
+log "relay a signal through the Service"
+port_forward service/smoke 18180 80
+"$PY" "$HERE/signal_smoke.py" ws://127.0.0.1:18180/ws
+
+log "relay a signal across two server pods (through Redis)"
+mapfile -t pods < <(kubectl -n "$NS" get pods -l app.kubernetes.io/instance=smoke,app.kubernetes.io/component=server \
+  --field-selector=status.phase=Running -o name)
+[ "${#pods[@]}" -ge 2 ] || fail "expected 2 running server pods, found ${#pods[@]}"
+port_forward "${pods[0]}" 18181 8080
+port_forward "${pods[1]}" 18182 8080
+"$PY" "$HERE/signal_smoke.py" ws://127.0.0.1:18181/ws ws://127.0.0.1:18182/ws
+stop_port_forwards
+
+# ----------------------------------------------------------------- idempotency
+log "an unchanged cluster is left alone (no self-triggered writes)"
+sleep 5
+before="$(jsonpath signalingcluster/smoke '{.metadata.resourceVersion}') $(jsonpath deployment/smoke '{.metadata.resourceVersion}')"
+sleep 20
+after="$(jsonpath signalingcluster/smoke '{.metadata.resourceVersion}') $(jsonpath deployment/smoke '{.metadata.resourceVersion}')"
+[ "$before" = "$after" ] || fail "resourceVersions of smoke and its Deployment moved while nothing changed: $before -> $after"
+echo "OK resourceVersions stable: $after"
+
+# ------------------------------------------------------------------------- scale
+log "scale to 3 with kubectl scale"
+kubectl -n "$NS" scale signalingcluster/smoke --replicas=3
+kubectl -n "$NS" wait signalingcluster/smoke --for=jsonpath='{.status.readyReplicas}'=3 --timeout="${T}s"
+[ "$(jsonpath deployment/smoke '{.spec.replicas}')" = 3 ] || fail "the Deployment was not scaled to 3"
+echo "OK 3 ready replicas"
+
+log "a config change rolls the pods"
+old_hash="$(jsonpath deployment/smoke '{.spec.template.metadata.annotations.switchboard\.dev/config-hash}')"
+kubectl -n "$NS" patch signalingcluster/smoke --type=merge -p '{"spec":{"server":{"logLevel":"debug"}}}'
+hash_changed() { [ "$(jsonpath deployment/smoke '{.spec.template.metadata.annotations.switchboard\.dev/config-hash}')" != "$old_hash" ]; }
+wait_until 60 "the Deployment's config hash to change" hash_changed
+[ "$(jsonpath configmap/smoke-config '{.data.RUST_LOG}')" = debug ] || fail "ConfigMap smoke-config was not updated"
+kubectl -n "$NS" rollout status deployment/smoke --timeout="${T}s"
+kubectl -n "$NS" wait signalingcluster/smoke --for=condition=Ready --timeout="${T}s"
+echo "OK rolled out"
+
+# ------------------------------------------------------------------------ delete
+# gone NAME : nothing labelled with instance NAME is left in the namespace.
+gone() {
+  [ -z "$(kubectl -n "$NS" get deployments,statefulsets,services,configmaps,secrets,serviceaccounts,poddisruptionbudgets,horizontalpodautoscalers,networkpolicies,persistentvolumeclaims,pods \
+    -l "app.kubernetes.io/instance=$1" -o name)" ]
+}
+log "delete smoke: everything it owned is garbage-collected"
+kubectl -n "$NS" delete signalingcluster/smoke --wait=true --timeout="${T}s"
+wait_until "$T" "garbage collection of everything labelled app.kubernetes.io/instance=smoke" gone smoke
+echo "OK nothing of smoke is left"
+kubectl -n "$NS" wait signalingcluster/signaling --for=condition=Ready --timeout=60s
+echo "OK signaling is still Ready"
+
+log "signaling (left for later steps) relays too"
+port_forward service/signaling 18183 80
+"$PY" "$HERE/signal_smoke.py" ws://127.0.0.1:18183/ws
+stop_port_forwards
+
+kubectl -n "$NS" delete signalingcluster/broken --wait=true --timeout="${T}s"
+if [ "$KEEP" = 0 ]; then
+  log "delete signaling"
+  kubectl -n "$NS" delete signalingcluster/signaling --wait=true --timeout="${T}s"
+  wait_until "$T" "garbage collection of signaling" gone signaling
+fi
+
+log "operator metrics"
+op_pod="$(kubectl -n "$OP_NS" get lease switchboard-operator -o jsonpath='{.spec.holderIdentity}')"
+port_forward_op() {
+  kubectl -n "$OP_NS" port-forward "pod/$op_pod" 18190:8080 >"$WORK/pf-op.log" 2>&1 &
+  PF_PIDS+=($!)
+}
+port_forward_op
+metrics_up() { "$PY" -c "import urllib.request,sys; t=urllib.request.urlopen('http://127.0.0.1:18190/metrics', timeout=2).read().decode(); sys.exit(0 if 'switchboard_operator_reconciliations_total' in t else 1)"; }
+wait_until 60 "the leader's /metrics" metrics_up
+stop_port_forwards
+echo "OK"
+
+log "E2E PASSED"

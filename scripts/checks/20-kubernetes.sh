@@ -501,6 +501,28 @@ step "helm template switchboard-operator: ci/single-namespace.yaml" operator_set
   "grep:name: WATCH_NAMESPACE\n\s+value: \"signaling\"" "grep:^  namespace: signaling$"
 step "helm values schema rejects $OPERATOR_CHART/ci/invalid/*" reject_invalid "$OPERATOR_CHART"
 
+# notes CHART VALUES EXPECTATION... : NOTES.txt as `helm install` prints it
+# (client-side dry run: no cluster needed), with expect_in's grep: specs.
+notes() {
+  local chart="$1" values="$2" name
+  shift 2
+  name="notes-$(basename "$chart")-$(basename "${values:-defaults}" .yaml)"
+  helm install sb "$chart" --dry-run=client --namespace switchboard ${values:+-f "$values"} 2>&1 |
+    sed -n '/^NOTES:/,$p' >"$OUT/$name.txt"
+  [ -s "$OUT/$name.txt" ] || { echo "  - no NOTES printed" >&2; return 1; }
+  expect_in "$OUT/$name.txt" "$@"
+}
+notes_all() {
+  local rc=0
+  notes "$SERVER_CHART" "" "grep:port-forward svc/sb-switchboard 8080:80" "grep:ws://127.0.0.1:8080/ws" \
+    "grep:WARNING: client authentication is off" "grep:password was generated" || rc=1
+  notes "$SERVER_CHART" "$SERVER_CHART/ci/ingress-on.yaml" "grep:wss://signaling.example.com/ws" "-grep:WARNING" || rc=1
+  notes "$SERVER_CHART" "$SERVER_CHART/ci/external-redis.yaml" "grep:Redis: external" "-grep:WARNING" || rc=1
+  notes "$OPERATOR_CHART" "$OPERATOR_CHART/ci/ha.yaml" "grep:leader election on" "grep:kind: SignalingCluster" || rc=1
+  return "$rc"
+}
+step "NOTES.txt tells how to connect (server: defaults, ingress, external Redis; operator: HA)" notes_all
+
 # ------------------------------------------------------ kustomize and plain YAML
 
 kustomize_build() {

@@ -247,7 +247,15 @@ step "image build context: workspace members, packages, Rust version" build_cont
 # --- Local compose cluster ----------------------------------------------------
 
 # compose-go (Docker Compose's own loader) validates against the Compose spec.
-step "docker-compose config (Compose spec)" docker-compose -f docker-compose.yml config --quiet
+# The package's `docker-compose` wrapper drops the exit status: run the binary
+# it ships directly.
+compose_config() {
+  local bin
+  bin="$(python -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')" \
+    || return 1
+  "$bin" -f docker-compose.yml config --quiet
+}
+step "docker-compose config (Compose spec)" compose_config
 
 compose_structure() {
   python - <<'PY'

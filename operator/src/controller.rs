@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -50,6 +50,9 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
 /// Longest retry delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How often every object is applied even when its spec hash matches, so edits
+/// made behind the operator's back (say `kubectl edit deployment`) are undone.
+pub const DRIFT_CHECK: Duration = Duration::from_secs(600);
 
 /// Shared state of the reconcile loop.
 pub struct Context {
@@ -62,6 +65,9 @@ pub struct Context {
     /// Consecutive failures per SignalingCluster. A std Mutex: it is only held for a
     /// map lookup, never across an await.
     failures: Mutex<HashMap<ObjectRef<SignalingCluster>, u32>>,
+    /// When each SignalingCluster last had all its objects applied regardless of
+    /// their hash (same locking rule as `failures`).
+    full_applies: Mutex<HashMap<ObjectRef<SignalingCluster>, Instant>>,
 }
 
 impl Context {
@@ -76,7 +82,38 @@ impl Context {
             client,
             metrics,
             failures: Mutex::new(HashMap::new()),
+            full_applies: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether `obj` is due for an apply of every object regardless of hashes. The
+    /// first sighting only starts the clock: a restart does not rewrite everything.
+    pub fn full_apply_due(&self, obj: &ObjectRef<SignalingCluster>) -> bool {
+        let mut m = self.full_applies.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match m.get(obj) {
+            Some(last) if now.duration_since(*last) >= DRIFT_CHECK => {
+                m.insert(obj.clone(), now);
+                true
+            }
+            Some(_) => false,
+            None => {
+                m.insert(obj.clone(), now);
+                false
+            }
+        }
+    }
+
+    /// Makes the next reconcile of `obj` a full apply.
+    #[cfg(test)]
+    pub fn make_full_apply_due(&self, obj: &ObjectRef<SignalingCluster>) {
+        let past = Instant::now()
+            .checked_sub(DRIFT_CHECK)
+            .expect("monotonic clock is past DRIFT_CHECK");
+        self.full_applies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(obj.clone(), past);
     }
 
     /// Records one more failure of `obj` and returns how long to wait.
@@ -161,6 +198,7 @@ impl SignalingCluster {
         }
 
         let mut applier = Applier::new(ctx.client.clone(), ns, self);
+        applier.ignore_hashes = ctx.full_apply_due(&ObjectRef::from_obj(self));
         match applier.apply_all().await {
             Ok(seen) => {
                 if !applier.changed.is_empty() {
@@ -248,6 +286,8 @@ pub struct Applier<'a> {
     sc: &'a SignalingCluster,
     /// "Kind name" of each object created, updated or deleted.
     pub changed: Vec<String>,
+    /// Apply every object even when its spec hash matches (drift correction).
+    pub ignore_hashes: bool,
 }
 
 impl<'a> Applier<'a> {
@@ -257,6 +297,7 @@ impl<'a> Applier<'a> {
             ns: ns.to_string(),
             sc,
             changed: Vec::new(),
+            ignore_hashes: false,
         }
     }
 
@@ -360,10 +401,11 @@ impl<'a> Applier<'a> {
     {
         let name = desired.name_any();
         let kind = K::kind(&());
-        if let Some(cur) = current {
-            if hash_annotation(&cur).is_some() && hash_annotation(&cur) == hash_annotation(&desired)
-            {
-                return Ok(cur);
+        if let Some(cur) = &current {
+            let same =
+                hash_annotation(cur).is_some() && hash_annotation(cur) == hash_annotation(&desired);
+            if same && !self.ignore_hashes {
+                return Ok(current.expect("checked above"));
             }
         }
         let applied = self
@@ -375,7 +417,14 @@ impl<'a> Applier<'a> {
             )
             .await
             .map_err(|e| Error::kube(format!("applying {kind} {name}"), e))?;
-        self.changed.push(format!("{kind} {name}"));
+        // An apply that changed nothing leaves the resourceVersion as it was.
+        let unchanged = current.as_ref().is_some_and(|c| {
+            c.meta().resource_version.is_some()
+                && c.meta().resource_version == applied.meta().resource_version
+        });
+        if !unchanged {
+            self.changed.push(format!("{kind} {name}"));
+        }
         Ok(applied)
     }
 

@@ -699,3 +699,108 @@ impl Scenario {
         self
     }
 }
+
+#[tokio::test]
+async fn periodic_full_apply_undoes_drift_and_reports_only_real_changes() {
+    let sc = settled(cluster("chat"));
+    fn at_rv<T: serde::Serialize>(obj: &T) -> Value {
+        let mut v = serde_json::to_value(obj).unwrap();
+        v["metadata"]["resourceVersion"] = json!("5");
+        v
+    }
+    // Someone edited the Deployment's image; its spec-hash annotation still matches.
+    let mut drifted = owned_replicas(ready_deployment(&sc, 2));
+    drifted.spec.template.spec.as_mut().unwrap().containers[0].image = Some("evil:1".into());
+    let mut s = Scenario::default().get_object(
+        "secrets",
+        "chat-redis-auth",
+        &resources::redis_auth_secret(&sc, "pw"),
+    );
+    let same: Vec<(&str, &str, Value)> = vec![
+        (
+            "configmaps",
+            "chat-redis-config",
+            at_rv(&with_spec_hash(resources::redis_configmap(&sc).unwrap())),
+        ),
+        (
+            "services",
+            "chat-redis",
+            at_rv(&with_spec_hash(resources::redis_service(&sc).unwrap())),
+        ),
+        (
+            "networkpolicies",
+            "chat-redis",
+            at_rv(&with_spec_hash(
+                resources::redis_network_policy(&sc).unwrap(),
+            )),
+        ),
+        ("statefulsets", "chat-redis", at_rv(&ready_redis(&sc))),
+        (
+            "serviceaccounts",
+            "chat",
+            at_rv(&with_spec_hash(resources::service_account(&sc))),
+        ),
+        (
+            "configmaps",
+            "chat-config",
+            at_rv(&with_spec_hash(resources::server_configmap(&sc))),
+        ),
+    ];
+    for (kind, name, obj) in same {
+        s = s.get(kind, name, Reply::Json(obj.clone())).call(
+            Method::PATCH,
+            crate::fixtures::path(kind, name),
+            Reply::Json(obj),
+        );
+    }
+    s = s
+        .get("deployments", "chat", Reply::Json(at_rv(&drifted)))
+        .apply("deployments", "chat");
+    let svc = at_rv(&with_spec_hash(resources::service(&sc)));
+    s = s.get("services", "chat", Reply::Json(svc.clone())).call(
+        Method::PATCH,
+        crate::fixtures::path("services", "chat"),
+        Reply::Json(svc),
+    );
+    s = s.get_missing("horizontalpodautoscalers", "chat");
+    let pdb = at_rv(&with_spec_hash(resources::pdb(&sc).unwrap()));
+    s = s
+        .get("poddisruptionbudgets", "chat", Reply::Json(pdb.clone()))
+        .call(
+            Method::PATCH,
+            crate::fixtures::path("poddisruptionbudgets", "chat"),
+            Reply::Json(pdb),
+        )
+        .event();
+
+    let (ctx, handle) = test_context();
+    ctx.make_full_apply_due(&ObjectRef::from_obj(&sc));
+    let mock = s.run(handle);
+    reconcile(Arc::new(sc), ctx.clone()).await.unwrap();
+    drop(ctx);
+    let seen = mock.await.unwrap();
+    let dep = body_of(&seen, Method::PATCH, "deployments/chat");
+    assert_ne!(
+        dep["spec"]["template"]["spec"]["containers"][0]["image"],
+        "evil:1"
+    );
+    let note = body_of(&seen, Method::POST, "events")["note"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(note, "Applied Deployment chat");
+}
+
+#[tokio::test]
+async fn first_sighting_does_not_force_a_full_apply() {
+    let (ctx, _handle) = test_context();
+    let obj = ObjectRef::from_obj(&cluster("chat"));
+    assert!(!ctx.full_apply_due(&obj));
+    assert!(!ctx.full_apply_due(&obj));
+    ctx.make_full_apply_due(&obj);
+    assert!(ctx.full_apply_due(&obj));
+    assert!(
+        !ctx.full_apply_due(&obj),
+        "the clock restarts after a full apply"
+    );
+}

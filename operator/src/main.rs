@@ -110,23 +110,24 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         renew_every: Duration::from_secs(5),
     };
 
+    // Resolves when the leader Lease is lost. Without leader election the sender
+    // lives until the end of this function, so it never resolves.
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut lost_tx = Some(lost_tx);
     if args.leader_election {
         tokio::select! {
             () = leader::acquire(client.clone(), &lease) => {}
             () = shutdown_signal() => return Ok(()),
         }
-        metrics.leader.set(1);
-        let (c, l) = (client.clone(), lease.clone());
+        let (c, l, tx) = (client.clone(), lease.clone(), lost_tx.take());
         tokio::spawn(async move {
             leader::keep(c, l).await;
-            let _ = lost_tx.send(());
+            if let Some(tx) = tx {
+                let _ = tx.send(());
+            }
         });
-    } else {
-        metrics.leader.set(1);
-        // Never lose what was never contended.
-        std::mem::forget(lost_tx);
     }
+    metrics.leader.set(1);
 
     let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let lost_flag = lost.clone();
@@ -144,6 +145,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     controller::run(client.clone(), ctx, args.watch_namespace.clone(), shutdown).await;
     metrics.leader.set(0);
 
+    drop(lost_tx);
     if lost.load(std::sync::atomic::Ordering::SeqCst) {
         anyhow::bail!("lost leadership; exiting so a fresh start can rejoin the election");
     }

@@ -182,6 +182,12 @@ pub fn compute(
         }
     };
 
+    // Nothing was observed for an invalid spec: keep the last counts (the pods
+    // that were running keep running).
+    let (replicas, ready) = match (outcome, &sc.status) {
+        (Outcome::Invalid(_), Some(old)) => (old.replicas, old.ready_replicas),
+        _ => (replicas, ready),
+    };
     SignalingClusterStatus {
         observed_generation: generation,
         replicas,
@@ -336,6 +342,23 @@ mod tests {
         );
         assert_eq!(d.message, "Invalid spec: a is bad; b too");
         assert_eq!(condition(Some(&st), READY).unwrap().status, "False");
+    }
+
+    #[test]
+    fn invalid_spec_keeps_the_last_counts() {
+        let mut sc = cluster("chat");
+        sc.status = Some(SignalingClusterStatus {
+            replicas: 3,
+            ready_replicas: 2,
+            ..Default::default()
+        });
+        let st = compute(
+            &sc,
+            &Outcome::Invalid(vec!["x".into()]),
+            &Observed::default(),
+            time(1),
+        );
+        assert_eq!((st.replicas, st.ready_replicas), (3, 2));
     }
 
     #[test]

@@ -31,6 +31,8 @@ use crate::{limits, run_id, target};
 const MAX_BATCH: usize = 64;
 /// Round-trip samples a task collects before adding them to the shared histogram.
 const SAMPLE_BATCH: usize = 256;
+/// Shortest pacing tick in fixed-rate mode (the timer's resolution).
+const MIN_TICK: Duration = Duration::from_millis(1);
 /// Most signals in flight per pair.
 const MAX_IN_FLIGHT: usize = 4096;
 
@@ -42,8 +44,8 @@ struct Shared {
     start: Instant,
     end: Instant,
     in_flight: usize,
-    /// Round-trip period per pair in fixed-rate mode.
-    period: Option<Duration>,
+    /// Round trips per second per pair in fixed-rate mode.
+    pair_rate: Option<f64>,
     payload_bytes: usize,
     hist: ShardedHistogram,
     /// Signals received so far (warm-up included), for the progress line.
@@ -155,16 +157,14 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
     let base = Instant::now();
     let start = base + args.warmup;
     let end = start + args.duration;
-    let period = args.rate.map(|r| {
-        // `r` relayed signals/s in total is r/2 round trips/s spread over the pairs.
-        Duration::from_secs_f64(pairs as f64 * 2.0 / r as f64)
-    });
+    // `r` relayed signals/s in total is r/2 round trips/s spread over the pairs.
+    let pair_rate = args.rate.map(|r| r as f64 / 2.0 / pairs as f64);
     let shared = Arc::new(Shared {
         base,
         start,
         end,
         in_flight: args.in_flight,
-        period,
+        pair_rate,
         payload_bytes: args.payload_bytes,
         hist: ShardedHistogram::new(64),
         live: AtomicU64::new(0),
@@ -301,11 +301,13 @@ async fn progress(shared: Arc<Shared>) {
     }
 }
 
-/// Waits for the next tick, or forever without a ticker.
-async fn next_tick(ticker: &mut Option<Interval>) {
-    match ticker {
-        Some(t) => {
-            t.tick().await;
+/// Waits for the next pacing tick and returns how many round trips are due in
+/// total by now; without pacing, waits forever.
+async fn next_tick(pacing: &mut Option<(Interval, Instant, f64)>) -> u64 {
+    match pacing {
+        Some((t, first, rate)) => {
+            let at = t.tick().await;
+            (at.into_std().duration_since(*first).as_secs_f64() * *rate) as u64 + 1
         }
         None => std::future::pending().await,
     }
@@ -319,17 +321,22 @@ async fn connection(mut ws: Ws, role: Role, shared: Arc<Shared>) -> ConnResult {
     let mut samples: Vec<u64> = Vec::with_capacity(SAMPLE_BATCH);
     let mut in_flight = 0usize;
     let start_ns = shared.stamp(shared.start);
-    let closed_loop = shared.period.is_none();
-    let mut ticker = match (role.initiator, shared.period) {
-        (true, Some(period)) => {
-            // Spread the pairs' ticks evenly over one period.
-            let offset = period.mul_f64(rand::random::<f64>());
-            let mut t = tokio::time::interval_at((shared.base + offset).into(), period);
-            t.set_missed_tick_behavior(MissedTickBehavior::Burst);
-            Some(t)
+    let closed_loop = shared.pair_rate.is_none();
+    // Fixed rate: a tick every period, but at most one per MIN_TICK; each tick
+    // sends every round trip that is due by then, so the total rate holds even
+    // when the per-pair period is shorter than the timer resolution.
+    let mut pacing = match (role.initiator, shared.pair_rate) {
+        (true, Some(rate)) => {
+            let tick = Duration::from_secs_f64(1.0 / rate).max(MIN_TICK);
+            // Spread the pairs' ticks evenly over one tick.
+            let first = shared.base + tick.mul_f64(rand::random::<f64>());
+            let mut t = tokio::time::interval_at(first.into(), tick);
+            t.set_missed_tick_behavior(MissedTickBehavior::Skip);
+            Some((t, first, rate))
         }
         _ => None,
     };
+    let mut issued: u64 = 0;
     let stop = tokio::time::sleep_until(shared.end.into());
     tokio::pin!(stop);
 
@@ -415,15 +422,24 @@ async fn connection(mut ws: Ws, role: Role, shared: Arc<Shared>) -> ConnResult {
                     failed = true;
                 }
             }
-            _ = next_tick(&mut ticker) => {
-                if in_flight < shared.in_flight {
-                    let now = shared.stamp(Instant::now());
-                    let sent = ws.send(Message::text(template.render(now))).await;
-                    failed = sent.is_err();
-                    in_flight += 1;
-                    res.sent += 1;
-                } else {
-                    res.skipped += 1;
+            due = next_tick(&mut pacing) => {
+                let now = Instant::now();
+                let stamp = shared.stamp(now);
+                while issued < due && !failed {
+                    issued += 1;
+                    if in_flight < shared.in_flight {
+                        failed = ws.feed(Message::text(template.render(stamp))).await.is_err();
+                        in_flight += 1;
+                        res.sent += 1;
+                    } else {
+                        res.skipped += 1;
+                    }
+                }
+                if !failed && ws.flush().await.is_err() {
+                    failed = true;
+                }
+                if failed {
+                    res.errors.add("transport");
                 }
             }
         }

@@ -203,7 +203,8 @@ pub async fn configured_size_limits(c: &Cluster) {
 /// `RATE_LIMITED` (echoing the id); once tokens refill the connection works.
 pub async fn rate_limited(c: &Cluster) {
     let mut client = c.connect(0).await;
-    const SENT: u64 = 30;
+    // Few enough over the burst that this is "exceeding", not "keeps exceeding".
+    const SENT: u64 = 20;
     for n in 0..SENT {
         client.send_json(json!({"type": "ping", "id": n})).await;
     }
@@ -220,7 +221,7 @@ pub async fn rate_limited(c: &Cluster) {
         }
     }
     assert!(
-        limited >= 10,
+        limited >= 5,
         "only {limited} of {SENT} messages were rate limited"
     );
     // Tokens refill at 5/s: waiting lets a few through again.

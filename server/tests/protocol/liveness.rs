@@ -87,3 +87,27 @@ pub async fn answering_pings_keeps_alive(c: &Cluster) {
     assert_eq!(bob.recv_type("broadcast").await["payload"], "still here");
     bob.assert_quiet().await;
 }
+
+/// A peer closed for idleness is, once its resume window has passed, removed
+/// with `peer_left{reason:"timeout"}`. Runs with `RESUME_WINDOW_SECS=1`.
+pub async fn idle_peer_left_as_timeout(c: &Cluster) {
+    let (mut bob, _) = join(c, 1, "r1", "bob").await;
+    let mut raw = RawWs::connect(c.addr(0)).await;
+    raw.send_text(r#"{"type":"join","room":"r1","peer":"idle","id":1}"#)
+        .await
+        .expect("send join");
+    let ev = bob.recv_type("peer_joined").await;
+    assert_eq!(ev["peer"]["peer"], "idle");
+    // `raw` now stays silent; bob keeps reading (and answering pings).
+    let bound = Duration::from_secs(IDLE_SECS + 1 + 20);
+    let ev = bob.recv_json_timeout(bound).await;
+    assert_eq!(ev["type"], "peer_left", "{ev}");
+    assert_keys(&ev, PEER_LEFT_KEYS);
+    assert_eq!(ev["peer"], "idle");
+    assert_eq!(
+        ev["reason"], "timeout",
+        "an idle-closed peer leaves by timeout: {ev}"
+    );
+    bob.assert_quiet().await;
+    drop(raw);
+}

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures_util::future::join_all;
 use serde_json::json;
 
 use crate::support::*;
@@ -834,9 +835,7 @@ pub async fn concurrent_joins_exactly_once(c: &Cluster) {
                 "{me} learned of some peers twice: {dups:?}"
             );
         }
-        for client in clients.iter_mut() {
-            client.assert_quiet().await;
-        }
+        join_all(clients.iter_mut().map(Client::assert_quiet)).await;
     }
 }
 

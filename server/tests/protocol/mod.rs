@@ -158,6 +158,10 @@ macro_rules! protocol_suite {
                 window_expiry => Settings::new()
                     .set("RESUME_WINDOW_SECS", $crate::protocol::recovery::SHORT_WINDOW_SECS),
                 unknown_resume_token => Settings::new(),
+                overflowed_buffer_not_recovered => Settings::new().set(
+                    "RECOVERY_BUFFER_EVENTS",
+                    $crate::protocol::recovery::SMALL_BUFFER_EVENTS,
+                ),
                 leave_ends_the_session => Settings::new(),
             }
             liveness {
@@ -166,6 +170,10 @@ macro_rules! protocol_suite {
                 idle_connection_closed => Settings::new()
                     .set("PING_INTERVAL_SECS", $crate::protocol::liveness::PING_SECS)
                     .set("IDLE_TIMEOUT_SECS", $crate::protocol::liveness::IDLE_SECS),
+                idle_peer_left_as_timeout => Settings::new()
+                    .set("PING_INTERVAL_SECS", $crate::protocol::liveness::PING_SECS)
+                    .set("IDLE_TIMEOUT_SECS", $crate::protocol::liveness::IDLE_SECS)
+                    .set("RESUME_WINDOW_SECS", 1),
                 answering_pings_keeps_alive => Settings::new()
                     .set("PING_INTERVAL_SECS", $crate::protocol::liveness::PING_SECS)
                     .set("IDLE_TIMEOUT_SECS", $crate::protocol::liveness::IDLE_SECS),
@@ -216,9 +224,13 @@ macro_rules! cluster_suite {
             multi_node {
                 resume_on_another_node_after_drain => Settings::new()
                     .set("DRAIN_TIMEOUT_SECS", $crate::protocol::drain::DRAIN_SECS),
-                resume_on_another_node_after_crash => Settings::new(),
+                resume_on_another_node_after_crash => Settings::new()
+                    .set("HEARTBEAT_INTERVAL_MS", 250)
+                    .set("NODE_TTL_MS", 2000),
                 crashed_node_peers_removed_as_node_lost => Settings::new()
-                    .set("RESUME_WINDOW_SECS", $crate::protocol::recovery::SHORT_WINDOW_SECS),
+                    .set("RESUME_WINDOW_SECS", $crate::protocol::recovery::SHORT_WINDOW_SECS)
+                    .set("HEARTBEAT_INTERVAL_MS", 250)
+                    .set("NODE_TTL_MS", 2000),
                 cross_node_consistency => Settings::new(),
             }
         );

@@ -423,3 +423,38 @@ pub async fn leave_ends_the_session(c: &Cluster) {
     alice.assert_quiet().await;
     bob.assert_quiet().await;
 }
+
+/// Events kept for replay per peer (`RECOVERY_BUFFER_EVENTS`).
+pub const SMALL_BUFFER_EVENTS: u64 = 10;
+
+/// When more was missed than the server keeps (`RECOVERY_BUFFER_EVENTS=10`),
+/// the resume is `recovered:false`, replays nothing (a partial replay would be
+/// a gap), and new events flow again; the others see no presence change.
+pub async fn overflowed_buffer_not_recovered(c: &Cluster) {
+    let (mut alice, joined) = join(c, 0, "r1", "alice").await;
+    let session = joined["session"].as_str().expect("session").to_owned();
+    let (mut bob, _) = join(c, 1, "r1", "bob").await;
+    let last_seq = seq(&alice.recv_type("peer_joined").await);
+    drop(alice);
+    send_signals(&mut bob, "alice", 1..=SMALL_BUFFER_EVENTS * 3).await;
+
+    let (mut alice, joined) = resume(
+        c,
+        2,
+        json!({"type": "join", "room": "r1", "peer": "alice", "resume": session,
+               "last_seq": last_seq}),
+    )
+    .await;
+    assert_eq!(joined["recovered"], false, "{joined}");
+    assert_eq!(joined["peer"], "alice");
+    assert_eq!(peer_ids(&joined["peers"]), sorted(&["bob"]));
+    bob.assert_quiet().await;
+    bob.request_ok(json!({"type": "signal", "to": "alice", "payload": {"n": 1000}}))
+        .await;
+    let ev = alice.recv_type("signal").await;
+    assert_eq!(
+        ev["payload"]["n"], 1000,
+        "only new events after recovered:false: {ev}"
+    );
+    alice.assert_quiet().await;
+}

@@ -141,8 +141,8 @@ pub async fn if_version_race_has_one_winner(c: &Cluster) {
             assert_eq!(ev["version"], round + 1);
             assert_eq!(ev["by"], winners[0]);
             assert_eq!(ev["data"], json!({"winner": winners[0]}));
-            client.assert_quiet().await;
         }
+        tokio::join!(alice.assert_quiet(), bob.assert_quiet());
     }
 }
 

@@ -169,10 +169,20 @@ step "hadolint (Dockerfiles)" hadolint "${dockerfiles[@]}"
 
 checkov_scan() {
   [ -x "$CHECKOV_VENV/bin/checkov" ] || { echo "checkov is not installed" >&2; return 1; }
-  local args=()
+  local args=() out rc scanned
   for f in "$@"; do args+=(-f "$f"); done
-  "$CHECKOV_VENV/bin/checkov" --quiet --compact --skip-download \
-    --framework dockerfile github_actions "${args[@]}"
+  out="$("$CHECKOV_VENV/bin/checkov" --quiet --compact --skip-download \
+    --framework dockerfile github_actions "${args[@]}" 2>&1)"
+  rc=$?
+  printf '%s\n' "$out"
+  # checkov can silently scan nothing (e.g. under a hidden directory): both
+  # frameworks must report passed checks.
+  scanned=$(printf '%s\n' "$out" | grep -cE '^Passed checks: [1-9]')
+  if [ "$scanned" -lt 2 ]; then
+    echo "checkov reported results for $scanned of 2 frameworks" >&2
+    return 1
+  fi
+  return "$rc"
 }
 step "checkov (Dockerfiles, workflows)" checkov_scan "${dockerfiles[@]}" "${workflows[@]}"
 

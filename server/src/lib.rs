@@ -12,16 +12,21 @@
 //! - [`session`]: one WebSocket connection (read loop, write loop, limits).
 //! - [`outbox`]: the bounded outbound queue of a connection.
 //! - [`http`]: routes (`/ws`, `/health`, `/ready`, `/metrics`, `/status`, `/`).
+//! - [`auth`]: JWT verification and room/peer/role grants, origin allow-list,
+//!   admin token, token minting; [`ice`]: STUN/TURN servers with TURN REST
+//!   credentials for `joined.ice_servers`.
 //! - [`node`]: the shared handle; [`shutdown`]: the graceful drain;
 //!   [`metrics`]: Prometheus; [`telemetry`]: logging.
 //!
 //! The binary (`main.rs`) only parses the command line and calls [`run`].
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod filters;
 pub mod http;
+pub mod ice;
 pub mod metrics;
 pub mod node;
 pub mod outbox;
@@ -39,6 +44,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::backend::memory::MemoryBackend;
+use crate::backend::redis::RedisBackend;
 use crate::backend::Backend;
 use crate::config::{BackendConfig, Config};
 use crate::metrics::Metrics;
@@ -56,16 +62,22 @@ pub enum Error {
 /// Builds the backend the configuration asks for.
 pub async fn build_backend(
     config: &Config,
-    _metrics: &mut Metrics,
+    metrics: &mut Metrics,
 ) -> Result<Arc<dyn Backend>, Error> {
     match &config.backend {
         BackendConfig::Memory => Ok(MemoryBackend::new(
             config.limits.clone(),
             config.timing.resume_window,
         )),
-        BackendConfig::Redis(_) => Err(Error::Backend(
-            "the Redis backend is not available in this build".into(),
-        )),
+        BackendConfig::Redis(redis) => {
+            // rustls needs a process-wide crypto provider for rediss:// URLs;
+            // installing it twice (several nodes in one test process) is harmless.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let backend = RedisBackend::start(config, redis, metrics)
+                .await
+                .map_err(Error::Backend)?;
+            Ok(backend)
+        }
     }
 }
 
@@ -88,7 +100,10 @@ pub async fn run(
         "switchboard {} starting",
         env!("CARGO_PKG_VERSION")
     );
-    warn!("authentication is off: any client may join any room (configure JWT_SECRET to require tokens)");
+    match &node.verifier {
+        Some(verifier) => info!("authentication is on: {}", verifier.describe()),
+        None => warn!("authentication is off: the server is open, any client may join any room (configure JWT_SECRET, JWT_PUBLIC_KEY_FILE or JWT_JWKS_FILE to require tokens)"),
+    }
     info!(addr = %addr, "listening");
 
     let drain_node = node.clone();

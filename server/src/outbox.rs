@@ -111,14 +111,16 @@ impl Outbox {
         if inner.closed {
             return Err(PushError::Closed);
         }
+        if let Some(held) = inner.held.as_mut() {
+            // Replayed and live events may arrive here in any order while
+            // held; `release` sorts and de-duplicates them.
+            held.push((seq, kind, text));
+            return Ok(());
+        }
         if seq <= inner.last_seq {
             return Ok(());
         }
         inner.last_seq = seq;
-        if let Some(held) = inner.held.as_mut() {
-            held.push((seq, kind, text));
-            return Ok(());
-        }
         self.enqueue(&mut inner, Outgoing::Text { kind, seq, text })
     }
 
@@ -161,16 +163,28 @@ impl Outbox {
         self.written_seq.store(seq, Ordering::Relaxed);
     }
 
-    /// Queues the held events after everything queued so far and stops holding.
+    /// Queues the held events after everything queued so far, in seq order
+    /// without duplicates and skipping those at or below the last seq, and
+    /// stops holding.
     pub fn release(&self) -> Result<(), PushError> {
         let mut inner = self.lock();
-        let Some(held) = inner.held.take() else {
+        let Some(mut held) = inner.held.take() else {
             return Ok(());
         };
+        held.sort_by_key(|(seq, _, _)| *seq);
         for (seq, kind, text) in held {
+            if seq <= inner.last_seq {
+                continue;
+            }
+            inner.last_seq = seq;
             self.enqueue(&mut inner, Outgoing::Text { kind, seq, text })?;
         }
         Ok(())
+    }
+
+    /// The highest event seq accepted so far.
+    pub fn last_seq(&self) -> u64 {
+        self.lock().last_seq
     }
 
     /// Drops held events and stops holding (a join that failed).
@@ -286,6 +300,26 @@ mod tests {
         o.release().unwrap();
         o.event(2, "signal", text("e2")).unwrap();
         assert_eq!(frames(&o), ["joined", "e1", "e2"]);
+    }
+
+    #[test]
+    fn held_events_are_sorted_and_deduplicated() {
+        let o = Outbox::new(1000);
+        o.hold(0);
+        o.event(7, "signal", text("live7")).unwrap();
+        o.set_last_seq(4);
+        for (seq, t) in [(3, "old3"), (5, "r5"), (6, "r6"), (7, "r7")] {
+            o.event(seq, "signal", text(t)).unwrap();
+        }
+        o.reply("joined", "joined").unwrap();
+        o.release().unwrap();
+        o.event(7, "signal", text("dup")).unwrap();
+        o.event(8, "signal", text("e8")).unwrap();
+        let got = frames(&o);
+        assert_eq!(got.len(), 5, "{got:?}");
+        assert_eq!(&got[..3], ["joined", "r5", "r6"]);
+        assert!(got[3] == "live7" || got[3] == "r7");
+        assert_eq!(got[4], "e8");
     }
 
     #[test]

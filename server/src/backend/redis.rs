@@ -1,1 +1,0 @@
-//! The Redis backend (cluster mode). Under construction.

@@ -1,0 +1,7 @@
+-- ARGV: publish, maxlen, ttl, peer, att, info, peer_updated body.
+-- Status: OK or STALE.
+configure(ARGV[1], ARGV[2], ARGV[3])
+if not current(ARGV[4], ARGV[5]) then return {'STALE', PUBLISHED} end
+redis.call('HSET', PEERS, ARGV[4], ARGV[6])
+deliver(others(ARGV[4]), 'peer_updated', ARGV[7])
+return {'OK', PUBLISHED}

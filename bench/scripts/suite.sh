@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Runs the benchmarks recorded in docs/benchmarks.md on this machine: builds the
+# release binaries, starts the node(s) it needs (and, for the cluster part, a
+# private redis-server on 127.0.0.1:$REDIS_PORT), runs switchboard-bench against
+# them, and stops everything it started. All traffic stays on 127.0.0.1.
+#
+#   bench/scripts/suite.sh [single|idle|cluster|redis|all]...   (default: all)
+#
+# Set NO_BUILD=1 to reuse existing release binaries.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+SERVER=target/release/switchboard
+BENCH=target/release/switchboard-bench
+REDIS_PORT=${REDIS_PORT:-6399}
+# The relay runs exceed the default 100 msgs/s per connection on purpose.
+UNLIMITED=(RATE_LIMIT_PER_SEC=1000000 RATE_LIMIT_BURST=1000000)
+PIDS=()
+
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+say() { printf '\n## %s (load average: %s)\n' "$*" "$(cut -d' ' -f1-3 /proc/loadavg)"; }
+run() { echo "+ $*"; "$@"; }
+
+# start_node NAME [ENV=VALUE...]: sets NODE_PID and NODE_PORT.
+start_node() {
+  local name=$1 log
+  shift
+  log=$(mktemp -t "switchboard-$name.XXXXXX")
+  echo "+ env HOST=127.0.0.1 PORT=0 LOG_FORMAT=json $* $SERVER   # $name"
+  env HOST=127.0.0.1 PORT=0 LOG_FORMAT=json "$@" "$SERVER" >"$log" 2>&1 &
+  NODE_PID=$!
+  PIDS+=("$NODE_PID")
+  for _ in $(seq 100); do
+    grep -q '"listening"' "$log" && break
+    sleep 0.1
+  done
+  NODE_PORT=$(grep -o '"addr":"[^"]*"' "$log" | head -1 | sed 's/.*:\([0-9]*\)"$/\1/')
+  if [ -z "$NODE_PORT" ]; then
+    echo "node $name did not start:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+}
+
+stop() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+start_redis() {
+  echo "+ redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize no >/dev/null 2>&1 &
+  REDIS_PID=$!
+  PIDS+=("$REDIS_PID")
+  for _ in $(seq 50); do
+    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return
+    sleep 0.1
+  done
+  echo "redis-server did not start" >&2
+  exit 1
+}
+
+single() {
+  say "single node"
+  start_node single "${UNLIMITED[@]}"
+  local url=ws://127.0.0.1:$NODE_PORT/ws
+  say "single node: maximum relay throughput (closed loop)"
+  run "$BENCH" relay --url "$url" --connections 100 --in-flight 16 --duration 10s \
+    --server-pid "$NODE_PID"
+  say "single node: latency at 50,000 signals/s"
+  run "$BENCH" relay --url "$url" --connections 100 --in-flight 8 --rate 50000 \
+    --duration 10s --server-pid "$NODE_PID"
+  say "single node: joins"
+  run "$BENCH" joins --url "$url" --count 10000 --concurrency 64 --source-addrs 4 \
+    --server-pid "$NODE_PID"
+  stop "$NODE_PID"
+}
+
+idle() {
+  # 19,500 rather than 20,000: the open-files hard limit here is 20,000 for the
+  # server and the bench alike (see docs/benchmarks.md).
+  say "single node: idle memory"
+  start_node idle MAX_CONNECTIONS=30000
+  run "$BENCH" idle --url "ws://127.0.0.1:$NODE_PORT/ws" --connections 19500 --room-size 10 \
+    --hold 20s --source-addrs 4 --server-pid "$NODE_PID"
+  stop "$NODE_PID"
+}
+
+cluster() {
+  say "two nodes, one Redis"
+  start_redis
+  start_node node-a REDIS_URL="redis://127.0.0.1:$REDIS_PORT" "${UNLIMITED[@]}"
+  local a_pid=$NODE_PID a=ws://127.0.0.1:$NODE_PORT/ws
+  start_node node-b REDIS_URL="redis://127.0.0.1:$REDIS_PORT" "${UNLIMITED[@]}"
+  local b=ws://127.0.0.1:$NODE_PORT/ws
+  say "cross-node: maximum relay throughput (closed loop)"
+  run "$BENCH" relay --url "$a" --url "$b" --connections 100 --in-flight 16 --duration 10s \
+    --server-pid "$a_pid"
+  say "cross-node: latency at 25,000 signals/s"
+  run "$BENCH" relay --url "$a" --url "$b" --connections 100 --in-flight 8 --rate 25000 \
+    --duration 10s --server-pid "$a_pid"
+  say "cross-node: joins"
+  run "$BENCH" joins --url "$a" --url "$b" --count 10000 --concurrency 64 --source-addrs 4 \
+    --server-pid "$a_pid"
+  stop "$a_pid"
+  stop "$NODE_PID"
+  stop "$REDIS_PID"
+}
+
+redis() {
+  say "reference: raw redis-benchmark PUBLISH"
+  start_redis
+  run redis-benchmark -p "$REDIS_PORT" -q -n 200000 PUBLISH chan hello
+  run redis-benchmark -p "$REDIS_PORT" -q -n 200000 -P 16 PUBLISH chan hello
+  stop "$REDIS_PID"
+}
+
+if [ -z "${NO_BUILD:-}" ]; then
+  run cargo build --release -p switchboard -p switchboard-bench
+fi
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+[ $# -gt 0 ] || set -- all
+for part in "$@"; do
+  case $part in
+    single | idle | cluster | redis) "$part" ;;
+    all) single; idle; cluster; redis ;;
+    *) echo "unknown part: $part (single|idle|cluster|redis|all)" >&2; exit 2 ;;
+  esac
+done

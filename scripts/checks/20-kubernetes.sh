@@ -14,11 +14,15 @@
 #     no real password shipped in the plain manifests);
 #   - every values file under helm/*/ci/invalid/ must be REJECTED, with the
 #     message its "# expect:" line gives;
+#   - NOTES.txt (client-side dry run) tells how to connect;
 #   - the CRD copy in the operator chart equals k8s/operator/crd.yaml, and the
-#     chart's RBAC and settings keep up with the operator's own manifests.
+#     chart's RBAC and settings keep up with the operator's own manifests;
+#   - checkov (kubernetes framework) over every rendering, with no failed check:
+#     each exception is a checkov.io/skipN annotation with its reason.
+# Nothing here needs a cluster. Takes about a minute once the tools are there.
 set -uo pipefail
 source "$(dirname "$0")/../lib.sh"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 
 # Kubernetes versions the manifests are validated against.
 KUBE_VERSIONS="1.33.0 1.30.0"

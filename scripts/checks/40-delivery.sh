@@ -218,6 +218,18 @@ for m in members:
         bins.add(name)
     packages[name] = bins
 
+# Files compiled into the binaries must be inside the build context too.
+root_dir = pathlib.Path.cwd().resolve()
+inside = [root_dir / m for m in members]
+for m in members:
+    for src in pathlib.Path(m).rglob("*.rs"):
+        if "target" in src.parts:
+            continue
+        for rel in re.findall(r'include_(?:str|bytes)!\(\s*"([^"]+)"', src.read_text()):
+            target = (src.parent / rel).resolve()
+            if not any(target.is_relative_to(d) for d in inside):
+                problems.append(f"{src}: includes {rel}, outside the image build context")
+
 versions = {}
 for dockerfile in ["docker/server.Dockerfile", "docker/operator.Dockerfile"]:
     text = pathlib.Path(dockerfile).read_text()

@@ -53,6 +53,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the effective configuration as JSON and exit (secrets redacted).
     PrintConfig,
+    /// Mint a JWT for development and tests and print it on standard output.
+    Token(Box<crate::auth::TokenArgs>),
 }
 
 /// Log output format.
@@ -160,6 +162,12 @@ pub struct ServeArgs {
     /// Milliseconds after its last heartbeat a node is declared dead (cluster mode).
     #[arg(long, env = "NODE_TTL_MS", default_value_t = DEFAULT_NODE_TTL_MS)]
     pub node_ttl_ms: u64,
+    /// Authentication: JWT keys, origin allow-list, admin token.
+    #[command(flatten)]
+    pub auth: crate::auth::AuthArgs,
+    /// STUN/TURN servers handed to clients in `joined`.
+    #[command(flatten)]
+    pub ice: crate::ice::IceArgs,
 }
 
 /// Per-message and per-connection bounds.
@@ -271,6 +279,10 @@ pub struct Config {
     pub backend: BackendConfig,
     pub limits: Limits,
     pub timing: Timing,
+    /// Token verification, origins, admin token; off by default.
+    pub auth: crate::auth::AuthConfig,
+    /// STUN/TURN servers for `joined.ice_servers`.
+    pub ice: crate::ice::IceConfig,
 }
 
 impl Default for Config {
@@ -284,6 +296,11 @@ impl Default for Config {
             backend: BackendConfig::Memory,
             limits: Limits::default(),
             timing: Timing::default(),
+            auth: crate::auth::AuthConfig {
+                leeway_secs: crate::auth::DEFAULT_JWT_LEEWAY_SECS,
+                ..Default::default()
+            },
+            ice: crate::ice::IceConfig::default(),
         }
     }
 }
@@ -387,6 +404,8 @@ impl ServeArgs {
             self.redis_tls_ca_file,
             self.redis_cluster,
         )?;
+        let auth = self.auth.into_config()?;
+        let ice = self.ice.into_config()?;
         Ok(Config {
             host: self.host,
             port: self.port,
@@ -416,6 +435,8 @@ impl ServeArgs {
                 heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
                 node_ttl: Duration::from_millis(self.node_ttl_ms),
             },
+            auth,
+            ice,
         })
     }
 }

@@ -6,13 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::auth;
 use crate::node::Node;
 use crate::session;
 
@@ -42,8 +43,14 @@ fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
 async fn upgrade(
     State(node): State<Arc<Node>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let claims = match authenticate(&node, &headers, query.as_deref()) {
+        Ok(claims) => claims,
+        Err(refused) => return *refused,
+    };
     if node.drain.is_draining() {
         node.metrics.rejected("draining");
         return refuse(
@@ -70,9 +77,43 @@ async fn upgrade(
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
         .on_upgrade(move |socket| async move {
-            session::serve(socket, node, remote, conn).await;
+            session::serve(socket, node, remote, conn, claims).await;
             drop(slot);
         })
+}
+
+/// The origin check (403) and the token check (401) of an upgrade: the
+/// token's grant, or `None` when auth is off.
+fn authenticate(
+    node: &Node,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Option<auth::Claims>, Box<Response>> {
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if !auth::origin_allowed(&node.config.auth, text(header::ORIGIN)) {
+        node.metrics.rejected("origin");
+        return Err(Box::new(refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden_origin",
+            "this origin is not allowed to connect (ALLOWED_ORIGINS)",
+        )));
+    }
+    let Some(verifier) = &node.verifier else {
+        return Ok(None);
+    };
+    let token = auth::token_from_request(text(header::AUTHORIZATION), query).unwrap_or_default();
+    match verifier.verify(&token) {
+        Ok(claims) => Ok(Some(claims)),
+        Err(e) => {
+            node.metrics.rejected("unauthorized");
+            let mut response = refuse(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string());
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            Err(Box::new(response))
+        }
+    }
 }
 
 async fn health(State(node): State<Arc<Node>>) -> Response {
@@ -106,7 +147,17 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
         .into_response()
 }
 
-async fn status(State(node): State<Arc<Node>>) -> Response {
+async fn status(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !auth::admin_allowed(&node.config.auth, authorization) {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this endpoint needs the admin token: Authorization: Bearer <ADMIN_TOKEN>",
+        );
+    }
     let stats = node.backend.stats();
     Json(json!({
         "node": node.config.node_id,

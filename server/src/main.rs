@@ -23,6 +23,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Token(args)) = &cli.command {
+        // Only the token on stdout, so `$(switchboard token …)` captures it.
+        return match switchboard::auth::mint(args, switchboard::auth::unix_now()) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cannot mint a token: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let config = match cli.serve.into_config() {
         Ok(config) => config,
         Err(e) => {

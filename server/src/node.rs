@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use crate::auth::Verifier;
 use crate::backend::Backend;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -20,18 +21,22 @@ pub struct Node {
     pub metrics: Metrics,
     pub drain: Drain,
     pub started: Instant,
+    /// Checks upgrade tokens; `None` when auth is off.
+    pub verifier: Option<Verifier>,
     connection_ids: AtomicU64,
 }
 
 impl Node {
     /// A node over `backend`.
     pub fn new(config: Config, backend: Arc<dyn Backend>, metrics: Metrics) -> Arc<Self> {
+        let verifier = Verifier::new(&config.auth);
         Arc::new(Self {
             config,
             backend,
             metrics,
             drain: Drain::new(),
             started: Instant::now(),
+            verifier,
             connection_ids: AtomicU64::new(1),
         })
     }
@@ -41,9 +46,10 @@ impl Node {
         self.connection_ids.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The `ice_servers` of a `joined` for `peer`.
-    pub fn ice_servers(&self, _peer: &str) -> Value {
-        Value::Array(Vec::new())
+    /// The `ice_servers` of a `joined` for `peer`, with TURN credentials
+    /// valid from now.
+    pub fn ice_servers(&self, peer: &str) -> Value {
+        crate::ice::ice_servers(&self.config.ice, peer, crate::auth::unix_now())
     }
 
     /// Whether the node accepts new connections: not draining and its backend

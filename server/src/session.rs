@@ -18,6 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::time::{sleep_until, Duration};
 use tracing::{debug, info, warn};
 
+use crate::auth::Claims;
 use crate::backend::{not_joined, JoinArgs, Member};
 use crate::node::Node;
 use crate::outbox::{Next, Outbox, Outgoing};
@@ -121,10 +122,19 @@ struct Session {
     bucket: TokenBucket,
     strikes: u32,
     conn: u64,
+    /// The grant of the connection's token (`None` when auth is off). It
+    /// gates every join; an expired token keeps a joined connection going.
+    claims: Option<Claims>,
 }
 
 /// Serves one upgraded WebSocket until it closes.
-pub async fn serve(socket: WebSocket, node: Arc<Node>, remote: SocketAddr, conn: u64) {
+pub async fn serve(
+    socket: WebSocket,
+    node: Arc<Node>,
+    remote: SocketAddr,
+    conn: u64,
+    claims: Option<Claims>,
+) {
     let opened = Instant::now();
     node.metrics.connections_total.inc();
     node.metrics.connections_active.inc();
@@ -141,6 +151,7 @@ pub async fn serve(socket: WebSocket, node: Arc<Node>, remote: SocketAddr, conn:
         member: None,
         strikes: 0,
         conn,
+        claims,
     };
     let reason = session.read_loop(stream).await;
 
@@ -355,12 +366,18 @@ impl Session {
             Request::Ping => {
                 let _ = self.outbox.reply("pong", reply::pong(id));
             }
-            Request::Join(join) => {
+            Request::Join(mut join) => {
                 if self.member.is_some() {
                     return Err(ProtocolError::new(
                         ErrorCode::AlreadyJoined,
                         "this connection is in a room already; leave it first",
                     ));
+                }
+                if let Some(claims) = &self.claims {
+                    // Also for resumes: the peer id is pinned to `sub`, so a
+                    // resume token of another peer cannot take its session.
+                    let leeway = self.node.config.auth.leeway_secs;
+                    claims.authorize_join(&mut join, crate::auth::unix_now(), leeway)?;
                 }
                 self.outbox.hold(0);
                 let outcome = match backend
@@ -432,6 +449,9 @@ impl Session {
                 let _ = self.outbox.reply("ok", reply::ok_version(id, version));
             }
             Request::Update { role, metadata } => {
+                if let Some(claims) = &self.claims {
+                    claims.authorize_role(role.as_deref())?;
+                }
                 backend.update(self.member()?, role, metadata).await?;
                 let _ = self.outbox.reply("ok", reply::ok(id));
             }

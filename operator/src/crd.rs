@@ -335,12 +335,13 @@ fn default_storage_size() -> String {
 }
 
 /// A Redis outside the operator's care.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.tls) || !has(self.tls.caSecretRef) || self.url.startsWith('rediss://')").message("redis.external.tls.caSecretRef needs a rediss:// URL"))]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalRedis {
     /// `redis://host:port` or `rediss://host:port` (TLS). Put no password here:
     /// use `passwordSecretRef`.
-    #[schemars(regex(pattern = r"^rediss?://.+"))]
+    #[schemars(regex(pattern = r"^rediss?://.+"), length(max = 2048))]
     pub url: String,
     /// Secret key holding the Redis password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -524,7 +525,7 @@ pub struct PdbSpec {
     pub enabled: Option<bool>,
     /// Pods that may be down at once during voluntary disruptions.
     #[serde(default = "default_max_unavailable")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000))]
     pub max_unavailable: i32,
 }
 
@@ -615,6 +616,11 @@ mod tests {
             "!(has(self.managed) && has(self.external))"
         );
         assert_eq!(spec["replicas"]["default"], 2);
+        let ext = &spec["redis"]["properties"]["external"];
+        assert!(ext["x-kubernetes-validations"][0]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("startsWith('rediss://')"));
     }
 
     #[test]

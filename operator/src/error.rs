@@ -32,7 +32,11 @@ impl Error {
     pub fn kube(action: impl Into<String>, source: kube::Error) -> Self {
         let action = action.into();
         match &source {
-            kube::Error::Api(s) if s.code == 422 && s.message.contains("Forbidden") => {
+            kube::Error::Api(s)
+                if s.code == 422
+                    && (s.message.contains("Forbidden")
+                        || s.message.contains("field is immutable")) =>
+            {
                 Error::Immutable {
                     action,
                     message: s.message.clone(),

@@ -115,9 +115,14 @@ if [ "$server_repo" = "$SERVER_IMAGE" ] || [[ "$server_tag" == */* ]]; then
 fi
 PY=python3
 if ! python3 -c 'import websockets' 2>/dev/null; then
-  python3 -m venv "$WORK/venv" || fail "python3 -m venv failed (install python3-venv)"
-  "$WORK/venv/bin/pip" install -q 'websockets>=13' || fail "cannot install the websockets package"
-  PY="$WORK/venv/bin/python"
+  if python3 -m venv "$WORK/venv" >/dev/null 2>&1; then
+    "$WORK/venv/bin/pip" install -q 'websockets>=13' || fail "cannot install the websockets package"
+    PY="$WORK/venv/bin/python"
+  else
+    # No venv module (Debian without python3-venv): a user install instead.
+    python3 -m pip install -q --user --break-system-packages 'websockets>=13' \
+      || fail "cannot install the websockets package (python3 -m venv and pip --user both failed)"
+  fi
 fi
 
 # ---------------------------------------------------------------------------- CRD

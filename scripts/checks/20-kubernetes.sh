@@ -160,6 +160,13 @@ def policy(path, flags):
         aff = (spec.get("affinity") or {}).get("podAntiAffinity")
         if not (spec.get("topologySpreadConstraints") or aff):
             errs.append(f"{name}: neither topology spread nor pod anti-affinity")
+        hpas = [h for h in by_kind.get("HorizontalPodAutoscaler", [])
+                if h["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+                and h["spec"]["scaleTargetRef"]["name"] == w["metadata"]["name"]]
+        if hpas and "replicas" in w["spec"]:
+            errs.append(f"{name}: sets replicas although an HPA scales it: every apply would reset the count")
+        if not hpas and "--no-hpa" not in flags:
+            errs.append(f"{name}: no HorizontalPodAutoscaler targets it")
         env_names = {e["name"] for e in c.get("env", [])}
         if "SERVER_ID" not in env_names:
             errs.append(f"{name}: SERVER_ID is not set (should be the pod name)")
@@ -474,7 +481,7 @@ step "helm template switchboard: ci/external-redis-existing-secret.yaml" server_
   "$SERVER_CHART/ci/external-redis-existing-secret.yaml" -- -StatefulSet -Secret -ServiceAccount \
   "grep:name: managed-redis" "grep:key: REDIS_URL"
 step "helm template switchboard: ci/autoscaling-off.yaml" server_set autoscaling-off \
-  "$SERVER_CHART/ci/autoscaling-off.yaml" --no-netpol --ephemeral-redis -- \
+  "$SERVER_CHART/ci/autoscaling-off.yaml" --no-netpol --ephemeral-redis --no-hpa -- \
   -HorizontalPodAutoscaler -NetworkPolicy -Secret "grep:^\s+replicas: 4$" "grep:minAvailable: 3" \
   "grep:requiredDuringSchedulingIgnoredDuringExecution"
 step "helm template switchboard: ci/ingress-on.yaml" server_set ingress-on \

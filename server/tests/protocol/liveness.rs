@@ -37,6 +37,8 @@ pub async fn server_sends_pings(c: &Cluster) {
 pub async fn idle_connection_closed(c: &Cluster) {
     let idle = Duration::from_secs(IDLE_SECS);
     let mut raw = RawWs::connect(c.addr(0)).await;
+    // Taken before sending: the server's idle clock starts no earlier.
+    let last_frame = Instant::now();
     raw.send_text(r#"{"type":"join","room":"r1","peer":"idle","id":1}"#)
         .await
         .expect("send join");
@@ -48,7 +50,6 @@ pub async fn idle_connection_closed(c: &Cluster) {
         }
         other => panic!("expected joined, got {other:?}"),
     }
-    let last_frame = Instant::now();
     let outcome = raw
         .read_json(idle + Duration::from_secs(15), &mut pings)
         .await;

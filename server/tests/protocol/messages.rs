@@ -880,3 +880,42 @@ pub async fn seq_increases_across_event_kinds(c: &Cluster) {
     }
     assert_eq!(kinds, expected);
 }
+
+/// Everything one sender causes for one recipient (signals, broadcasts, state,
+/// updates) arrives in the order sent.
+pub async fn mixed_events_in_order(c: &Cluster) {
+    let (mut alice, _) = join(c, 0, "r1", "alice").await;
+    let (mut bob, _) = join(c, 1, "r1", "bob").await;
+    alice.recv_type("peer_joined").await;
+    const ROUNDS: u64 = 40;
+    for n in 0..ROUNDS {
+        alice
+            .send_json(json!({"type": "signal", "to": "bob", "payload": n}))
+            .await;
+        alice
+            .send_json(json!({"type": "broadcast", "payload": n}))
+            .await;
+        alice
+            .send_json(json!({"type": "set_state", "patch": {"n": n}}))
+            .await;
+        alice
+            .send_json(json!({"type": "update", "metadata": {"n": n}}))
+            .await;
+    }
+    let mut last_seq = 0;
+    for n in 0..ROUNDS {
+        for kind in ["signal", "broadcast", "state", "peer_updated"] {
+            let ev = bob.recv_json().await;
+            assert_eq!(ev["type"], kind, "round {n}: {ev}");
+            let got = match kind {
+                "signal" | "broadcast" => ev["payload"].clone(),
+                "state" => ev["data"]["n"].clone(),
+                _ => ev["peer"]["metadata"]["n"].clone(),
+            };
+            assert_eq!(got, n, "round {n}: {ev}");
+            assert!(seq(&ev) > last_seq, "seq not increasing: {ev}");
+            last_seq = seq(&ev);
+        }
+    }
+    bob.assert_quiet().await;
+}

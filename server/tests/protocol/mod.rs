@@ -78,6 +78,7 @@ macro_rules! protocol_suite {
                 signal_delivery => Settings::new(),
                 signal_to_unknown_peer => Settings::new(),
                 signals_arrive_in_order => Settings::new(),
+                mixed_events_in_order => Settings::new(),
                 broadcast_delivery => Settings::new(),
                 update_semantics => Settings::new(),
                 leave_then_rejoin => Settings::new(),

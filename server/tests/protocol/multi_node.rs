@@ -105,7 +105,7 @@ pub async fn crashed_node_peers_removed_as_node_lost(c: &Cluster) {
 }
 
 /// Once a node answered, every node sees the effect: membership (listing,
-/// `PEER_ID_TAKEN`) and state, immediately.
+/// `PEER_ID_TAKEN`, a freed id), state and updates, immediately.
 pub async fn cross_node_consistency(c: &Cluster) {
     need_two_nodes(c);
     for round in 0..20 {
@@ -127,5 +127,20 @@ pub async fn cross_node_consistency(c: &Cluster) {
             joined["state"],
             json!({"version": 1, "data": {"round": round}})
         );
+        alice.recv_type("state").await;
+        alice.recv_type("peer_joined").await;
+        alice
+            .request_ok(json!({"type": "update", "role": "moved"}))
+            .await;
+        let peers = other
+            .request(json!({"type": "discover", "filters": {"role": "moved"}}))
+            .await;
+        assert_eq!(peer_ids(&peers["peers"]), sorted(&["alice"]), "{peers}");
+        alice.request_ok(json!({"type": "leave"})).await;
+        let mut again = c.connect(round + 1).await;
+        let joined = again
+            .join(json!({"type": "join", "room": room, "peer": "alice"}))
+            .await;
+        assert_eq!(peer_ids(&joined["peers"]), sorted(&["bob"]));
     }
 }

@@ -89,6 +89,15 @@ pub async fn resume_with_last_seq(c: &Cluster) {
     assert_recovered(&joined);
     assert_eq!(peer_ids(&joined["peers"]), sorted(&["bob"]));
     assert_eq!(joined["state"], json!({"version": 1, "data": {"k": 1}}));
+    assert_eq!(
+        joined["ice_servers"],
+        json!([]),
+        "a resumed joined has ice_servers too"
+    );
+    assert!(
+        joined["session"].as_str().is_some_and(|s| !s.is_empty()),
+        "{joined}"
+    );
 
     let replayed = numbered_signals(&mut alice, 17).await;
     let numbers: Vec<u64> = replayed.iter().map(|p| p.0).collect();

@@ -17,6 +17,8 @@ pub struct Cluster {
     nodes: Vec<ServerProcess>,
     // Declared after `nodes` so the servers are killed before their backend.
     redis: Option<RedisProcess>,
+    /// A Redis deployment the caller started (see `Cluster::over`).
+    backing: Option<Box<dyn std::any::Any + Send + Sync>>,
     settings: Settings,
 }
 
@@ -28,6 +30,7 @@ impl Cluster {
         Cluster {
             nodes: vec![node],
             redis: None,
+            backing: None,
             settings,
         }
     }
@@ -48,6 +51,30 @@ impl Cluster {
         Cluster {
             nodes,
             redis: Some(redis),
+            backing: None,
+            settings,
+        }
+    }
+
+    /// `count` nodes over a Redis deployment the caller started; `settings`
+    /// carry its `REDIS_URL` (and TLS or cluster options), and `backing` keeps
+    /// it alive as long as the nodes.
+    pub async fn over(
+        count: usize,
+        settings: Settings,
+        backing: Box<dyn std::any::Any + Send + Sync>,
+    ) -> Cluster {
+        assert!(count >= 1, "a cluster needs at least one node");
+        let starts = (0..count).map(|i| {
+            let name = format!("node-{i}");
+            let node_settings = settings.clone().set("SERVER_ID", &name);
+            async move { ServerProcess::start(&name, &node_settings).await }
+        });
+        let nodes = join_all(starts).await;
+        Cluster {
+            nodes,
+            redis: None,
+            backing: Some(backing),
             settings,
         }
     }

@@ -11,6 +11,8 @@
 //!   do (never answer pings, fragment frames, send invalid UTF-8).
 //! - `http`: a minimal HTTP/1.1 GET for `/health`, `/ready`, `/metrics`, `/status`.
 //! - `json`: assertions on protocol messages (exact key sets, error codes).
+//! - `redis`: Redis deployments for fault tests (restartable, password, TLS with
+//!   a test CA, a three-master Redis Cluster) and key inspection.
 //!
 //! Every wait is bounded; nothing sleeps to synchronize. Each test binary uses a
 //! different subset of these helpers, hence the `dead_code` allowance.
@@ -22,6 +24,7 @@ pub mod http;
 pub mod json;
 pub mod process;
 pub mod raw;
+pub mod redis;
 
 pub use client::{join, join_with, Client, CLOSE_TIMEOUT};
 pub use cluster::Cluster;

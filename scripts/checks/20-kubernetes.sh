@@ -476,10 +476,12 @@ step "helm template switchboard: defaults" server_set defaults "" -- \
   "grep:^\s+- name: REDIS_PASSWORD" "-grep:^\s+replicas: 3$"
 step "helm template switchboard: ci/external-redis.yaml" server_set external-redis \
   "$SERVER_CHART/ci/external-redis.yaml" -- -StatefulSet +HorizontalPodAutoscaler \
-  "grep:^\s+- name: REDIS_URL" "grep:REDIS_TLS_CA_FILE" "grep:JWT_PUBLIC_KEY_FILE" "-grep:REDIS_HOST"
+  "grep:^\s+- name: REDIS_URL" "grep:REDIS_TLS_CA_FILE" "grep:JWT_PUBLIC_KEY_FILE" "-grep:REDIS_HOST" \
+  "grep:- name: REDIS_PASSWORD\n\s+valueFrom:\n\s+secretKeyRef:\n\s+name: redis-password" "-grep:REDIS_CLUSTER"
 step "helm template switchboard: ci/external-redis-existing-secret.yaml" server_set external-redis-existing-secret \
   "$SERVER_CHART/ci/external-redis-existing-secret.yaml" -- -StatefulSet -Secret -ServiceAccount \
-  "grep:name: managed-redis" "grep:key: REDIS_URL"
+  "grep:name: managed-redis" "grep:key: REDIS_URL" "grep:- name: REDIS_CLUSTER\n\s+value: \"true\"" \
+  "-grep:- name: REDIS_PASSWORD"
 step "helm template switchboard: ci/autoscaling-off.yaml" server_set autoscaling-off \
   "$SERVER_CHART/ci/autoscaling-off.yaml" --no-netpol --ephemeral-redis --no-hpa -- \
   -HorizontalPodAutoscaler -NetworkPolicy -Secret "grep:^\s+replicas: 4$" "grep:minAvailable: 3" \

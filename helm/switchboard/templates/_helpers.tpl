@@ -96,6 +96,9 @@ names the values to change.
 {{- if and .Values.redis.enabled (or .Values.externalRedis.url .Values.externalRedis.existingSecret) }}
 {{- fail "externalRedis is set but redis.enabled is true (the bundled Redis): set redis.enabled=false to use the external Redis, or clear externalRedis.url and externalRedis.existingSecret" }}
 {{- end }}
+{{- if and $c.turnUrls (not (or .Values.secrets.turnSecret .Values.secrets.existingSecret)) }}
+{{- fail "config.turnUrls needs a TURN secret: set secrets.turnSecret, or secrets.existingSecret with a TURN_SECRET key" }}
+{{- end }}
 {{- if and .Values.jwtKeys.existingSecret (not (or .Values.jwtKeys.publicKeyKey .Values.jwtKeys.jwksKey)) }}
 {{- fail "jwtKeys.existingSecret needs jwtKeys.publicKeyKey or jwtKeys.jwksKey" }}
 {{- end }}

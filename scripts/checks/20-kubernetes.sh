@@ -385,8 +385,16 @@ validate() {
 # ---------------------------------------------------------------- Helm charts
 
 lint_chart() {
-  local chart="$1" f rc=0
+  local chart="$1" f rc=0 tgz
   helm lint --strict "$chart" || rc=1
+  # The packaged chart (what users install) renders too, CRDs included.
+  mkdir -p "$OUT/pkg"
+  tgz="$(helm package "$chart" -d "$OUT/pkg" | sed -n 's/^Successfully packaged chart and saved it to: //p')"
+  if [ -z "$tgz" ] || ! helm template sb "$tgz" --include-crds --kube-version "$KUBE_VERSION_RENDER" >"$OUT/pkg/rendered.txt"; then
+    echo "  - the packaged $chart does not render" >&2; rc=1
+  elif [ -d "$chart/crds" ] && ! grep -q '^kind: CustomResourceDefinition' "$OUT/pkg/rendered.txt"; then
+    echo "  - the packaged $chart lost its CRD" >&2; rc=1
+  fi
   for f in "$chart"/ci/*.yaml; do
     [ -e "$f" ] || continue
     helm lint --strict "$chart" -f "$f" >/dev/null || { echo "  - helm lint failed with $f" >&2; rc=1; }

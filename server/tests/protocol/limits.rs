@@ -55,6 +55,29 @@ pub async fn room_full(c: &Cluster) {
     assert_eq!(joined["peers"].as_array().map(Vec::len), Some(ROOM_CAP - 1));
 }
 
+/// With default settings a room holds 100 peers (spread over the nodes); the
+/// 101st is `ROOM_FULL`.
+pub async fn default_room_cap_is_100(c: &Cluster) {
+    let mut members = Vec::new();
+    for i in 0..100 {
+        let (client, joined) = join(c, i, "big", &format!("p{i}")).await;
+        assert_eq!(
+            joined["peers"].as_array().map(Vec::len),
+            Some(i),
+            "peers of p{i}"
+        );
+        members.push(client);
+    }
+    let mut late = c.connect(100).await;
+    late.request_error(
+        json!({"type": "join", "room": "big", "peer": "p100"}),
+        "ROOM_FULL",
+    )
+    .await;
+    // The last member got no event about the refused peer.
+    members[99].assert_quiet().await;
+}
+
 /// `signal`/`broadcast` payloads of exactly 64 KiB are relayed; one byte more is
 /// `PAYLOAD_TOO_LARGE` and reaches nobody.
 pub async fn payload_size_boundary(c: &Cluster) {

@@ -129,6 +129,7 @@ macro_rules! protocol_suite {
             limits {
                 room_full => Settings::new()
                     .set("MAX_PEERS_PER_ROOM", $crate::protocol::limits::ROOM_CAP),
+                default_room_cap_is_100 => Settings::new(),
                 payload_size_boundary => Settings::new(),
                 metadata_size_boundary => Settings::new(),
                 configured_size_limits => Settings::new()

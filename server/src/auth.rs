@@ -306,6 +306,14 @@ fn load_pem(path: &Path) -> Result<(DecodingKey, Algorithm), String> {
         return Ok((key, Algorithm::RS256));
     }
     if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
+        // A SEC1 P-256 point: 65 bytes uncompressed, 33 compressed. Other
+        // curves would only fail later, on every token.
+        if !matches!(key.as_bytes().len(), 33 | 65) {
+            return Err(format!(
+                "{} is an EC key on another curve than P-256 (ES256 needs P-256)",
+                path.display()
+            ));
+        }
         return Ok((key, Algorithm::ES256));
     }
     Err(format!(

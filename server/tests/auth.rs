@@ -893,6 +893,28 @@ fn bad_auth_and_ice_settings_are_one_line_config_errors() {
     let broken = dir.path("broken.json");
     std::fs::write(&broken, "{not json").unwrap();
     let missing = dir.path("missing.pem");
+    // A P-384 public key (not ES256) and a private key.
+    let p384_key = dir.path("p384.key.pem");
+    let p384 = dir.path("p384.pem");
+    let openssl = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "openssl {args:?}");
+    };
+    let (key_s, pub_s) = (p384_key.to_str().unwrap(), p384.to_str().unwrap());
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-384",
+        "-out",
+        key_s,
+    ]);
+    openssl(&["pkey", "-in", key_s, "-pubout", "-out", pub_s]);
     let jwks_s = jwks.display().to_string();
     let broken_s = broken.display().to_string();
     let missing_s = missing.display().to_string();
@@ -906,6 +928,8 @@ fn bad_auth_and_ice_settings_are_one_line_config_errors() {
             vec![("JWT_PUBLIC_KEY_FILE", &missing_s)],
             "JWT_PUBLIC_KEY_FILE",
         ),
+        (vec![("JWT_PUBLIC_KEY_FILE", pub_s)], "P-256"),
+        (vec![("JWT_PUBLIC_KEY_FILE", key_s)], "private key"),
         (vec![("JWT_JWKS_FILE", &broken_s)], "JWT_JWKS_FILE"),
         (vec![("JWT_JWKS_FILE", &jwks_s)], "JWT_JWKS_FILE"),
         (vec![("JWT_ISSUER", "x")], "JWT_ISSUER"),

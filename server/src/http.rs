@@ -49,7 +49,10 @@ async fn upgrade(
 ) -> Response {
     let claims = match authenticate(&node, &headers, query.as_deref()) {
         Ok(claims) => claims,
-        Err(refused) => return *refused,
+        Err(refused) => {
+            tracing::debug!(%remote, status = refused.status().as_u16(), "upgrade refused");
+            return *refused;
+        }
     };
     if node.drain.is_draining() {
         node.metrics.rejected("draining");
@@ -105,6 +108,8 @@ fn authenticate(
     match verifier.verify(&token) {
         Ok(claims) => Ok(Some(claims)),
         Err(e) => {
+            // The reason, never the token: it is a credential.
+            tracing::debug!(reason = %e, "token refused");
             node.metrics.rejected("unauthorized");
             let mut response = refuse(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string());
             response.headers_mut().insert(

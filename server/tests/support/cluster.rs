@@ -79,6 +79,11 @@ impl Cluster {
         }
     }
 
+    /// Whether the nodes share a Redis (standalone or cluster).
+    pub fn uses_redis(&self) -> bool {
+        self.redis.is_some() || self.backing.is_some()
+    }
+
     /// Number of nodes.
     pub fn len(&self) -> usize {
         self.nodes.len()

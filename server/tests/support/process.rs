@@ -278,8 +278,24 @@ impl ServerProcess {
         }
     }
 
-    /// Panics (with the output) when the process exited without being asked to.
+    /// Panics when the server printed a panic message: a task that panicked
+    /// leaves the process running, so only its output tells.
+    pub fn assert_no_panic(&self) {
+        let lines = self.output.lines();
+        if let Some(at) = lines.iter().position(|l| l.contains("panicked at")) {
+            let end = (at + 20).min(lines.len());
+            panic!(
+                "server {} panicked during the test:\n{}",
+                self.name,
+                lines[at.saturating_sub(5)..end].join("\n")
+            );
+        }
+    }
+
+    /// Panics (with the output) when the process exited without being asked
+    /// to, or printed a panic.
     pub fn assert_alive(&self) {
+        self.assert_no_panic();
         if self.stopping.load(Ordering::SeqCst) {
             return;
         }
@@ -313,6 +329,8 @@ impl Drop for ServerProcess {
                 self.name,
                 self.output.tail(SHOWN_LINES)
             );
+        } else {
+            self.assert_no_panic();
         }
     }
 }

@@ -56,6 +56,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         switchboard::telemetry::init(config.log_format);
+        let shutdown = shutdown_signal();
         let addr = SocketAddr::new(config.host, config.port);
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => l,
@@ -66,7 +67,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match switchboard::run(config, listener, shutdown_signal()).await {
+        match switchboard::run(config, listener, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e}");
@@ -76,18 +77,27 @@ fn main() -> ExitCode {
     })
 }
 
-async fn shutdown_signal() {
+/// Registers the SIGTERM/SIGINT handlers now (before the node announces it
+/// is listening, so an early SIGTERM also drains instead of killing the
+/// process) and returns the future that resolves on either signal.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot listen for SIGTERM: {e}");
-            std::future::pending::<()>().await;
-            return;
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(
+                    "cannot listen for SIGTERM/SIGINT ({e}); the node will not drain on shutdown"
+                );
+                std::future::pending::<()>().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

@@ -118,11 +118,7 @@ pub async fn status(c: &Cluster) {
     assert!(s["uptime_secs"].is_u64(), "uptime: {s}");
     assert_eq!(s["connections"], 2, "{s}");
     assert_eq!(s["rooms"], 2, "{s}");
-    let expected_kind = if c.redis_process().is_some() {
-        "redis"
-    } else {
-        "memory"
-    };
+    let expected_kind = if c.uses_redis() { "redis" } else { "memory" };
     assert_eq!(s["backend"]["kind"], expected_kind, "{s}");
     assert_eq!(s["backend"]["healthy"], true, "{s}");
 }

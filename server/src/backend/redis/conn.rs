@@ -27,6 +27,30 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reconnect backoff ceiling.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
 
+/// Why connecting failed, and whether trying again can help.
+#[derive(Debug)]
+pub struct ConnectError {
+    pub message: String,
+    /// False for errors a retry cannot fix (bad credentials, bad URL, bad CA file).
+    pub retryable: bool,
+}
+
+fn fatal(message: String) -> ConnectError {
+    ConnectError {
+        message,
+        retryable: false,
+    }
+}
+
+fn classify(context: String, e: redis::RedisError) -> ConnectError {
+    let retryable =
+        e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped();
+    ConnectError {
+        message: format!("{context}: {e}"),
+        retryable,
+    }
+}
+
 /// A connection to standalone Redis or to a Redis Cluster.
 #[derive(Clone)]
 pub enum Conn {
@@ -39,13 +63,16 @@ impl Conn {
     pub async fn connect(
         config: &RedisConfig,
         pushes: UnboundedSender<PushInfo>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConnectError> {
         let shown = redact_url(&config.url);
         let certs = match &config.tls_ca_file {
             Some(path) => Some(TlsCertificates {
                 client_tls: None,
                 root_cert: Some(std::fs::read(path).map_err(|e| {
-                    format!("cannot read REDIS_TLS_CA_FILE {}: {e}", path.display())
+                    fatal(format!(
+                        "cannot read REDIS_TLS_CA_FILE {}: {e}",
+                        path.display()
+                    ))
                 })?),
             }),
             None => None,
@@ -54,7 +81,7 @@ impl Conn {
             .url
             .as_str()
             .into_connection_info()
-            .map_err(|e| format!("invalid Redis URL {shown}: {e}"))?;
+            .map_err(|e| fatal(format!("invalid Redis URL {shown}: {e}")))?;
         let settings = info
             .redis_settings()
             .clone()
@@ -71,18 +98,18 @@ impl Conn {
             }
             let client = builder
                 .build()
-                .map_err(|e| format!("Redis Cluster client for {shown}: {e}"))?;
+                .map_err(|e| fatal(format!("Redis Cluster client for {shown}: {e}")))?;
             let conn = client
                 .get_async_connection()
                 .await
-                .map_err(|e| format!("cannot connect to Redis Cluster {shown}: {e}"))?;
+                .map_err(|e| classify(format!("cannot connect to Redis Cluster {shown}"), e))?;
             Ok(Conn::Cluster(conn))
         } else {
             let client = match certs {
                 Some(certs) => redis::Client::build_with_tls(info, certs),
                 None => redis::Client::open(info),
             }
-            .map_err(|e| format!("Redis client for {shown}: {e}"))?;
+            .map_err(|e| fatal(format!("Redis client for {shown}: {e}")))?;
             let manager_config = ConnectionManagerConfig::new()
                 .set_push_sender(pushes)
                 .set_automatic_resubscription()
@@ -92,7 +119,7 @@ impl Conn {
                 .set_number_of_retries(2);
             let conn = ConnectionManager::new_with_config(client, manager_config)
                 .await
-                .map_err(|e| format!("cannot connect to Redis {shown}: {e}"))?;
+                .map_err(|e| classify(format!("cannot connect to Redis {shown}"), e))?;
             Ok(Conn::Single(conn))
         }
     }

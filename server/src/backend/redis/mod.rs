@@ -374,15 +374,22 @@ impl RedisBackend {
         let conn = loop {
             match Conn::connect(redis, tx.clone()).await {
                 Ok(conn) => break conn,
-                Err(e) if started.elapsed() < STARTUP_CONNECT_DEADLINE => {
-                    warn!("{e}; retrying in {} ms", delay.as_millis());
+                Err(e) if e.retryable && started.elapsed() < STARTUP_CONNECT_DEADLINE => {
+                    warn!("{}; retrying in {} ms", e.message, delay.as_millis());
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
+                Err(e) if e.retryable => {
+                    return Err(format!(
+                        "{}; gave up after {}s (check REDIS_URL and that Redis is running)",
+                        e.message,
+                        STARTUP_CONNECT_DEADLINE.as_secs()
+                    ))
+                }
                 Err(e) => {
                     return Err(format!(
-                        "{e}; gave up after {}s (check REDIS_URL and that Redis is running)",
-                        STARTUP_CONNECT_DEADLINE.as_secs()
+                        "{} (check REDIS_URL, REDIS_PASSWORD and REDIS_TLS_CA_FILE)",
+                        e.message
                     ))
                 }
             }
@@ -485,6 +492,14 @@ impl RedisBackend {
             self.metrics.errors.get_or_create(&OpLabel { op }).inc();
         }
         result
+    }
+
+    /// Runs commands one after the other (keys in different cluster slots).
+    async fn each(&self, op: &'static str, cmds: &[redis::Cmd]) -> Result<(), redis::RedisError> {
+        for cmd in cmds {
+            self.command::<Value>(op, cmd).await?;
+        }
+        Ok(())
     }
 
     /// Subscribes to the room's channel for this node unless subscribed.
@@ -699,26 +714,28 @@ impl RedisBackend {
                 return false;
             }
         };
-        let mut pipe = redis::pipe();
-        pipe.cmd("ZADD")
-            .arg(NODES_KEY)
-            .arg(now_ms())
-            .arg(&self.node)
-            .ignore();
-        pipe.cmd("PEXPIRE")
-            .arg(NODES_KEY)
-            .arg(INDEX_TTL.as_millis() as u64)
-            .ignore();
-        pipe.cmd("PEXPIRE")
-            .arg(AWAY_KEY)
-            .arg(INDEX_TTL.as_millis() as u64)
-            .ignore();
-        pipe.cmd("PEXPIRE")
-            .arg(node_rooms_key(&self.node))
-            .arg(INDEX_TTL.as_millis() as u64)
-            .ignore();
-        let mut conn = self.conn.clone();
-        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+        // Separate commands, not a pipeline: in a Redis Cluster these keys
+        // live in different slots.
+        let refresh = [
+            redis::cmd("ZADD")
+                .arg(NODES_KEY)
+                .arg(now_ms())
+                .arg(&self.node)
+                .clone(),
+            redis::cmd("PEXPIRE")
+                .arg(NODES_KEY)
+                .arg(INDEX_TTL.as_millis() as u64)
+                .clone(),
+            redis::cmd("PEXPIRE")
+                .arg(AWAY_KEY)
+                .arg(INDEX_TTL.as_millis() as u64)
+                .clone(),
+            redis::cmd("PEXPIRE")
+                .arg(node_rooms_key(&self.node))
+                .arg(INDEX_TTL.as_millis() as u64)
+                .clone(),
+        ];
+        if let Err(e) = self.each("heartbeat", &refresh).await {
             self.set_health(false, format!("heartbeat failed: {}", e.kind_str()));
             return false;
         }
@@ -935,11 +952,12 @@ impl RedisBackend {
                 }
             }
             if complete {
-                let mut pipe = redis::pipe();
-                pipe.cmd("DEL").arg(node_rooms_key(&node)).ignore();
-                pipe.cmd("ZREM").arg(NODES_KEY).arg(&node).ignore();
-                let mut conn = self.conn.clone();
-                let _ = pipe.query_async::<()>(&mut conn).await;
+                let cleanup = [
+                    redis::cmd("DEL").arg(node_rooms_key(&node)).clone(),
+                    redis::cmd("ZREM").arg(NODES_KEY).arg(&node).clone(),
+                    redis::cmd("DEL").arg(reap_key(&node)).clone(),
+                ];
+                let _ = self.each("reap", &cleanup).await;
             }
             warn!(dead_node = %node, rooms = rooms.len(), peers = lost,
                 "node stopped heartbeating: its peers are away until they resume or the window ends");
@@ -1458,12 +1476,12 @@ impl Backend for RedisBackend {
     async fn shutdown(&self) {
         self.stop.cancel();
         self.retry_pending_detaches().await;
-        let mut pipe = redis::pipe();
-        pipe.cmd("ZREM").arg(NODES_KEY).arg(&self.node).ignore();
-        pipe.cmd("DEL").arg(node_key(&self.node)).ignore();
-        pipe.cmd("DEL").arg(node_rooms_key(&self.node)).ignore();
-        let mut conn = self.conn.clone();
-        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+        let deregister = [
+            redis::cmd("ZREM").arg(NODES_KEY).arg(&self.node).clone(),
+            redis::cmd("DEL").arg(node_key(&self.node)).clone(),
+            redis::cmd("DEL").arg(node_rooms_key(&self.node)).clone(),
+        ];
+        if let Err(e) = self.each("deregister", &deregister).await {
             warn!("could not deregister from Redis on shutdown ({}); other nodes will time this node out", e.kind_str());
         }
     }

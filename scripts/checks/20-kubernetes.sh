@@ -10,8 +10,10 @@
 #     against the CRD's openAPIV3Schema (CEL rules are not evaluated offline);
 #   - a policy check of our own on the server and Redis workloads (non-root,
 #     read-only root filesystem, probes, resources, grace period longer than
-#     preStop + drain, PDB, Redis AOF and password, only the server reaches Redis,
-#     no real password shipped in the plain manifests);
+#     preStop + drain, PDB, HPA, Redis AOF and password, only the server reaches
+#     Redis, no real password shipped in the plain manifests);
+#   - the bundled Redis's command line, redis.conf and probes, run for real
+#     under a local redis-server (chart and k8s/base);
 #   - every values file under helm/*/ci/invalid/ must be REJECTED, with the
 #     message its "# expect:" line gives;
 #   - NOTES.txt (client-side dry run) tells how to connect;
@@ -30,6 +32,8 @@ KUBE_VERSION_RENDER="1.33.0"
 
 need_pip kubernetes-validate==1.37.0 jsonschema==4.26.0 pyyaml==6.0.3
 need_helm_kubectl
+# A local redis-server runs the bundled Redis's command, config and probes.
+need_apt redis-server redis-tools
 
 # checkov pins many dependencies exactly: it gets a venv of its own (shared
 # with the terraform checks, same version).
@@ -345,6 +349,80 @@ def rbac(chart_out, files):
             errs.append(f"k8s/operator passes argument {a}; the chart does not")
     return errs
 
+def redis_run(path):
+    """Runs the Redis StatefulSet's own command, with its own redis.conf, under a
+    local redis-server, then its probes: the config must load, AUTH must be
+    required, AOF must be on and write its files, and the probes must pass."""
+    import os, shutil, socket, subprocess, tempfile, time
+    docs = load(path)
+    cms = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d["kind"] == "ConfigMap"}
+    sts = [d for d in docs if d["kind"] == "StatefulSet"
+           and pod_of(d)["metadata"]["labels"].get("app.kubernetes.io/component") == "redis"]
+    if not sts:
+        return ["no Redis StatefulSet in the output"]
+    spec = pod_of(sts[0])["spec"]
+    c = spec["containers"][0]
+    errs = []
+    tmp = tempfile.mkdtemp()
+    try:
+        confdir = os.path.join(tmp, "etc-redis")
+        datadir = os.path.join(tmp, "data")
+        os.makedirs(confdir); os.makedirs(datadir)
+        # "Mount" the volumes: the ConfigMap at confdir, the data volume at datadir.
+        vols = {v["name"]: v for v in spec.get("volumes", [])}
+        mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+        data_mount = next((p for p, n in mounts.items() if n == "data"), "/data")
+        for mpath, vname in mounts.items():
+            cm = (vols.get(vname) or {}).get("configMap")
+            if cm and mpath == "/etc/redis":
+                for k, v in cms[cm["name"]].items():
+                    v = re.sub(rf"(?m)^(\s*dir\s+){re.escape(data_mount)}\s*$", rf"\g<1>{datadir}", v)
+                    open(os.path.join(confdir, k), "w").write(v)
+        sock = socket.socket(); sock.bind(("127.0.0.1", 0)); port = sock.getsockname()[1]; sock.close()
+        password = "probe-test-password"
+        env = {"PATH": os.environ["PATH"], "REDIS_PASSWORD": password, "REDISCLI_AUTH": password}
+        argv = [a.replace("/etc/redis/", confdir + "/") for a in c["command"]]
+        # sh -c 'exec redis-server ... ': run on a free port, data in the temp dir.
+        argv[-1] += f" --port {port} --dir {datadir} --daemonize no"
+        proc = subprocess.Popen(argv + c.get("args", []), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            cli = lambda *a, auth=password: subprocess.run(
+                ["redis-cli", "-h", "127.0.0.1", "-p", str(port), *a],
+                env={"PATH": os.environ["PATH"], **({"REDISCLI_AUTH": auth} if auth else {})},
+                capture_output=True, text=True, timeout=5)
+            for _ in range(50):
+                if proc.poll() is not None or cli("ping").stdout.strip() == "PONG":
+                    break
+                time.sleep(0.1)
+            if proc.poll() is not None:
+                return [f"redis-server exited: {proc.communicate()[0].decode()[-2000:]}"]
+            if "NOAUTH" not in (cli("ping", auth=None).stdout + cli("ping", auth=None).stderr):
+                errs.append("Redis answers without a password")
+            if cli("config", "get", "appendonly").stdout.split() != ["appendonly", "yes"]:
+                errs.append("appendonly is not yes in the running Redis")
+            cli("set", "k8s-check", "1")
+            if not any(n.startswith("appendonly") for n in os.listdir(datadir)):
+                errs.append("no AOF file written in the data dir")
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                cmd = ((c.get(probe) or {}).get("exec") or {}).get("command")
+                if not cmd:
+                    errs.append(f"no exec {probe}")
+                    continue
+                cmd = [a.replace("-h 127.0.0.1", f"-h 127.0.0.1 -p {port}") for a in cmd]
+                if subprocess.run(cmd, env=env, timeout=5, capture_output=True).returncode != 0:
+                    errs.append(f"{probe} fails against a healthy Redis")
+                bad = dict(env, REDISCLI_AUTH="wrong-password")
+                if subprocess.run(cmd, env=bad, timeout=5, capture_output=True).returncode == 0:
+                    errs.append(f"{probe} passes with a wrong password: it checks nothing")
+            if not errs:
+                print(f"OK redis-server ran {sts[0]['metadata']['name']}'s command and config; AUTH, AOF and probes work")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return errs
+
 cmd, args = sys.argv[1], sys.argv[2:]
 if cmd == "policy":
     errs = policy(args[0], set(args[1:]))
@@ -354,6 +432,8 @@ elif cmd == "grep":
     errs = grep(args[0], args[1:])
 elif cmd == "crs":
     errs = crs(args[0], args[1:])
+elif cmd == "redis-run":
+    errs = redis_run(args[0])
 elif cmd == "rbac":
     errs = rbac(args[0], args[1:])
 else:
@@ -568,6 +648,15 @@ dev_placeholder_only() {
     ! grep -rqi -E '^\s*-\s*password=' k8s/base k8s/overlays/prod
 }
 step "kustomize: only the dev overlay generates a (placeholder) Redis password" dev_placeholder_only
+
+# The Redis StatefulSets' own command line, redis.conf and probes, run for real.
+redis_runs() {
+  local rc=0
+  k8scheck redis-run "$OUT/switchboard-defaults.yaml" || rc=1
+  k8scheck redis-run "$OUT/kustomize-base.yaml" || rc=1
+  return "$rc"
+}
+step "bundled Redis (chart and k8s/base) starts with its config: AUTH, AOF, probes" redis_runs
 
 # ----------------------------------------------------------- operator manifests
 

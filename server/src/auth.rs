@@ -29,9 +29,7 @@ use serde_json::{Map, Value};
 use tracing::warn;
 
 use crate::config::ConfigError;
-use crate::protocol::{
-    is_valid_name, ErrorCode, JoinRequest, ProtocolError, DEFAULT_ROLE, MAX_ROLE_CHARS,
-};
+use crate::protocol::{is_valid_name, ErrorCode, JoinRequest, ProtocolError, MAX_ROLE_CHARS};
 
 /// Default clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const DEFAULT_JWT_LEEWAY_SECS: u64 = 30;
@@ -454,10 +452,10 @@ impl Claims {
             ));
         }
         if let Some(pinned) = &self.role {
-            if join.role == DEFAULT_ROLE {
-                join.role = pinned.clone();
-            } else if join.role != *pinned {
-                return Err(self.role_error(&join.role));
+            match &join.role {
+                None => join.role = Some(pinned.clone()),
+                Some(role) if role != pinned => return Err(self.role_error(role)),
+                Some(_) => {}
             }
         }
         Ok(())
@@ -930,6 +928,7 @@ pub fn mint(args: &TokenArgs, now: u64) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::DEFAULT_ROLE;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
@@ -962,11 +961,12 @@ mod tests {
         .unwrap()
     }
 
+    /// A join; `DEFAULT_ROLE` stands for "no role given".
     fn join(room: &str, peer: Option<&str>, role: &str) -> JoinRequest {
         JoinRequest {
             room: room.into(),
             peer: peer.map(str::to_owned),
-            role: role.into(),
+            role: (role != DEFAULT_ROLE).then(|| role.to_owned()),
             metadata: Map::new(),
             resume: None,
             last_seq: None,
@@ -1004,7 +1004,11 @@ mod tests {
         let mut j = join("team-1", None, DEFAULT_ROLE);
         claims.authorize_join(&mut j, now, 0).unwrap();
         assert_eq!(j.peer.as_deref(), Some("alice"));
-        assert_eq!(j.role, "host");
+        assert_eq!(j.role.as_deref(), Some("host"));
+        // An explicit default role is still another role than the pinned one.
+        let mut explicit = join("team-1", None, "x");
+        explicit.role = Some(DEFAULT_ROLE.to_owned());
+        assert!(claims.authorize_join(&mut explicit, now, 0).is_err());
         for mut bad in [
             join("other", None, DEFAULT_ROLE),
             join("team-1", Some("bob"), DEFAULT_ROLE),

@@ -224,7 +224,9 @@ impl Request<'_> {
 pub struct JoinRequest {
     pub room: String,
     pub peer: Option<String>,
-    pub role: String,
+    /// `None` when the client named no role (the peer gets [`DEFAULT_ROLE`],
+    /// or the role its token pins).
+    pub role: Option<String>,
     pub metadata: Map<String, Value>,
     pub resume: Option<String>,
     pub last_seq: Option<u64>,
@@ -343,11 +345,7 @@ fn build<'a>(kind: &str, f: &Fields<'a>, limits: &Limits) -> Result<Request<'a>,
         "join" => Request::Join(JoinRequest {
             room: name("room", required("room", f.room)?)?,
             peer: f.peer.map(|p| name("peer", p)).transpose()?,
-            role: f
-                .role
-                .map(role)
-                .transpose()?
-                .unwrap_or_else(|| DEFAULT_ROLE.to_owned()),
+            role: f.role.map(role).transpose()?,
             metadata: f
                 .metadata
                 .map(|m| metadata(m, limits))
@@ -861,7 +859,7 @@ mod tests {
         let p = parse(r#"{"type":"join","room":"r.1:x@y-z_"}"#, &limits());
         match p.request.unwrap() {
             Request::Join(j) => {
-                assert_eq!(j.role, "peer");
+                assert_eq!(j.role, None);
                 assert!(j.peer.is_none());
             }
             other => panic!("{other:?}"),

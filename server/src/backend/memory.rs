@@ -21,7 +21,9 @@ use super::{
 };
 use crate::config::Limits;
 use crate::outbox::Outbox;
-use crate::protocol::{event, stamp, EventBody, LeaveReason, PeerInfo, ProtocolError, RoomState};
+use crate::protocol::{
+    event, stamp, EventBody, LeaveReason, PeerInfo, ProtocolError, RoomState, DEFAULT_ROLE,
+};
 use crate::state;
 
 /// The in-memory backend.
@@ -254,7 +256,7 @@ impl MemoryBackend {
         }
         let info = PeerInfo {
             peer: peer_id.clone(),
-            role: req.role.clone(),
+            role: req.role.clone().unwrap_or_else(|| DEFAULT_ROLE.to_owned()),
             metadata: req.metadata.clone(),
             joined_at: now_ms(),
         };

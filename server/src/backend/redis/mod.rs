@@ -47,6 +47,7 @@ use crate::metrics::{Metrics, MESSAGE_TYPES};
 use crate::outbox::Outbox;
 use crate::protocol::{
     event, stamp, ErrorCode, EventBody, LeaveReason, PeerInfo, ProtocolError, RoomState,
+    DEFAULT_ROLE,
 };
 use crate::session::CLOSE_SESSION_MOVED;
 use crate::state;
@@ -1203,7 +1204,7 @@ impl Backend for RedisBackend {
         }
         let info = PeerInfo {
             peer: peer.clone(),
-            role: req.role.clone(),
+            role: req.role.clone().unwrap_or_else(|| DEFAULT_ROLE.to_owned()),
             metadata: req.metadata.clone(),
             joined_at: now_ms(),
         };

@@ -1,5 +1,5 @@
 # One entry point for people and CI. `make help` lists the targets.
-.PHONY: help run test test-rust test-k8s test-terraform test-workflows fmt lint bench crd
+.PHONY: help run test test-rust test-k8s test-terraform test-delivery fmt lint bench crd
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -12,6 +12,15 @@ test: ## install what the tests need, then run every check and test
 
 test-rust: ## fmt, clippy and all Rust tests only
 	./scripts/test-all.sh 10-rust
+
+test-k8s: ## Helm charts, kustomize overlays, manifests and CRD copies only
+	./scripts/test-all.sh 20-kubernetes
+
+test-terraform: ## Terraform parse, fmt, policy scan and static assertions only
+	./scripts/test-all.sh 30-terraform
+
+test-delivery: ## workflows, Dockerfiles, compose and dependency policy only
+	./scripts/test-all.sh 40-delivery
 
 fmt: ## format the workspace
 	cargo fmt --all

@@ -51,7 +51,7 @@ pub struct Cli {
 /// Subcommands besides serving.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the effective configuration as JSON and exit (secrets redacted).
+    /// Print the effective configuration and exit (secrets redacted).
     PrintConfig,
     /// Mint a JWT for development and tests and print it on standard output.
     Token(Box<crate::auth::TokenArgs>),

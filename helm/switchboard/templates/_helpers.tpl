@@ -99,6 +99,13 @@ names the values to change.
 {{- if and $c.turnUrls (not (or .Values.secrets.turnSecret .Values.secrets.existingSecret)) }}
 {{- fail "config.turnUrls needs a TURN secret: set secrets.turnSecret, or secrets.existingSecret with a TURN_SECRET key" }}
 {{- end }}
+{{- $keySources := 0 }}
+{{- if .Values.secrets.jwtSecret }}{{ $keySources = add1 $keySources }}{{ end }}
+{{- if and .Values.jwtKeys.existingSecret .Values.jwtKeys.publicKeyKey }}{{ $keySources = add1 $keySources }}{{ end }}
+{{- if and .Values.jwtKeys.existingSecret .Values.jwtKeys.jwksKey }}{{ $keySources = add1 $keySources }}{{ end }}
+{{- if gt $keySources 1 }}
+{{- fail "the server takes exactly one JWT key source: set only one of secrets.jwtSecret, jwtKeys.publicKeyKey and jwtKeys.jwksKey" }}
+{{- end }}
 {{- if and .Values.jwtKeys.existingSecret (not (or .Values.jwtKeys.publicKeyKey .Values.jwtKeys.jwksKey)) }}
 {{- fail "jwtKeys.existingSecret needs jwtKeys.publicKeyKey or jwtKeys.jwksKey" }}
 {{- end }}

@@ -6,7 +6,9 @@
 #
 #   bench/scripts/suite.sh [single|idle|cluster|redis|all]...   (default: all)
 #
-# Set NO_BUILD=1 to reuse existing release binaries.
+# Set NO_BUILD=1 to reuse existing release binaries. On a machine shared with
+# other work, PRIO='chrt -r 10' runs the node(s), Redis and the bench ahead of
+# it (SCHED_RR; needs CAP_SYS_NICE); the kernel still keeps 5% for the rest.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -16,6 +18,7 @@ REDIS_PORT=${REDIS_PORT:-6399}
 # The relay runs exceed the default 100 msgs/s per connection on purpose.
 UNLIMITED=(RATE_LIMIT_PER_SEC=1000000 RATE_LIMIT_BURST=1000000)
 PIDS=()
+read -ra PRIO <<<"${PRIO:-}"
 
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -25,14 +28,15 @@ trap cleanup EXIT
 
 say() { printf '\n## %s (load average: %s)\n' "$*" "$(cut -d' ' -f1-3 /proc/loadavg)"; }
 run() { echo "+ $*"; "$@"; }
+bench() { run "${PRIO[@]}" "$BENCH" "$@"; }
 
 # start_node NAME [ENV=VALUE...]: sets NODE_PID and NODE_PORT.
 start_node() {
   local name=$1 log
   shift
   log=$(mktemp -t "switchboard-$name.XXXXXX")
-  echo "+ env HOST=127.0.0.1 PORT=0 LOG_FORMAT=json $* $SERVER   # $name"
-  env HOST=127.0.0.1 PORT=0 LOG_FORMAT=json "$@" "$SERVER" >"$log" 2>&1 &
+  echo "+ ${PRIO[*]} env HOST=127.0.0.1 PORT=0 LOG_FORMAT=json $* $SERVER   # $name"
+  "${PRIO[@]}" env HOST=127.0.0.1 PORT=0 LOG_FORMAT=json "$@" "$SERVER" >"$log" 2>&1 &
   NODE_PID=$!
   PIDS+=("$NODE_PID")
   for _ in $(seq 100); do
@@ -54,7 +58,7 @@ stop() {
 
 start_redis() {
   echo "+ redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no"
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+  "${PRIO[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     --daemonize no >/dev/null 2>&1 &
   REDIS_PID=$!
   PIDS+=("$REDIS_PID")
@@ -71,13 +75,16 @@ single() {
   start_node single "${UNLIMITED[@]}"
   local url=ws://127.0.0.1:$NODE_PORT/ws
   say "single node: maximum relay throughput (closed loop)"
-  run "$BENCH" relay --url "$url" --connections 100 --in-flight 16 --duration 10s \
+  bench relay --url "$url" --connections 100 --in-flight 16 --duration 10s \
     --server-pid "$NODE_PID"
   say "single node: latency at 50,000 signals/s"
-  run "$BENCH" relay --url "$url" --connections 100 --in-flight 8 --rate 50000 \
+  bench relay --url "$url" --connections 100 --in-flight 8 --rate 50000 \
+    --duration 10s --server-pid "$NODE_PID"
+  say "single node: latency at 50,000 signals/s over 1,000 connections in rooms of 10"
+  bench relay --url "$url" --connections 1000 --room-size 10 --in-flight 4 --rate 50000 \
     --duration 10s --server-pid "$NODE_PID"
   say "single node: joins"
-  run "$BENCH" joins --url "$url" --count 10000 --concurrency 64 --source-addrs 4 \
+  bench joins --url "$url" --count 10000 --concurrency 64 --source-addrs 4 \
     --server-pid "$NODE_PID"
   stop "$NODE_PID"
 }
@@ -87,7 +94,7 @@ idle() {
   # server and the bench alike (see docs/benchmarks.md).
   say "single node: idle memory"
   start_node idle MAX_CONNECTIONS=30000
-  run "$BENCH" idle --url "ws://127.0.0.1:$NODE_PORT/ws" --connections 19500 --room-size 10 \
+  bench idle --url "ws://127.0.0.1:$NODE_PORT/ws" --connections 19500 --room-size 10 \
     --hold 20s --source-addrs 4 --server-pid "$NODE_PID"
   stop "$NODE_PID"
 }
@@ -100,13 +107,13 @@ cluster() {
   start_node node-b REDIS_URL="redis://127.0.0.1:$REDIS_PORT" "${UNLIMITED[@]}"
   local b=ws://127.0.0.1:$NODE_PORT/ws
   say "cross-node: maximum relay throughput (closed loop)"
-  run "$BENCH" relay --url "$a" --url "$b" --connections 100 --in-flight 16 --duration 10s \
+  bench relay --url "$a" --url "$b" --connections 100 --in-flight 16 --duration 10s \
     --server-pid "$a_pid"
   say "cross-node: latency at 25,000 signals/s"
-  run "$BENCH" relay --url "$a" --url "$b" --connections 100 --in-flight 8 --rate 25000 \
+  bench relay --url "$a" --url "$b" --connections 100 --in-flight 8 --rate 25000 \
     --duration 10s --server-pid "$a_pid"
   say "cross-node: joins"
-  run "$BENCH" joins --url "$a" --url "$b" --count 10000 --concurrency 64 --source-addrs 4 \
+  bench joins --url "$a" --url "$b" --count 10000 --concurrency 64 --source-addrs 4 \
     --server-pid "$a_pid"
   stop "$a_pid"
   stop "$NODE_PID"
@@ -116,8 +123,8 @@ cluster() {
 redis() {
   say "reference: raw redis-benchmark PUBLISH"
   start_redis
-  run redis-benchmark -p "$REDIS_PORT" -q -n 200000 PUBLISH chan hello
-  run redis-benchmark -p "$REDIS_PORT" -q -n 200000 -P 16 PUBLISH chan hello
+  run "${PRIO[@]}" redis-benchmark -p "$REDIS_PORT" -q -n 200000 PUBLISH chan hello
+  run "${PRIO[@]}" redis-benchmark -p "$REDIS_PORT" -q -n 200000 -P 16 PUBLISH chan hello
   stop "$REDIS_PID"
 }
 

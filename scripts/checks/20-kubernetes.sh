@@ -128,7 +128,7 @@ def policy(path, flags):
                 errs.append(f"{cn}: image {image!r} is not pinned to a tag or digest")
             if "livenessProbe" not in c or "readinessProbe" not in c:
                 errs.append(f"{cn}: liveness and readiness probes are required")
-    if not servers:
+    if not servers and "--no-server" not in flags:
         errs.append("no server Deployment (app.kubernetes.io/component=server)")
     for w in servers:
         name = f'{w["kind"]}/{w["metadata"]["name"]}'
@@ -586,6 +586,7 @@ operator_set() {
   render "$OPERATOR_CHART" "operator-$name" "$values" || return 1
   local f="$OUT/operator-$name.yaml" rc=0
   validate "$f" || rc=1
+  k8scheck policy "$f" --no-server || rc=1
   [ $# -eq 0 ] || expect_in "$f" "$@" || rc=1
   return "$rc"
 }

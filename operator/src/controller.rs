@@ -601,6 +601,7 @@ pub async fn run(
             owned_api::<PodDisruptionBudget>(&client, &owned),
             cfg.clone(),
         )
+        .owns(owned_api::<NetworkPolicy>(&client, &owned), cfg.clone())
         .owns(owned_api::<ServiceAccount>(&client, &owned), cfg)
         .shutdown_on_signal()
         .graceful_shutdown_on(shutdown)
@@ -608,7 +609,10 @@ pub async fn run(
         .for_each(|res| async move {
             match res {
                 Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
-                Err(e) => tracing::debug!(error = %e, "reconcile loop"),
+                // Reconcile failures are logged by error_policy; what arrives here
+                // are watch errors (RBAC, API server trouble), worth seeing.
+                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+                Err(e) => warn!(error = %e, "controller"),
             }
         })
         .await;

@@ -11,6 +11,10 @@ use switchboard_operator::controller::{self, Context};
 use switchboard_operator::leader::{self, LeaseConfig};
 use switchboard_operator::metrics::{self, Metrics};
 
+/// Longest wait for the controller to stop after SIGTERM (the Deployment's grace
+/// period is 30 s).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
 /// Kubernetes operator for Switchboard SignalingCluster resources.
 #[derive(Parser, Debug)]
 #[command(version, about)]
@@ -142,6 +146,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics.clone(),
     ));
     tracing::info!(namespace = ?args.watch_namespace, "starting controller");
+    // The controller finishes its reconciles on SIGTERM; should that take too long
+    // (an API server that does not answer), stop anyway before the kubelet kills.
+    tokio::spawn(async {
+        shutdown_signal().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        tracing::warn!("graceful shutdown took too long; exiting");
+        std::process::exit(1);
+    });
     controller::run(client.clone(), ctx, args.watch_namespace.clone(), shutdown).await;
     metrics.leader.set(0);
 

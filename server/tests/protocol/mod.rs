@@ -155,6 +155,7 @@ macro_rules! protocol_suite {
                 resume_without_last_seq => Settings::new(),
                 resume_during_live_traffic => Settings::new(),
                 resume_twice => Settings::new(),
+                away_peer_still_listed => Settings::new(),
                 resume_token_bound_to_peer => Settings::new(),
                 resume_token_bound_to_room => Settings::new(),
                 window_expiry => Settings::new()

@@ -467,3 +467,43 @@ pub async fn overflowed_buffer_not_recovered(c: &Cluster) {
     );
     alice.assert_quiet().await;
 }
+
+/// A peer away within its window is still a member: newcomers list it, discover
+/// finds it, and its return is invisible to them too.
+pub async fn away_peer_still_listed(c: &Cluster) {
+    let (alice, joined) = join_with(
+        c,
+        0,
+        json!({"type": "join", "room": "r1", "peer": "alice", "role": "host"}),
+    )
+    .await;
+    let session = joined["session"].as_str().expect("session").to_owned();
+    alice.close().await;
+
+    let (mut carol, joined) = join(c, 1, "r1", "carol").await;
+    assert_eq!(peer_ids(&joined["peers"]), sorted(&["alice"]), "{joined}");
+    assert_peer_info(&joined["peers"][0], "alice", "host", &json!({}));
+    let peers = carol
+        .request(json!({"type": "discover", "filters": {"role": "host"}}))
+        .await;
+    assert_eq!(peer_ids(&peers["peers"]), sorted(&["alice"]), "{peers}");
+    let mut other = c.connect(2).await;
+    let reply = other
+        .request(json!({"type": "join", "room": "r1", "peer": "alice"}))
+        .await;
+    assert_error(&reply, "PEER_ID_TAKEN");
+
+    let (mut alice, joined) = resume(
+        c,
+        3,
+        json!({"type": "join", "room": "r1", "resume": session}),
+    )
+    .await;
+    assert_recovered(&joined);
+    assert_eq!(joined["peer"], "alice");
+    // What alice missed: carol's arrival.
+    let ev = alice.recv_type("peer_joined").await;
+    assert_eq!(ev["peer"]["peer"], "carol");
+    carol.assert_quiet().await;
+    alice.assert_quiet().await;
+}

@@ -804,3 +804,171 @@ async fn first_sighting_does_not_force_a_full_apply() {
         "the clock restarts after a full apply"
     );
 }
+
+/// (API group, resource) of a request path.
+fn group_resource(uri: &str) -> (String, String) {
+    let path = uri.split('?').next().unwrap();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = if parts[0] == "api" {
+        ("", &parts[2..])
+    } else {
+        (parts[1], &parts[3..])
+    };
+    let rest = if rest.first() == Some(&"namespaces") {
+        &rest[2..]
+    } else {
+        rest
+    };
+    let resource = match rest {
+        [plural, _, sub] => format!("{plural}/{sub}"),
+        [plural, ..] => plural.to_string(),
+        [] => panic!("no resource in {uri}"),
+    };
+    (group.to_string(), resource)
+}
+
+#[tokio::test]
+async fn rbac_grants_every_call_the_operator_makes() {
+    // Every kind the operator touches, from a new cluster and a managed -> external switch.
+    let sc = cluster("chat");
+    let (_, mut seen) = run(sc.clone(), {
+        let s = Scenario::default()
+            .get_missing("secrets", "chat-redis-auth")
+            .create("secrets");
+        let mut s = s;
+        for (kind, name) in [
+            ("configmaps", "chat-redis-config"),
+            ("services", "chat-redis"),
+            ("networkpolicies", "chat-redis"),
+            ("statefulsets", "chat-redis"),
+            ("serviceaccounts", "chat"),
+            ("configmaps", "chat-config"),
+            ("deployments", "chat"),
+            ("services", "chat"),
+        ] {
+            s = s.get_missing(kind, name).apply(kind, name);
+        }
+        s.get_missing("horizontalpodautoscalers", "chat")
+            .get_missing("poddisruptionbudgets", "chat")
+            .apply("poddisruptionbudgets", "chat")
+            .event()
+            .status("chat")
+    })
+    .await;
+    let old = settled(cluster("chat"));
+    let mut ext = old.clone();
+    ext.spec.redis =
+        serde_json::from_value(json!({"external": {"url": "redis://cache:6379"}})).unwrap();
+    let (_, more) = run(
+        ext.clone(),
+        Scenario::default()
+            .get_object("statefulsets", "chat-redis", &ready_redis(&old))
+            .delete("statefulsets", "chat-redis")
+            .get_object(
+                "services",
+                "chat-redis",
+                &with_spec_hash(resources::redis_service(&old).unwrap()),
+            )
+            .delete("services", "chat-redis")
+            .get_object(
+                "networkpolicies",
+                "chat-redis",
+                &with_spec_hash(resources::redis_network_policy(&old).unwrap()),
+            )
+            .delete("networkpolicies", "chat-redis")
+            .get_object(
+                "configmaps",
+                "chat-redis-config",
+                &with_spec_hash(resources::redis_configmap(&old).unwrap()),
+            )
+            .delete("configmaps", "chat-redis-config")
+            .get_object(
+                "serviceaccounts",
+                "chat",
+                &with_spec_hash(resources::service_account(&ext)),
+            )
+            .get_object(
+                "configmaps",
+                "chat-config",
+                &with_spec_hash(resources::server_configmap(&ext)),
+            )
+            .get_object("deployments", "chat", &ready_deployment(&ext, 2))
+            .get_object(
+                "services",
+                "chat",
+                &with_spec_hash(resources::service(&ext)),
+            )
+            .get_object(
+                "horizontalpodautoscalers",
+                "chat",
+                &with_spec_hash(
+                    resources::hpa(&{
+                        let mut a = ext.clone();
+                        a.spec.autoscaling =
+                            Some(serde_json::from_value(json!({"enabled": true})).unwrap());
+                        a
+                    })
+                    .unwrap(),
+                ),
+            )
+            .delete("horizontalpodautoscalers", "chat")
+            .get_object(
+                "poddisruptionbudgets",
+                "chat",
+                &with_spec_hash(resources::pdb(&ext).unwrap()),
+            )
+            .event()
+            .status("chat"),
+    )
+    .await;
+    seen.extend(more);
+
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../k8s/operator/rbac.yaml"
+    ))
+    .unwrap();
+    let mut granted = std::collections::HashSet::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let v: Value = serde::Deserialize::deserialize(doc).unwrap();
+        if v["kind"] != "ClusterRole" {
+            continue;
+        }
+        for r in v["rules"].as_array().unwrap() {
+            for g in r["apiGroups"].as_array().unwrap() {
+                for res in r["resources"].as_array().unwrap() {
+                    for verb in r["verbs"].as_array().unwrap() {
+                        granted.insert((
+                            g.as_str().unwrap().to_string(),
+                            res.as_str().unwrap().to_string(),
+                            verb.as_str().unwrap().to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let mut needed = std::collections::BTreeSet::new();
+    for s in &seen {
+        let (g, r) = group_resource(&s.uri);
+        let verb = match s.method.as_str() {
+            "GET" => "get",
+            "POST" => "create",
+            "PATCH" => "patch",
+            "DELETE" => "delete",
+            m => panic!("unexpected method {m}"),
+        };
+        needed.insert((g.clone(), r.clone(), verb.to_string()));
+        // Applied objects are also watched (list + watch) and may be created by the apply.
+        if s.method == Method::PATCH && !r.contains('/') && r != "events" {
+            for v in ["list", "watch", "create"] {
+                needed.insert((g.clone(), r.clone(), v.to_string()));
+            }
+        }
+    }
+    let missing: Vec<_> = needed.iter().filter(|t| !granted.contains(*t)).collect();
+    assert!(
+        missing.is_empty(),
+        "k8s/operator/rbac.yaml lacks {missing:?}"
+    );
+}

@@ -735,9 +735,8 @@ pub fn generate_password() -> String {
 
 /// redis.conf of the managed Redis.
 pub fn redis_conf(m: &ManagedRedis) -> String {
-    let mut conf = String::from(
-        "bind * -::*\nport 6379\nprotected-mode no\ndir /data\nmaxmemory-policy noeviction\n",
-    );
+    let mut conf =
+        String::from("bind * -::*\nport 6379\nprotected-mode no\nmaxmemory-policy noeviction\n");
     if m.persistence {
         conf.push_str("appendonly yes\nappendfsync everysec\nsave \"\"\n");
     } else {
@@ -835,6 +834,8 @@ pub fn redis_statefulset(sc: &SignalingCluster) -> Option<StatefulSet> {
         name: "redis".into(),
         image: Some(m.image.clone()),
         command: Some(vec!["sh".into(), "-c".into(), start.into()]),
+        // Redis keeps its files in its working directory: the data volume.
+        working_dir: Some("/data".into()),
         ports: Some(vec![ContainerPort {
             name: Some("redis".into()),
             container_port: REDIS_PORT,
@@ -1484,5 +1485,152 @@ mod tests {
             a.metadata.annotations.unwrap()[SPEC_HASH_ANNOTATION],
             b.metadata.annotations.unwrap()[SPEC_HASH_ANNOTATION]
         );
+    }
+}
+
+/// The managed Redis's configuration, start command and probe, run for real
+/// against a local `redis-server` (the test runner installs it).
+#[cfg(test)]
+mod redis_tests {
+    use super::*;
+    use crate::fixtures::cluster;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// Starts Redis the way the StatefulSet does; returns it with its port.
+    fn start(sc: &SignalingCluster, dir: &std::path::Path, password: &str) -> (Killed, u16) {
+        assert!(
+            Command::new("redis-server")
+                .arg("--version")
+                .output()
+                .is_ok(),
+            "redis-server is not installed (apt-get install redis-server, or run `make test`)"
+        );
+        let m = managed_redis(sc).unwrap();
+        let conf = dir.join("redis.conf");
+        std::fs::write(&conf, redis_conf(&m)).unwrap();
+        let sts = redis_statefulset(sc).unwrap();
+        let c = &sts.spec.template.spec.as_ref().unwrap().containers[0];
+        let cmd = c.command.as_ref().unwrap();
+        let port = free_port();
+        let script = format!(
+            "{} --port {port}",
+            cmd[2].replace("/etc/redis/redis.conf", conf.to_str().unwrap())
+        );
+        assert_eq!(c.working_dir.as_deref(), Some("/data"));
+        let child = Command::new(&cmd[0])
+            .current_dir(dir)
+            .arg(&cmd[1])
+            .arg(script)
+            .env("REDIS_PASSWORD", password)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        (Killed(child), port)
+    }
+
+    /// Runs the readiness probe against `port`; true when it passes.
+    fn probe(sc: &SignalingCluster, port: u16, auth: Option<&str>) -> bool {
+        let sts = redis_statefulset(sc).unwrap();
+        let c = &sts.spec.template.spec.as_ref().unwrap().containers[0];
+        let exec = c
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .exec
+            .as_ref()
+            .unwrap()
+            .command
+            .clone()
+            .unwrap();
+        let script = exec[2].replace("redis-cli", &format!("redis-cli -p {port}"));
+        let mut cmd = Command::new(&exec[0]);
+        cmd.arg(&exec[1]).arg(script);
+        match auth {
+            Some(pw) => cmd.env("REDISCLI_AUTH", pw),
+            None => cmd.env_remove("REDISCLI_AUTH"),
+        };
+        cmd.output().unwrap().status.success()
+    }
+
+    fn wait_ready(sc: &SignalingCluster, port: u16, auth: Option<&str>) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !probe(sc, port, auth) {
+            assert!(
+                Instant::now() < deadline,
+                "managed Redis did not become ready on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn tempdir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("sb-op-redis-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn managed_redis_starts_requires_its_password_and_keeps_an_aof() {
+        let sc = cluster("chat");
+        let dir = tempdir("aof");
+        let (_redis, port) = start(&sc, &dir, "s3cret");
+        wait_ready(&sc, port, Some("s3cret"));
+        assert!(
+            !probe(&sc, port, None),
+            "Redis answered PING without the password"
+        );
+        assert!(
+            !probe(&sc, port, Some("wrong")),
+            "Redis accepted a wrong password"
+        );
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "CONFIG", "GET", "appendonly"])
+            .env("REDISCLI_AUTH", "s3cret")
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("yes"));
+        // The append-only file lands in the working directory (the data volume).
+        assert!(
+            dir.join("appendonlydir").is_dir(),
+            "no AOF in {}",
+            dir.display()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn managed_redis_without_auth_or_persistence() {
+        let mut sc = cluster("chat");
+        sc.spec.redis = serde_json::from_value(
+            serde_json::json!({"managed": {"auth": false, "persistence": false}}),
+        )
+        .unwrap();
+        let dir = tempdir("plain");
+        let (_redis, port) = start(&sc, &dir, "");
+        wait_ready(&sc, port, None);
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "CONFIG", "GET", "appendonly"])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("no"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -472,3 +472,43 @@ pub async fn abrupt_disconnects(c: &Cluster) {
         .await
         .expect("server still works");
 }
+
+/// A resume with an absurd `last_seq` (beyond anything sent, up to u64::MAX,
+/// or beyond u64) neither crashes the server nor replays anything it should
+/// not: the answer is `joined` (recovered or not) or `BAD_REQUEST`.
+pub async fn absurd_last_seq(c: &Cluster) {
+    let (mut bob, _) = join(c, 1, "r1", "bob").await;
+    for (n, last_seq) in [
+        "1000000",
+        "18446744073709551615",
+        "18446744073709551616",
+        "1e30",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let peer = format!("a{n}");
+        let (alice, joined) = join(c, 0, "r1", &peer).await;
+        let session = joined["session"].as_str().expect("session").to_owned();
+        assert_eq!(
+            bob.recv_type("peer_joined").await["peer"]["peer"],
+            peer.as_str()
+        );
+        alice.close().await;
+        let mut again = c.connect(2).await;
+        let text = format!(
+            r#"{{"type":"join","room":"r1","peer":"{peer}","resume":"{session}","last_seq":{last_seq},"id":"r"}}"#
+        );
+        again.send_text(&text).await;
+        let reply = again.recv_json().await;
+        match ty(&reply) {
+            "joined" => assert_eq!(reply["peer"], peer.as_str()),
+            _ => {
+                assert_error(&reply, "BAD_REQUEST");
+            }
+        }
+        again.assert_quiet().await;
+        bob.assert_quiet().await;
+    }
+    server_still_works(c).await;
+}

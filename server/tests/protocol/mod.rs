@@ -125,6 +125,7 @@ macro_rules! protocol_suite {
                 invalid_utf8 => Settings::new(),
                 broken_handshakes => Settings::new(),
                 abrupt_disconnects => Settings::new(),
+                absurd_last_seq => Settings::new(),
             }
             limits {
                 room_full => Settings::new()

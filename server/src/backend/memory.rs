@@ -223,8 +223,7 @@ impl MemoryBackend {
             // no valid resume: the join proceeds afresh, and a taken id is
             // `PEER_ID_TAKEN`.
             recovered = Some(false);
-            let parsed = token::parse(resume)
-                .filter(|t| t.room == req.room && req.peer.as_ref().is_none_or(|p| p == &t.peer));
+            let parsed = token::for_join(req);
             if let Some(t) = parsed {
                 let valid = room
                     .peers

@@ -58,6 +58,14 @@ pub fn parse(token: &str) -> Option<Parsed> {
     })
 }
 
+/// The token of a `join` if it names that join's room (and its peer, when the
+/// join names one): only such a token can resume anything.
+pub fn for_join(request: &crate::protocol::JoinRequest) -> Option<Parsed> {
+    let token = parse(request.resume.as_deref()?)?;
+    let same_peer = request.peer.as_ref().is_none_or(|p| p == &token.peer);
+    (token.room == request.room && same_peer).then_some(token)
+}
+
 /// Compares two hashes in constant time.
 pub fn same_hash(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

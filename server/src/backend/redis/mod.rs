@@ -1187,8 +1187,7 @@ impl Backend for RedisBackend {
             // Same rules as the embedded backend: only a token of this room
             // and peer resumes; anything else joins afresh.
             recovered = Some(false);
-            let parsed = token::parse(resume)
-                .filter(|t| t.room == req.room && req.peer.as_ref().is_none_or(|p| p == &t.peer));
+            let parsed = token::for_join(req);
             if let Some(t) = parsed {
                 if let Some(outcome) = self.try_resume(&t, resume, &args).await? {
                     return Ok(outcome);

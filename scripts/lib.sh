@@ -33,7 +33,9 @@ need_apt() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# need_pip SPEC... : install PyPI packages into the project's tool venv.
+# need_pip SPEC... : install PyPI packages into the project's tool venv
+# (with no SPEC, just make sure the venv exists).
+# shellcheck disable=SC2120 # the check scripts pass SPECs; lib.sh itself does not
 need_pip() {
   if [ ! -x "$VENV/bin/python" ]; then
     log "creating tool venv in .tools/venv"

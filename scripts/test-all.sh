@@ -4,7 +4,7 @@
 # and ends with one summary line. Exits non-zero when any check failed.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 
 export SB_RESULTS="$TOOLS/results"
 rm -rf "$SB_RESULTS"

@@ -4,7 +4,7 @@
 # operator reconcile tests, CRD drift) under cargo-nextest.
 set -uo pipefail
 source "$(dirname "$0")/../lib.sh"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 
 # Tests start real redis-server processes and build a TLS test CA with openssl.
 need_apt redis-server redis-tools openssl ca-certificates

@@ -11,7 +11,7 @@
 # they run in GitHub Actions.
 set -uo pipefail
 source "$(dirname "$0")/../lib.sh"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 
 TF_DIR="$ROOT/terraform"
 export CHECKPOINT_DISABLE=1  # no version check calls from the terraform binary

@@ -431,4 +431,7 @@ cargo_deny() {
   command -v cargo-deny >/dev/null || { echo "cargo-deny is not installed" >&2; return 1; }
   cargo deny --locked check --hide-inclusion-graph bans licenses sources
 }
+step "shellcheck (project scripts, e2e script)" \
+  shellcheck -x -S warning scripts/*.sh scripts/checks/*.sh operator/e2e/run.sh .ci/run
+step "e2e smoke client compiles" python3 -m py_compile operator/e2e/signal_smoke.py
 step "cargo deny (bans, licenses, sources)" cargo_deny

@@ -57,7 +57,7 @@ stop() {
 }
 
 start_redis() {
-  echo "+ redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no"
+  echo "+ ${PRIO[*]} redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no"
   "${PRIO[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     --daemonize no >/dev/null 2>&1 &
   REDIS_PID=$!
@@ -106,15 +106,17 @@ cluster() {
   local a_pid=$NODE_PID a=ws://127.0.0.1:$NODE_PORT/ws
   start_node node-b REDIS_URL="redis://127.0.0.1:$REDIS_PORT" "${UNLIMITED[@]}"
   local b=ws://127.0.0.1:$NODE_PORT/ws
+  # CPU is reported for both nodes and Redis together.
+  local pids=(--server-pid "$a_pid" --server-pid "$NODE_PID" --server-pid "$REDIS_PID")
   say "cross-node: maximum relay throughput (closed loop)"
   bench relay --url "$a" --url "$b" --connections 100 --in-flight 16 --duration 10s \
-    --server-pid "$a_pid"
+    "${pids[@]}"
   say "cross-node: latency at 25,000 signals/s"
   bench relay --url "$a" --url "$b" --connections 100 --in-flight 8 --rate 25000 \
-    --duration 10s --server-pid "$a_pid"
+    --duration 10s "${pids[@]}"
   say "cross-node: joins"
   bench joins --url "$a" --url "$b" --count 10000 --concurrency 64 --source-addrs 4 \
-    --server-pid "$a_pid"
+    "${pids[@]}"
   stop "$a_pid"
   stop "$NODE_PID"
   stop "$REDIS_PID"
@@ -123,8 +125,11 @@ cluster() {
 redis() {
   say "reference: raw redis-benchmark PUBLISH"
   start_redis
-  run "${PRIO[@]}" redis-benchmark -p "$REDIS_PORT" -q -n 200000 PUBLISH chan hello
-  run "${PRIO[@]}" redis-benchmark -p "$REDIS_PORT" -q -n 200000 -P 16 PUBLISH chan hello
+  # -q still redraws a progress line with \r; keep only the result.
+  run "${PRIO[@]}" redis-benchmark -p "$REDIS_PORT" -q -n 200000 PUBLISH chan hello |
+    tr '\r' '\n' | grep -v 'rps='
+  run "${PRIO[@]}" redis-benchmark -p "$REDIS_PORT" -q -n 200000 -P 16 PUBLISH chan hello |
+    tr '\r' '\n' | grep -v 'rps='
   stop "$REDIS_PID"
 }
 

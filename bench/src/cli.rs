@@ -58,10 +58,11 @@ pub struct TargetArgs {
     /// Print the summary as one JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Process id of the server, when it runs on this machine: relay and joins
-    /// report its CPU use, idle its resident memory per connection (from /proc).
-    #[arg(long, value_name = "PID")]
-    pub server_pid: Option<u32>,
+    /// Process id of a server process on this machine (repeat for several nodes
+    /// and Redis): relay and joins report their summed CPU use, idle their summed
+    /// resident memory per connection (read from /proc).
+    #[arg(long = "server-pid", value_name = "PID")]
+    pub server_pids: Vec<u32>,
 }
 
 /// Flags of `relay`.

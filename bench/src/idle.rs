@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{check_count, check_phase, IdleArgs};
 use crate::client::{self, Slot, Ws};
-use crate::procfs::rss_kib;
+use crate::procfs::rss_kib_sum;
 use crate::{limits, run_id, target};
 
 /// The printed (or JSON) result.
@@ -56,7 +56,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
             peer: format!("p{}", i % s),
         })
         .collect();
-    let rss_before = t.server_pid.map(rss_kib).transpose()?;
+    let rss_before = rss_kib_sum(&t.server_pids)?;
     eprintln!(
         "idle: opening {n} connections (rooms of {s}) to {} node(s)",
         targets.len()
@@ -78,12 +78,12 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
         .collect();
 
     tokio::time::sleep(args.settle.min(args.hold)).await;
-    let rss_joined = t.server_pid.map(rss_kib).transpose()?;
+    let rss_joined = rss_kib_sum(&t.server_pids)?;
     if let (Some(b), Some(j)) = (rss_before, rss_joined) {
         eprintln!("idle: server RSS {b} KiB -> {j} KiB");
     }
     tokio::time::sleep_until((joined_at + args.hold).into()).await;
-    let rss_end = t.server_pid.map(rss_kib).transpose()?;
+    let rss_end = rss_kib_sum(&t.server_pids)?;
     cancel.cancel();
     for k in keepers {
         k.await?;

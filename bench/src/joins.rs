@@ -52,8 +52,8 @@ pub async fn run(args: JoinsArgs) -> anyhow::Result<()> {
         targets.len()
     );
 
-    let bench_cpu = CpuMeter::start(None).ok();
-    let server_cpu = t.server_pid.and_then(|pid| CpuMeter::start(Some(pid)).ok());
+    let bench_cpu = CpuMeter::of_self().ok();
+    let server_cpu = CpuMeter::of(&t.server_pids);
     let started = Instant::now();
     let targets_ref = &targets;
     let run_ref = &run;
@@ -127,7 +127,7 @@ pub async fn run(args: JoinsArgs) -> anyhow::Result<()> {
         println!("  total        {}", summary.total.line());
         let cores = |c: Option<f64>| c.map_or("-".to_string(), |c| format!("{c:.2}"));
         println!(
-            "  cpu (cores)  bench {}  server {}",
+            "  cpu (cores)  bench {}  server(s) {}",
             cores(bench_cores),
             cores(server_cores)
         );

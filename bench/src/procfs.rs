@@ -7,6 +7,18 @@ use std::time::Instant;
 /// Linux build (reading `sysconf(_SC_CLK_TCK)` would need unsafe FFI).
 pub const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
+/// Summed resident set size of `pids` in KiB; `None` when no pid is given.
+pub fn rss_kib_sum(pids: &[u32]) -> anyhow::Result<Option<u64>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    let mut sum = 0;
+    for &pid in pids {
+        sum += rss_kib(pid)?;
+    }
+    Ok(Some(sum))
+}
+
 /// Resident set size of `pid` in KiB (`VmRSS` of `/proc/PID/status`).
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -38,26 +50,45 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// CPU use of a process over an interval, as a share of one core.
+/// CPU use of some processes over an interval, as a share of one core.
 pub struct CpuMeter {
-    pid: Option<u32>,
+    /// `None` stands for this process.
+    pids: Vec<Option<u32>>,
     ticks: u64,
     at: Instant,
 }
 
 impl CpuMeter {
-    /// Starts measuring `pid` (`None`: this process).
-    pub fn start(pid: Option<u32>) -> anyhow::Result<Self> {
+    /// Starts measuring this process.
+    pub fn of_self() -> anyhow::Result<Self> {
+        Self::start(vec![None])
+    }
+
+    /// Starts measuring the sum of `pids`; `None` when there are none (or one
+    /// cannot be read).
+    pub fn of(pids: &[u32]) -> Option<Self> {
+        if pids.is_empty() {
+            return None;
+        }
+        Self::start(pids.iter().copied().map(Some).collect()).ok()
+    }
+
+    fn start(pids: Vec<Option<u32>>) -> anyhow::Result<Self> {
+        let ticks = Self::sum(&pids)?;
         Ok(Self {
-            pid,
-            ticks: cpu_ticks(pid)?,
+            pids,
+            ticks,
             at: Instant::now(),
         })
     }
 
-    /// Cores used since [`CpuMeter::start`] (1.0 = one core busy all the time).
+    fn sum(pids: &[Option<u32>]) -> anyhow::Result<u64> {
+        pids.iter().map(|&pid| cpu_ticks(pid)).sum()
+    }
+
+    /// Cores used since the start (1.0 = one core busy all the time).
     pub fn cores(&self) -> anyhow::Result<f64> {
-        let ticks = cpu_ticks(self.pid)?.saturating_sub(self.ticks);
+        let ticks = Self::sum(&self.pids)?.saturating_sub(self.ticks);
         let secs = self.at.elapsed().as_secs_f64().max(1e-9);
         Ok(ticks as f64 / CLOCK_TICKS_PER_SEC / secs)
     }

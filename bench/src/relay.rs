@@ -97,7 +97,7 @@ pub struct Summary {
     pub errors: ErrorCounts,
     /// Cores used by the load generator during the measured window.
     pub bench_cores: Option<f64>,
-    /// Cores used by the server (`--server-pid`) during the measured window.
+    /// Cores used by the `--server-pid` processes during the measured window.
     pub server_cores: Option<f64>,
 }
 
@@ -171,7 +171,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
     });
 
     let progress = tokio::spawn(progress(shared.clone()));
-    let cpu = tokio::spawn(measure_cpu(start, end, t.server_pid));
+    let cpu = tokio::spawn(measure_cpu(start, end, t.server_pids.clone()));
     let tasks: Vec<_> = sockets
         .into_iter()
         .enumerate()
@@ -254,7 +254,7 @@ fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {
         }
         let cores = |c: Option<f64>| c.map_or("-".to_string(), |c| format!("{c:.2}"));
         println!(
-            "  cpu (cores)  bench {}  server {}",
+            "  cpu (cores)  bench {}  server(s) {}",
             cores(s.bench_cores),
             cores(s.server_cores)
         );
@@ -267,14 +267,10 @@ fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {
 }
 
 /// CPU use of the bench and (optionally) the server over the measured window.
-async fn measure_cpu(
-    start: Instant,
-    end: Instant,
-    server: Option<u32>,
-) -> (Option<f64>, Option<f64>) {
+async fn measure_cpu(start: Instant, end: Instant, server: Vec<u32>) -> (Option<f64>, Option<f64>) {
     tokio::time::sleep_until(start.into()).await;
-    let bench = CpuMeter::start(None).ok();
-    let srv = server.and_then(|pid| CpuMeter::start(Some(pid)).ok());
+    let bench = CpuMeter::of_self().ok();
+    let srv = CpuMeter::of(&server);
     tokio::time::sleep_until(end.into()).await;
     (
         bench.and_then(|m| m.cores().ok()),

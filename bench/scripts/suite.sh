@@ -127,9 +127,9 @@ redis() {
   start_redis
   # -q still redraws a progress line with \r; keep only the result.
   run "${PRIO[@]}" redis-benchmark -p "$REDIS_PORT" -q -n 200000 PUBLISH chan hello |
-    tr '\r' '\n' | grep -v 'rps='
+    tr '\r' '\n' | grep -v -e 'rps=' -e '^ *$'
   run "${PRIO[@]}" redis-benchmark -p "$REDIS_PORT" -q -n 200000 -P 16 PUBLISH chan hello |
-    tr '\r' '\n' | grep -v 'rps='
+    tr '\r' '\n' | grep -v -e 'rps=' -e '^ *$'
   stop "$REDIS_PID"
 }
 

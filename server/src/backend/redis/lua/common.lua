@@ -35,7 +35,9 @@ local function deliver(recipients, kind, body)
     local meta = meta_key(peer)
     local seq = redis.call('HINCRBY', meta, 'seq', 1)
     local queue = queue_key(peer)
-    redis.call('XADD', queue, 'MAXLEN', MAXLEN, seq .. '-1', 'k', kind, 'b', body)
+    -- Approximate trimming is much cheaper than exact; resume.lua enforces
+    -- the exact bound of MAXLEN recoverable events.
+    redis.call('XADD', queue, 'MAXLEN', '~', MAXLEN, seq .. '-1', 'k', kind, 'b', body)
     redis.call('PEXPIRE', queue, TTL)
     local node = redis.call('HGET', meta, 'node')
     if node and node ~= '' then

@@ -18,7 +18,12 @@ local from = tonumber(ARGV[8])
 if from < 0 then from = written end
 local recovered = 1
 local events = {}
-if from < seq then
+if from < seq and seq - from > MAXLEN then
+  -- More was missed than the configured buffer holds (the stream may keep a
+  -- few more, trimmed approximately): not recoverable.
+  recovered = 0
+  from = seq
+elseif from < seq then
   local entries = redis.call('XRANGE', queue_key(peer), (from + 1) .. '-0', '+')
   local first = entries[1] and tonumber(string.match(entries[1][1], '^(%d+)-'))
   if first ~= from + 1 then

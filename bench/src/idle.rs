@@ -38,6 +38,13 @@ pub struct Summary {
 
 /// Runs the idle benchmark and prints its summary.
 pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
+    let json = args.target.json;
+    let summary = measure(args).await?;
+    print_summary(&summary, json)
+}
+
+/// Runs the idle benchmark and returns its summary (progress goes to stderr).
+pub async fn measure(args: IdleArgs) -> anyhow::Result<Summary> {
     let n = args.connections;
     let s = args.room_size;
     check_count("connections", n)?;
@@ -103,23 +110,27 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
             .map(|(b, j)| (j as f64 - b as f64) / n as f64),
         closed_during_hold: closed.load(Ordering::Relaxed),
     };
-    if t.json {
+    Ok(summary)
+}
+
+fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
+    if json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         let kib = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} KiB"));
         println!(
             "idle: {} connections, rooms of {}, {} node(s)",
-            n, s, summary.nodes
+            summary.connections, summary.room_size, summary.nodes
         );
         println!(
             "  setup        {:.2} s ({:.0} joins/s)",
-            setup_secs, summary.joins_per_sec
+            summary.setup_secs, summary.joins_per_sec
         );
         println!(
             "  server RSS   before {}  joined {}  end of hold {}",
-            kib(rss_before),
-            kib(rss_joined),
-            kib(rss_end)
+            kib(summary.rss_before_kib),
+            kib(summary.rss_joined_kib),
+            kib(summary.rss_end_kib)
         );
         match summary.kib_per_connection {
             Some(k) => println!("  per conn     {k:.2} KiB"),

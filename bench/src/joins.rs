@@ -37,6 +37,13 @@ pub struct Summary {
 
 /// Runs the joins benchmark and prints its summary.
 pub async fn run(args: JoinsArgs) -> anyhow::Result<()> {
+    let json = args.target.json;
+    let summary = measure(args).await?;
+    print_summary(&summary, json)
+}
+
+/// Runs the joins benchmark and returns its summary (progress goes to stderr).
+pub async fn measure(args: JoinsArgs) -> anyhow::Result<Summary> {
     let n = args.count;
     let s = args.room_size;
     check_count("count", n)?;
@@ -115,12 +122,22 @@ pub async fn run(args: JoinsArgs) -> anyhow::Result<()> {
         bench_cores,
         server_cores,
     };
-    if t.json {
+    Ok(summary)
+}
+
+fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
+    if json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         println!(
             "joins: {} of {} joined in {:.2} s = {:.0} joins/s ({} at a time, rooms of {}, {} node(s))",
-            joined, n, secs, summary.joins_per_sec, args.concurrency, s, summary.nodes
+            summary.joined,
+            summary.count,
+            summary.secs,
+            summary.joins_per_sec,
+            summary.concurrency,
+            summary.room_size,
+            summary.nodes
         );
         println!("  connect      {}", summary.connect.line());
         println!("  join         {}", summary.join.line());
@@ -128,8 +145,8 @@ pub async fn run(args: JoinsArgs) -> anyhow::Result<()> {
         let cores = |c: Option<f64>| c.map_or("-".to_string(), |c| format!("{c:.2}"));
         println!(
             "  cpu (cores)  bench {}  server(s) {}",
-            cores(bench_cores),
-            cores(server_cores)
+            cores(summary.bench_cores),
+            cores(summary.server_cores)
         );
         println!("  errors       {}", summary.errors.line());
     }

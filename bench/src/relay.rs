@@ -103,6 +103,13 @@ pub struct Summary {
 
 /// Runs the relay benchmark and prints its summary.
 pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
+    let json = args.target.json;
+    let summary = measure(args).await?;
+    print_summary(&summary, json)
+}
+
+/// Runs the relay benchmark and returns its summary (progress goes to stderr).
+pub async fn measure(args: RelayArgs) -> anyhow::Result<Summary> {
     let n = args.connections;
     let s = args.room_size;
     check_count("connections", n)?;
@@ -217,8 +224,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<()> {
         bench_cores,
         server_cores,
     };
-    print_summary(&summary, t.json)?;
-    Ok(())
+    Ok(summary)
 }
 
 fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {

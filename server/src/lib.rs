@@ -127,6 +127,14 @@ pub async fn run(
             );
         }
     };
+    // Signaling frames are small and latency-bound: without TCP_NODELAY a
+    // frame written while the previous one is unacknowledged waits for the
+    // peer's delayed ACK (up to ~40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(
         listener,
         http::app(node.clone()).into_make_service_with_connect_info::<SocketAddr>(),

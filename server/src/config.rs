@@ -55,6 +55,13 @@ pub enum Command {
     PrintConfig,
     /// Mint a JWT for development and tests and print it on standard output.
     Token(Box<crate::auth::TokenArgs>),
+    /// Ask the node on this machine (at PORT) whether it is ready; exit 0 if
+    /// so. For container health checks in images without a shell.
+    Healthcheck {
+        /// Path to probe: /ready (accepting connections) or /health (alive).
+        #[arg(long, default_value = "/ready")]
+        path: String,
+    },
 }
 
 /// Log output format.

@@ -36,6 +36,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Command::Healthcheck { path }) = &cli.command {
+        return match healthcheck(cli.serve.port, path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("not healthy: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match cli.serve.into_config() {
         Ok(config) => config,
         Err(e) => {
@@ -75,6 +84,34 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// One HTTP GET of `path` on the local node; Ok when it answers 200.
+fn healthcheck(port: u16, path: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let timeout = Duration::from_secs(2);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .map_err(|e| format!("cannot send the request: {e}"))?;
+    let mut head = [0u8; 64];
+    let n = stream
+        .read(&mut head)
+        .map_err(|e| format!("no answer: {e}"))?;
+    let status_line = String::from_utf8_lossy(&head[..n]);
+    let status_line = status_line.lines().next().unwrap_or("");
+    match status_line.split_whitespace().nth(1) {
+        Some("200") => Ok(()),
+        _ => Err(format!("{path} answered {status_line:?}")),
+    }
 }
 
 /// Registers the SIGTERM/SIGINT handlers now (before the node announces it

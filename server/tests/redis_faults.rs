@@ -267,3 +267,38 @@ async fn a_crashed_node_leaves_no_keys_behind() {
         .await;
     assert_eq!(alice.recv_type("state").await["version"], 2);
 }
+
+#[tokio::test]
+async fn a_node_restarted_under_the_same_id_does_not_inherit_dead_peers() {
+    let redis = Redis::start(RedisOptions::default());
+    let settings = fast_failure_detection(
+        Settings::new()
+            .set("REDIS_URL", redis.url())
+            .set("RESUME_WINDOW_SECS", 1),
+    );
+    let c = Cluster::over(2, settings.clone(), Box::new(())).await;
+    let (mut alice, _) = join(&c, 0, "r1", "alice").await;
+    let (_bob, _) = join(&c, 1, "r1", "bob").await;
+    alice.recv_type("peer_joined").await;
+
+    // A fixed SERVER_ID, as with a pod or compose service name: the process
+    // restarts under the same id right after the crash.
+    c.node(1).kill();
+    let restarted =
+        support::ServerProcess::start("node-1", &settings.set("SERVER_ID", "node-1")).await;
+    let left = alice.recv_json_timeout(CHANGE_TIMEOUT).await;
+    assert_eq!(
+        (ty(&left), left["peer"].as_str(), left["reason"].as_str()),
+        ("peer_left", Some("bob"), Some("node_lost")),
+        "{left}"
+    );
+    let mut carol = support::Client::connect(&restarted.ws_url()).await;
+    let joined = carol
+        .request(json!({"type": "join", "room": "r1", "peer": "carol"}))
+        .await;
+    assert_eq!(peer_ids(&joined["peers"]), sorted(&["alice"]), "{joined}");
+    assert_eq!(
+        alice.recv_type("peer_joined").await["peer"]["peer"],
+        "carol"
+    );
+}

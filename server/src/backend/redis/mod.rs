@@ -398,7 +398,11 @@ impl RedisBackend {
         let backend = Arc::new(Self {
             publish: conn.publish_command(),
             conn,
-            node: config.node_id.clone(),
+            // This process's identity in Redis. SERVER_ID may be fixed (a pod
+            // or compose service name), so a restarted process must not pass
+            // for the one that died: the dead one's peers would never be
+            // reaped. Each incarnation adds a random suffix.
+            node: format!("{}~{:08x}", config.node_id, rand::random::<u32>()),
             limits: config.limits.clone(),
             timing: config.timing.clone(),
             scripts: Scripts::load(),
@@ -413,7 +417,7 @@ impl RedisBackend {
         backend.heartbeat(false).await;
         tokio::spawn(dispatch_pushes(Arc::downgrade(&backend), rx));
         tokio::spawn(maintenance(Arc::downgrade(&backend)));
-        info!(node = %backend.node, cluster = redis.cluster, "joined the Redis-backed cluster");
+        info!(incarnation = %backend.node, cluster = redis.cluster, "joined the Redis-backed cluster");
         Ok(backend)
     }
 

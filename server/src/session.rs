@@ -338,6 +338,12 @@ impl Session {
             Err(e) => Err(e),
         };
         if let Err(e) = result {
+            if e.code == ErrorCode::NotJoined {
+                // The backend no longer counts this connection as a member
+                // (for example its node was declared dead during a network
+                // partition): forget the room, so that the client can join again.
+                self.member = None;
+            }
             self.send_error(id.as_ref(), &e);
         }
         self.node.metrics.handled(kind, now.elapsed().as_secs_f64());

@@ -302,3 +302,31 @@ async fn a_node_restarted_under_the_same_id_does_not_inherit_dead_peers() {
         "carol"
     );
 }
+
+#[tokio::test]
+async fn a_connection_whose_peer_was_removed_can_join_again() {
+    let redis = Redis::start(RedisOptions::default());
+    let c = Cluster::over(
+        1,
+        Settings::new().set("REDIS_URL", redis.url()),
+        Box::new(()),
+    )
+    .await;
+    let (mut alice, _) = join(&c, 0, "r1", "alice").await;
+    // The cluster removed alice behind her node's back (as when her node was
+    // declared dead during a partition and her window ran out).
+    redis.cli(&["HDEL", "sb:{r1}:peers", "alice"]);
+    redis.cli(&["DEL", "sb:{r1}:p:alice", "sb:{r1}:q:alice"]);
+    let reply = alice
+        .request(json!({"type": "broadcast", "payload": 1}))
+        .await;
+    assert_error(&reply, "NOT_JOINED");
+    let joined = alice
+        .request(json!({"type": "join", "room": "r1", "peer": "alice"}))
+        .await;
+    assert_eq!(ty(&joined), "joined", "{joined}");
+    alice
+        .request_ok(json!({"type": "set_state", "patch": {"back": true}}))
+        .await;
+    assert_eq!(alice.recv_type("state").await["data"]["back"], true);
+}

@@ -585,6 +585,7 @@ impl RedisBackend {
         let Some((attachment, outbox)) = local.pending.remove(&key) else {
             return;
         };
+        let local_outbox = outbox.clone();
         let previous = local.active.insert(
             key,
             LocalPeer {
@@ -595,8 +596,11 @@ impl RedisBackend {
             },
         );
         if let Some(old) = previous {
-            old.outbox
-                .close(CLOSE_SESSION_MOVED, "session resumed on another connection");
+            // Never retire the connection that is joining right now.
+            if !Arc::ptr_eq(&old.outbox, &local_outbox) {
+                old.outbox
+                    .close(CLOSE_SESSION_MOVED, "session resumed on another connection");
+            }
             local.drop_room(room);
         }
     }
@@ -625,10 +629,15 @@ impl RedisBackend {
         }
     }
 
-    fn stale_or(status: &str, member: &Member) -> Result<(), ProtocolError> {
+    /// Maps a script status; `STALE` (Redis no longer has this attachment)
+    /// also forgets the local entry, so the connection can join afresh.
+    fn stale_or(&self, status: &str, member: &Member) -> Result<(), ProtocolError> {
         match status {
             "OK" => Ok(()),
-            "STALE" => Err(not_joined()),
+            "STALE" => {
+                self.remove_active(member);
+                Err(not_joined())
+            }
             other => Err(internal(&format!(
                 "status {other} for {}/{}",
                 member.room, member.peer
@@ -1282,7 +1291,7 @@ impl Backend for RedisBackend {
             )
             .await?;
         let status = v.first().and_then(text).unwrap_or_default();
-        Self::stale_or(&status, member)?;
+        self.stale_or(&status, member)?;
         self.remove_active(member);
         Ok(())
     }
@@ -1324,7 +1333,7 @@ impl Backend for RedisBackend {
             .await?;
         match v.first().and_then(text).as_deref() {
             Some("NOT_FOUND") => Err(peer_not_found(to)),
-            Some(status) => Self::stale_or(status, member),
+            Some(status) => self.stale_or(status, member),
             None => Err(internal("signal reply")),
         }
     }
@@ -1340,7 +1349,7 @@ impl Backend for RedisBackend {
                 &[&member.peer, &att, &body.json],
             )
             .await?;
-        Self::stale_or(&v.first().and_then(text).unwrap_or_default(), member)
+        self.stale_or(&v.first().and_then(text).unwrap_or_default(), member)
     }
 
     async fn peers(&self, member: &Member) -> Result<Vec<PeerInfo>, ProtocolError> {
@@ -1389,7 +1398,10 @@ impl Backend for RedisBackend {
                 .await?;
             match r.first().and_then(text).as_deref() {
                 Some("OK") => return Ok(next.version),
-                Some("STALE") => return Err(not_joined()),
+                Some("STALE") => {
+                    self.remove_active(member);
+                    return Err(not_joined());
+                }
                 Some("CONFLICT") => {
                     let now = r.get(2).and_then(int).unwrap_or(0).max(0) as u64;
                     if if_version.is_some() {
@@ -1444,7 +1456,7 @@ impl Backend for RedisBackend {
                 &[&member.peer, &att, &json, &body],
             )
             .await?;
-        Self::stale_or(&v.first().and_then(text).unwrap_or_default(), member)?;
+        self.stale_or(&v.first().and_then(text).unwrap_or_default(), member)?;
         let mut local = self.local();
         if let Some(p) = local
             .active

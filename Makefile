@@ -28,8 +28,8 @@ fmt: ## format the workspace
 lint: ## clippy with warnings as errors
 	cargo clippy --workspace --all-targets -- -D warnings
 
-bench: ## single-node relay benchmark (see docs/benchmarks.md)
-	cargo run --release -p switchboard-bench -- --help
+bench: ## run the benchmark suite on this machine (see docs/benchmarks.md)
+	bench/scripts/suite.sh
 
 crd: ## regenerate the committed SignalingCluster CRD
 	cargo run -q -p switchboard-operator -- crd > k8s/operator/crd.yaml

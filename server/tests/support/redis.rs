@@ -12,11 +12,19 @@ use std::time::{Duration, Instant};
 /// How long a started redis-server may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A free loopback port low enough that a cluster node's bus port (port +
+/// 10000) exists too.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("find a free loopback port")
-        .port()
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("find a free loopback port")
+            .port();
+        if port <= 55_000 {
+            return port;
+        }
+    }
+    panic!("no free loopback port at or below 55000 (cluster bus ports are port + 10000)");
 }
 
 /// A scratch directory removed on drop.
@@ -201,25 +209,54 @@ impl Redis {
         args
     }
 
+    /// Starts redis-server on `self.port`. A free port found by binding and
+    /// releasing it can be taken by another process before redis-server binds
+    /// it (and in cluster mode port + 10000 must be free too), so a server that
+    /// exits at once is started again on a new port, unless `same_port`.
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(self.args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (make test installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + START_TIMEOUT;
-        while self.cli(&["PING"]).trim() != "PONG" {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} did not start",
-                self.port
-            );
-            // redis-server has no readiness signal but its port.
-            std::thread::sleep(Duration::from_millis(20));
+        self.spawn_with(false);
+    }
+
+    fn spawn_with(&mut self, same_port: bool) {
+        for _attempt in 0..5 {
+            let mut child = Command::new("redis-server")
+                .args(self.args())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server is installed (make test installs it)");
+            let deadline = Instant::now() + START_TIMEOUT;
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // exited: the port was taken
+                }
+                if self.cli(&["PING"]).trim() == "PONG" {
+                    self.child = Some(child);
+                    return;
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "redis-server on port {} did not answer PING within {START_TIMEOUT:?}",
+                        self.port
+                    );
+                }
+                // redis-server has no readiness signal but its port.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if same_port {
+                // Wait for the port to be released by whoever holds it.
+                std::thread::sleep(Duration::from_millis(200));
+            } else {
+                self.port = free_port();
+            }
         }
+        panic!(
+            "redis-server did not start after 5 attempts (last port {})",
+            self.port
+        );
     }
 
     /// SIGKILL: the data is gone (no persistence).
@@ -233,7 +270,7 @@ impl Redis {
     /// Starts again, empty, on the same port.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        self.spawn_with(true);
     }
 
     pub fn port(&self) -> u16 {

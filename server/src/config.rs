@@ -115,6 +115,11 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
+    /// Threads serving connections; 0 means one per CPU core. Lower it when the
+    /// node shares its cores with other busy processes (more threads than
+    /// cores only adds context switches).
+    #[arg(long, env = "WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
     /// Seconds a draining node waits for clients to leave before exiting.
     #[arg(long, env = "DRAIN_TIMEOUT_SECS", default_value_t = DEFAULT_DRAIN_TIMEOUT_SECS)]
     pub drain_timeout_secs: u64,
@@ -283,6 +288,8 @@ pub struct Config {
     pub node_id: String,
     pub region: String,
     pub log_format: LogFormat,
+    /// Runtime worker threads; 0 = one per core.
+    pub worker_threads: usize,
     pub backend: BackendConfig,
     pub limits: Limits,
     pub timing: Timing,
@@ -300,6 +307,7 @@ impl Default for Config {
             node_id: default_node_id(),
             region: "local".into(),
             log_format: LogFormat::Auto,
+            worker_threads: 0,
             backend: BackendConfig::Memory,
             limits: Limits::default(),
             timing: Timing::default(),
@@ -356,6 +364,15 @@ impl ServeArgs {
         positive("PING_INTERVAL_SECS", self.ping_interval_secs)?;
         positive("IDLE_TIMEOUT_SECS", self.idle_timeout_secs)?;
         positive("HEARTBEAT_INTERVAL_MS", self.heartbeat_interval_ms)?;
+        if self.worker_threads > 1024 {
+            return Err(invalid(
+                "WORKER_THREADS",
+                format!(
+                    "{} is more than 1024; use 0 for one per core",
+                    self.worker_threads
+                ),
+            ));
+        }
         if self.rate_limit_burst < self.rate_limit_per_sec {
             return Err(invalid(
                 "RATE_LIMIT_BURST",
@@ -419,6 +436,7 @@ impl ServeArgs {
             node_id,
             region: self.server_region,
             log_format: self.log_format,
+            worker_threads: self.worker_threads,
             backend,
             limits: Limits {
                 max_frame_bytes: self.max_frame_bytes,

@@ -278,18 +278,7 @@ pub async fn resume_token_bound_to_peer(c: &Cluster) {
     )
     .await;
     assert_recovered(&joined);
-    loop {
-        let ev = alice.recv_json().await;
-        if ty(&ev) == "signal" {
-            assert_eq!(ev["payload"]["n"], 1);
-            break;
-        }
-        assert_eq!(
-            ty(&ev),
-            "peer_joined",
-            "only missed presence may come first: {ev}"
-        );
-    }
+    expect_missed_signal(&mut alice, 1).await;
     alice.assert_quiet().await;
     bob.assert_quiet().await;
     carol.assert_quiet().await;
@@ -334,18 +323,7 @@ pub async fn resume_token_bound_to_room(c: &Cluster) {
     .await;
     assert_eq!(joined["room"], "r1");
     assert_recovered(&joined);
-    loop {
-        let ev = alice.recv_json().await;
-        if ty(&ev) == "signal" {
-            assert_eq!(ev["payload"]["n"], 1);
-            break;
-        }
-        assert_eq!(
-            ty(&ev),
-            "peer_joined",
-            "only missed presence may come first: {ev}"
-        );
-    }
+    expect_missed_signal(&mut alice, 1).await;
     alice.assert_quiet().await;
     bob.assert_quiet().await;
 }
@@ -506,4 +484,21 @@ pub async fn away_peer_still_listed(c: &Cluster) {
     assert_eq!(ev["peer"]["peer"], "carol");
     carol.assert_quiet().await;
     alice.assert_quiet().await;
+}
+
+/// Reads a resumed client's replay up to the missed signal with payload
+/// `{"n": n}`; only missed presence events may come before it.
+async fn expect_missed_signal(client: &mut Client, n: u64) {
+    loop {
+        let ev = client.recv_json().await;
+        if ty(&ev) == "signal" {
+            assert_eq!(ev["payload"]["n"], n);
+            return;
+        }
+        assert_eq!(
+            ty(&ev),
+            "peer_joined",
+            "only missed presence may come first: {ev}"
+        );
+    }
 }

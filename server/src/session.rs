@@ -323,8 +323,7 @@ impl Session {
     }
 
     async fn on_text(&mut self, text: &Utf8Bytes, now: Instant) -> Option<CloseReason> {
-        let limits = self.node.config.limits.clone();
-        let parsed = protocol::parse(text.as_str(), &limits);
+        let parsed = protocol::parse(text.as_str(), &self.node.config.limits);
         match self.admit(now, parsed.id.as_ref()) {
             Err(reason) => return Some(reason),
             Ok(false) => return None,

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::time::{sleep_until, Duration};
 use tracing::{debug, info, warn};
 
@@ -23,7 +23,8 @@ use crate::backend::{not_joined, JoinArgs, Member};
 use crate::node::Node;
 use crate::outbox::{Next, Outbox, Outgoing};
 use crate::protocol::{
-    self, event, reply, ErrorCode, LeaveReason, ProtocolError, Request, RequestId,
+    self, event, reply, ErrorCode, EventBody, LeaveReason, Parsed, ProtocolError, Request,
+    RequestId,
 };
 
 /// Normal close of a connection by the server after a client's close.
@@ -45,6 +46,15 @@ pub const CLOSE_SESSION_MOVED: u16 = 4000;
 const SLOW_CONSUMER_CLOSE_GRACE: Duration = Duration::from_secs(10);
 /// How long the final frames of any other close may take.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Most text frames taken from the socket at once (only those already read).
+const READ_AHEAD: usize = 32;
+
+/// Signals read together, waiting to go to the backend as one call.
+#[derive(Default)]
+struct SignalBatch {
+    batch: Vec<(String, EventBody)>,
+    ids: Vec<Option<RequestId>>,
+}
 
 /// Why a connection ended, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,58 +234,76 @@ impl Session {
         tokio::pin!(idle_timer);
         let mut draining = self.node.drain.subscribe();
         let outbox = self.outbox.clone();
+        // A frame read ahead (see below) that is handled in the next round.
+        let mut deferred = None;
         loop {
-            tokio::select! {
-                biased;
-                _ = outbox.closing() => {
-                    return if outbox.overflowed() {
-                        CloseReason::SlowConsumer
-                    } else {
-                        CloseReason::SessionMoved
+            let frame = match deferred.take() {
+                Some(frame) => frame,
+                None => tokio::select! {
+                    biased;
+                    _ = outbox.closing() => {
+                        return if outbox.overflowed() {
+                            CloseReason::SlowConsumer
+                        } else {
+                            CloseReason::SessionMoved
+                        };
+                    }
+                    Ok(()) = async { draining.wait_for(|d| *d).await.map(|_| ()) } => {
+                        let jitter = rand::random::<u64>() % 1000;
+                        let _ = outbox.reply("reconnect", reply::reconnect("shutdown", jitter));
+                        outbox.close(CLOSE_GOING_AWAY, "server shutting down");
+                        return CloseReason::Shutdown;
+                    }
+                    _ = &mut idle_timer => {
+                        // The timer is only re-armed here, not on every frame.
+                        let deadline = last_seen + idle;
+                        if Instant::now() >= deadline {
+                            outbox.close(CLOSE_GOING_AWAY, "idle timeout");
+                            return CloseReason::IdleTimeout;
+                        }
+                        idle_timer.as_mut().reset(deadline.into());
+                        continue;
+                    }
+                    frame = stream.next() => frame,
+                },
+            };
+            last_seen = Instant::now();
+            match frame {
+                None => return CloseReason::ClientClosed,
+                Some(Err(e)) => {
+                    return match close_for(e) {
+                        Some((code, text, reason)) => {
+                            outbox.close(code, text);
+                            reason
+                        }
+                        None => CloseReason::SocketError,
                     };
                 }
-                Ok(()) = async { draining.wait_for(|d| *d).await.map(|_| ()) } => {
-                    let jitter = rand::random::<u64>() % 1000;
-                    let _ = outbox.reply("reconnect", reply::reconnect("shutdown", jitter));
-                    outbox.close(CLOSE_GOING_AWAY, "server shutting down");
-                    return CloseReason::Shutdown;
-                }
-                _ = &mut idle_timer => {
-                    // The timer is only re-armed here, not on every frame.
-                    let deadline = last_seen + idle;
-                    if Instant::now() >= deadline {
-                        outbox.close(CLOSE_GOING_AWAY, "idle timeout");
-                        return CloseReason::IdleTimeout;
+                Some(Ok(Message::Text(text))) => {
+                    // Take the text frames that have already arrived too, so
+                    // that a burst of signals costs one backend call.
+                    let mut texts = vec![text];
+                    while texts.len() < READ_AHEAD {
+                        match stream.next().now_or_never() {
+                            Some(Some(Ok(Message::Text(text)))) => texts.push(text),
+                            Some(other) => {
+                                deferred = Some(other);
+                                break;
+                            }
+                            None => break,
+                        }
                     }
-                    idle_timer.as_mut().reset(deadline.into());
-                }
-                frame = stream.next() => {
-                    last_seen = Instant::now();
-                    match frame {
-                        None => return CloseReason::ClientClosed,
-                        Some(Err(e)) => {
-                            return match close_for(e) {
-                                Some((code, text, reason)) => {
-                                    outbox.close(code, text);
-                                    reason
-                                }
-                                None => CloseReason::SocketError,
-                            };
-                        }
-                        Some(Ok(Message::Text(text))) => {
-                            if let Some(reason) = self.on_text(&text, last_seen).await {
-                                return reason;
-                            }
-                        }
-                        Some(Ok(Message::Binary(_))) => {
-                            if let Some(reason) = self.on_binary(last_seen) {
-                                return reason;
-                            }
-                        }
-                        Some(Ok(Message::Close(_))) => return CloseReason::ClientClosed,
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    if let Some(reason) = self.on_texts(&texts, last_seen).await {
+                        return reason;
                     }
                 }
+                Some(Ok(Message::Binary(_))) => {
+                    if let Some(reason) = self.on_binary(last_seen) {
+                        return reason;
+                    }
+                }
+                Some(Ok(Message::Close(_))) => return CloseReason::ClientClosed,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
             }
         }
     }
@@ -322,8 +350,60 @@ impl Session {
         None
     }
 
-    async fn on_text(&mut self, text: &Utf8Bytes, now: Instant) -> Option<CloseReason> {
-        let parsed = protocol::parse(text.as_str(), &self.node.config.limits);
+    /// Handles text frames in order. Consecutive signals of a joined
+    /// connection go to the backend as one batch; anything else first
+    /// completes the batch before it, so replies keep the order of requests.
+    async fn on_texts(&mut self, texts: &[Utf8Bytes], now: Instant) -> Option<CloseReason> {
+        let mut signals = SignalBatch::default();
+        for text in texts {
+            let parsed = protocol::parse(text.as_str(), &self.node.config.limits);
+            if let (Some(member), Ok(Request::Signal { .. })) = (&self.member, &parsed.request) {
+                if self.bucket.take(now) {
+                    self.strikes = 0;
+                    self.node.metrics.message_in(parsed.kind);
+                    if let Ok(Request::Signal { to, payload }) = parsed.request {
+                        let body = event::signal(&member.peer, payload);
+                        signals.batch.push((to, body));
+                        signals.ids.push(parsed.id);
+                    }
+                    continue;
+                }
+            }
+            self.send_signals(&mut signals, now).await;
+            if let Some(reason) = self.on_parsed(parsed, now).await {
+                return Some(reason);
+            }
+        }
+        self.send_signals(&mut signals, now).await;
+        None
+    }
+
+    /// Sends a batch of signals and answers each.
+    async fn send_signals(&mut self, signals: &mut SignalBatch, now: Instant) {
+        if signals.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut signals.batch);
+        let results = match &self.member {
+            Some(member) => self.node.backend.signals(member, batch).await,
+            None => vec![Err(not_joined()); batch.len()],
+        };
+        for (id, result) in signals.ids.drain(..).zip(results) {
+            match result {
+                Ok(()) => {
+                    if id.is_some() {
+                        let _ = self.outbox.reply("ok", reply::ok(id.as_ref()));
+                    }
+                }
+                Err(e) => self.answer_error(id.as_ref(), &e),
+            }
+            self.node
+                .metrics
+                .handled("signal", now.elapsed().as_secs_f64());
+        }
+    }
+
+    async fn on_parsed(&mut self, parsed: Parsed<'_>, now: Instant) -> Option<CloseReason> {
         match self.admit(now, parsed.id.as_ref()) {
             Err(reason) => return Some(reason),
             Ok(false) => return None,
@@ -337,16 +417,21 @@ impl Session {
             Err(e) => Err(e),
         };
         if let Err(e) = result {
-            if e.code == ErrorCode::NotJoined {
-                // The backend no longer counts this connection as a member
-                // (for example its node was declared dead during a network
-                // partition): forget the room, so that the client can join again.
-                self.member = None;
-            }
-            self.send_error(id.as_ref(), &e);
+            self.answer_error(id.as_ref(), &e);
         }
         self.node.metrics.handled(kind, now.elapsed().as_secs_f64());
         None
+    }
+
+    /// Answers a failed request.
+    fn answer_error(&mut self, id: Option<&RequestId>, e: &ProtocolError) {
+        if e.code == ErrorCode::NotJoined {
+            // The backend no longer counts this connection as a member (for
+            // example its node was declared dead during a network partition):
+            // forget the room, so that the client can join again.
+            self.member = None;
+        }
+        self.send_error(id, e);
     }
 
     fn send_error(&self, id: Option<&RequestId>, e: &ProtocolError) {

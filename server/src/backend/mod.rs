@@ -95,6 +95,21 @@ pub trait Backend: Send + Sync + 'static {
     async fn signal(&self, member: &Member, to: &str, body: EventBody)
         -> Result<(), ProtocolError>;
 
+    /// Delivers several signals of the member, in order, with one result per
+    /// signal. A backend that can do the work of many in one step (one Redis
+    /// round trip) overrides this; the default sends them one by one.
+    async fn signals(
+        &self,
+        member: &Member,
+        batch: Vec<(String, EventBody)>,
+    ) -> Vec<Result<(), ProtocolError>> {
+        let mut results = Vec::with_capacity(batch.len());
+        for (to, body) in batch {
+            results.push(self.signal(member, &to, body).await);
+        }
+        results
+    }
+
     /// Delivers `body` to every other peer of the member's room.
     async fn broadcast(&self, member: &Member, body: EventBody) -> Result<(), ProtocolError>;
 

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::future::join_all;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::*;
 
@@ -369,6 +369,70 @@ pub async fn signals_arrive_in_order(c: &Cluster) {
         last_seq = Some(s);
     }
     bob.assert_quiet().await;
+    alice.assert_quiet().await;
+}
+
+/// Requests that arrive together (a burst of signals with other requests and
+/// bad frames among them) are answered one by one, in order, and the signals
+/// are delivered in order with increasing seqs.
+pub async fn burst_answered_in_order(c: &Cluster) {
+    let (mut alice, _) = join(c, 0, "r1", "alice").await;
+    let (mut bob, _) = join(c, 1, "r1", "bob").await;
+    let (mut carol, _) = join(c, 2, "r1", "carol").await;
+    alice.recv_type("peer_joined").await;
+    alice.recv_type("peer_joined").await;
+    bob.recv_type("peer_joined").await;
+
+    let burst = [
+        json!({"type": "signal", "to": "bob", "payload": 1, "id": "s1"}),
+        json!({"type": "signal", "to": "nobody", "payload": 0, "id": "s2"}),
+        json!({"type": "signal", "to": "carol", "payload": 2}),
+        json!({"type": "ping", "id": "p1"}),
+        json!({"type": "signal", "to": "bob", "payload": 3, "id": "s3"}),
+        json!({"type": "signal", "payload": 0, "id": "bad"}),
+        json!({"type": "broadcast", "payload": 4, "id": "b1"}),
+        json!({"type": "signal", "to": "bob", "payload": 5}),
+        json!({"type": "signal", "to": "carol", "payload": 6, "id": "s4"}),
+    ];
+    let texts: Vec<String> = burst.iter().map(Value::to_string).collect();
+    alice.send_burst(&texts).await;
+
+    let mut answers = Vec::new();
+    for _ in 0..7 {
+        let m = alice.recv_json().await;
+        answers.push(format!(
+            "{} {} {}",
+            m["id"].as_str().unwrap_or("-"),
+            m["type"].as_str().unwrap_or("-"),
+            m["code"].as_str().unwrap_or("-")
+        ));
+    }
+    assert_eq!(
+        answers,
+        [
+            "s1 ok -",
+            "s2 error PEER_NOT_FOUND",
+            "p1 pong -",
+            "s3 ok -",
+            "bad error BAD_REQUEST",
+            "b1 ok -",
+            "s4 ok -",
+        ]
+    );
+    for (client, expected) in [
+        (&mut bob, [1, 3, 4, 5].as_slice()),
+        (&mut carol, &[2, 4, 6]),
+    ] {
+        let mut last = 0;
+        for n in expected {
+            let ev = client.recv_json().await;
+            assert_eq!(ev["payload"], *n, "{ev}");
+            assert_eq!(ev["from"], "alice", "{ev}");
+            assert!(seq(&ev) > last, "seq not increasing: {ev}");
+            last = seq(&ev);
+        }
+        client.assert_quiet().await;
+    }
     alice.assert_quiet().await;
 }
 

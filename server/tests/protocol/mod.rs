@@ -78,6 +78,7 @@ macro_rules! protocol_suite {
                 signal_delivery => Settings::new(),
                 signal_to_unknown_peer => Settings::new(),
                 signals_arrive_in_order => Settings::new(),
+                burst_answered_in_order => Settings::new(),
                 mixed_events_in_order => Settings::new(),
                 broadcast_delivery => Settings::new(),
                 update_semantics => Settings::new(),
@@ -236,6 +237,7 @@ macro_rules! cluster_suite {
                     .set("HEARTBEAT_INTERVAL_MS", 250)
                     .set("NODE_TTL_MS", 2000),
                 cross_node_consistency => Settings::new(),
+                signal_burst_batched_through_redis => Settings::new(),
             }
         );
     };

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::support::http::metric_sample;
 use crate::support::*;
 
 #[track_caller]
@@ -100,6 +101,54 @@ pub async fn crashed_node_peers_removed_as_node_lost(c: &Cluster) {
     assert!(
         killed.elapsed() + Duration::from_millis(100) >= window,
         "removed before the window"
+    );
+    bob.assert_quiet().await;
+}
+
+/// Signals read together from one socket cost one Redis script call, and the
+/// recipient's node gets them as one pub/sub message (`M`, see
+/// server/src/backend/redis/lua/common.lua), still in order.
+pub async fn signal_burst_batched_through_redis(c: &Cluster) {
+    need_two_nodes(c);
+    const N: usize = 20;
+    let (mut alice, _) = join(c, 0, "r1", "alice").await;
+    let (mut bob, _) = join(c, 1, "r1", "bob").await;
+    alice.recv_type("peer_joined").await;
+    let calls = "switchboard_redis_op_seconds_count{op=\"signal\"}";
+    let received = "switchboard_redis_pubsub_received_total";
+    let sample = |body: &str, series: &str| metric_sample(body, series).unwrap_or(0.0);
+    let calls_before = sample(&c.get(0, "/metrics").await.body, calls);
+    let received_before = sample(&c.get(1, "/metrics").await.body, received);
+
+    // Only the last asks for `ok`, which comes after the script call is counted.
+    let texts: Vec<String> = (0..N)
+        .map(|n| {
+            let mut m = json!({"type": "signal", "to": "bob", "payload": n});
+            if n == N - 1 {
+                m["id"] = json!("last");
+            }
+            m.to_string()
+        })
+        .collect();
+    alice.send_burst(&texts).await;
+    assert_eq!(alice.recv_json().await["id"], "last");
+    let mut last = 0;
+    for n in 0..N {
+        let ev = bob.recv_type("signal").await;
+        assert_eq!(ev["payload"], n, "signal {n} out of order: {ev}");
+        assert!(seq(&ev) > last, "seq not increasing: {ev}");
+        last = seq(&ev);
+    }
+    // Bob's node counts a message before it queues its events.
+    let calls = sample(&c.get(0, "/metrics").await.body, calls) - calls_before;
+    let received = sample(&c.get(1, "/metrics").await.body, received) - received_before;
+    assert!(
+        (1.0..N as f64).contains(&calls),
+        "{N} signals sent in one write took {calls} signal script calls"
+    );
+    assert!(
+        (1.0..N as f64).contains(&received),
+        "{N} signals sent in one write arrived in {received} pub/sub messages"
     );
     bob.assert_quiet().await;
 }

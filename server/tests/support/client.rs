@@ -122,6 +122,22 @@ impl Client {
         }
     }
 
+    /// Sends several text frames with one flush, so that the server reads
+    /// them together.
+    pub async fn send_burst(&mut self, texts: &[String]) {
+        let sent = async {
+            for text in texts {
+                self.ws.feed(Message::text(text.as_str())).await?;
+            }
+            self.ws.flush().await
+        };
+        match tokio::time::timeout(RECV_TIMEOUT, sent).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.fail(&format!("send failed: {e}")),
+            Err(_) => self.fail(&format!("send blocked for {RECV_TIMEOUT:?}")),
+        }
+    }
+
     pub async fn send_binary(&mut self, data: Vec<u8>) {
         if let Err(e) = self.try_send(Message::binary(data)).await {
             self.fail(&format!("send failed: {e}"));

@@ -351,6 +351,45 @@ fn parse_state(version: &Value, data: &Value) -> RoomState {
     RoomState { version, data }
 }
 
+/// One event of a room channel message: its type, `peer=seq,...` and body.
+#[derive(Debug, PartialEq)]
+struct Published<'a> {
+    kind: &'a str,
+    recipients: &'a str,
+    body: &'a str,
+}
+
+/// Parses `E <kind> <recipients>\n<body>` (one event) or `M\n` followed by
+/// `<kind> <recipients> <length>\n<body>` per event (see lua/common.lua).
+/// `None` when the message is malformed.
+fn parse_events(payload: &str) -> Option<Vec<Published<'_>>> {
+    if let Some(rest) = payload.strip_prefix("E ") {
+        let (head, body) = rest.split_once('\n')?;
+        let (kind, recipients) = head.split_once(' ')?;
+        return Some(vec![Published {
+            kind,
+            recipients,
+            body,
+        }]);
+    }
+    let mut rest = payload.strip_prefix("M\n")?;
+    let mut events = Vec::new();
+    while !rest.is_empty() {
+        let (head, tail) = rest.split_once('\n')?;
+        let (kind, head) = head.split_once(' ')?;
+        let (recipients, len) = head.rsplit_once(' ')?;
+        let len = len.parse::<usize>().ok()?;
+        let body = tail.get(..len)?;
+        events.push(Published {
+            kind,
+            recipients,
+            body,
+        });
+        rest = &tail[len..];
+    }
+    Some(events)
+}
+
 fn internal(what: &str) -> ProtocolError {
     warn!("unexpected reply from Redis: {what}");
     ProtocolError::internal()
@@ -645,6 +684,29 @@ impl RedisBackend {
         }
     }
 
+    /// Queues one published event for the listed local peers (`peer=seq,...`).
+    fn deliver_local(&self, local: &Local, room: &str, kind: &str, list: &str, body: &str) {
+        let kind = static_kind(kind);
+        for entry in list.split(',') {
+            let Some((peer, seq)) = entry.split_once('=') else {
+                continue;
+            };
+            let Ok(seq) = seq.parse::<u64>() else {
+                continue;
+            };
+            let key = (room.to_owned(), peer.to_owned());
+            let active = local.active.get(&key).map(|p| &p.outbox);
+            let pending = local.pending.get(&key).map(|(_, o)| o);
+            if active.is_none() && pending.is_none() {
+                continue;
+            }
+            let text = Utf8Bytes::from(stamp(seq, body));
+            for outbox in active.into_iter().chain(pending) {
+                let _ = outbox.event(seq, kind, text.clone());
+            }
+        }
+    }
+
     /// Delivers a pub/sub message to local connections.
     fn on_message(&self, channel: &str, payload: &[u8]) {
         self.metrics.pubsub_in.inc();
@@ -654,32 +716,17 @@ impl RedisBackend {
         let Ok(payload) = std::str::from_utf8(payload) else {
             return;
         };
-        if let Some(rest) = payload.strip_prefix("E ") {
-            let Some((head, body)) = rest.split_once('\n') else {
+        if payload.starts_with("E ") || payload.starts_with("M\n") {
+            let Some(events) = parse_events(payload) else {
+                warn!(
+                    channel,
+                    "malformed event message on a room channel; dropped"
+                );
                 return;
             };
-            let Some((kind, list)) = head.split_once(' ') else {
-                return;
-            };
-            let kind = static_kind(kind);
             let local = self.local();
-            for entry in list.split(',') {
-                let Some((peer, seq)) = entry.split_once('=') else {
-                    continue;
-                };
-                let Ok(seq) = seq.parse::<u64>() else {
-                    continue;
-                };
-                let key = (room.to_owned(), peer.to_owned());
-                let active = local.active.get(&key).map(|p| &p.outbox);
-                let pending = local.pending.get(&key).map(|(_, o)| o);
-                if active.is_none() && pending.is_none() {
-                    continue;
-                }
-                let text = Utf8Bytes::from(stamp(seq, body));
-                for outbox in active.into_iter().chain(pending) {
-                    let _ = outbox.event(seq, kind, text.clone());
-                }
+            for e in events {
+                self.deliver_local(&local, room, e.kind, e.recipients, e.body);
             }
         } else if let Some(rest) = payload.strip_prefix("K ") {
             let Some((peer, att)) = rest.split_once(' ') else {
@@ -1321,20 +1368,51 @@ impl Backend for RedisBackend {
         to: &str,
         body: EventBody,
     ) -> Result<(), ProtocolError> {
-        self.current(member)?;
+        let mut results = self.signals(member, vec![(to.to_owned(), body)]).await;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(internal("signal reply")))
+    }
+
+    async fn signals(
+        &self,
+        member: &Member,
+        batch: Vec<(String, EventBody)>,
+    ) -> Vec<Result<(), ProtocolError>> {
+        let all = |e: ProtocolError| vec![Err(e); batch.len()];
+        if let Err(e) = self.current(member) {
+            return all(e);
+        }
         let att = member.attachment.to_string();
-        let v = self
-            .script(
-                "signal",
-                &self.scripts.signal,
-                &member.room,
-                &[&member.peer, &att, to, &body.json],
-            )
-            .await?;
+        let mut args: Vec<&str> = Vec::with_capacity(2 + 2 * batch.len());
+        args.push(&member.peer);
+        args.push(&att);
+        for (to, body) in &batch {
+            args.push(to);
+            args.push(&body.json);
+        }
+        let v = match self
+            .script("signal", &self.scripts.signal, &member.room, &args)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => return all(e),
+        };
         match v.first().and_then(text).as_deref() {
-            Some("NOT_FOUND") => Err(peer_not_found(to)),
-            Some(status) => self.stale_or(status, member),
-            None => Err(internal("signal reply")),
+            Some("OK") if v.len() == 2 + batch.len() => batch
+                .iter()
+                .zip(&v[2..])
+                .map(|((to, _), delivered)| match int(delivered) {
+                    Some(1) => Ok(()),
+                    Some(_) => Err(peer_not_found(to)),
+                    None => Err(internal("signal reply")),
+                })
+                .collect(),
+            Some("OK") | None => all(internal("signal reply")),
+            Some(status) => match self.stale_or(status, member) {
+                Ok(()) => all(internal("signal reply")),
+                Err(e) => all(e),
+            },
         }
     }
 
@@ -1514,6 +1592,43 @@ mod tests {
         assert_eq!(room_of_channel(&ch), Some("room:1@x"));
         assert_eq!(room_of_channel("other"), None);
         assert_eq!(peers_key("r"), "sb:{r}:peers");
+    }
+
+    #[test]
+    fn event_messages_parse() {
+        let one = |kind, recipients, body| Published {
+            kind,
+            recipients,
+            body,
+        };
+        assert_eq!(
+            parse_events("E peer_left a=1,b=7\n{\"x\":\"y z\\n\"}"),
+            Some(vec![one("peer_left", "a=1,b=7", "{\"x\":\"y z\\n\"}")])
+        );
+        // Bodies may hold anything, newlines and multi-byte text included:
+        // only the length says where they end.
+        let body2 = "{\"é\":\"\n3 \"}";
+        let multi = format!("M\nsignal b=4 2\n{{}}signal c=9 {}\n{body2}", body2.len());
+        assert_eq!(
+            parse_events(&multi),
+            Some(vec![
+                one("signal", "b=4", "{}"),
+                one("signal", "c=9", body2)
+            ])
+        );
+        for bad in [
+            "E signal",
+            "E signal b=1",
+            "M\nsignal b=1 3\n{}",
+            "M\nsignal b=1 x\n{}",
+            "M\nsignal 2\n{}",
+            "M\nsignal b=1 2\n{}trailing",
+            "M\nsignal b=1 1\né",
+            "K b 1",
+        ] {
+            assert_eq!(parse_events(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_events("M\n"), Some(vec![]));
     }
 
     #[test]

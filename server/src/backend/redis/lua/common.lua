@@ -6,9 +6,12 @@
 -- Per-peer keys: `p:<peer>` (hash: node, att, seq, secret, away, reason,
 -- written) and `q:<peer>` (stream of events, entry id `<seq>-1`).
 -- A delivery assigns the recipient's next seq, appends to its stream (bounded)
--- and publishes one message per node that holds recipients:
+-- and publishes one message per node that holds recipients, on the channel
+-- `sb:{ROOM}:node:<node>`:
 --   "E <kind> <peer>=<seq>,<peer>=<seq>...\n<body>"
--- on the channel `sb:{ROOM}:node:<node>`.
+-- signal.lua delivers a batch and then sends each node one message with all
+-- of the node's events, each with its byte length:
+--   "M\n" then, per event, "<kind> <peer>=<seq> <length>\n<body>"
 
 local PEERS = KEYS[1]
 local PREFIX = string.sub(PEERS, 1, -6)
@@ -29,17 +32,21 @@ local function queue_key(peer) return PREFIX .. 'q:' .. peer end
 local function state_key() return PREFIX .. 'state' end
 local function channel(node) return PREFIX .. 'node:' .. node end
 
+-- Assigns the peer's next seq and appends the event to its stream.
+local function record(peer, kind, body)
+  local seq = redis.call('HINCRBY', meta_key(peer), 'seq', 1)
+  -- Approximate trimming is much cheaper than exact; resume.lua enforces
+  -- the exact bound of MAXLEN recoverable events.
+  redis.call('XADD', queue_key(peer), 'MAXLEN', '~', MAXLEN, seq .. '-1', 'k', kind, 'b', body)
+  return seq
+end
+
 local function deliver(recipients, kind, body)
   local routes = {}
   for _, peer in ipairs(recipients) do
-    local meta = meta_key(peer)
-    local seq = redis.call('HINCRBY', meta, 'seq', 1)
-    local queue = queue_key(peer)
-    -- Approximate trimming is much cheaper than exact; resume.lua enforces
-    -- the exact bound of MAXLEN recoverable events.
-    redis.call('XADD', queue, 'MAXLEN', '~', MAXLEN, seq .. '-1', 'k', kind, 'b', body)
-    redis.call('PEXPIRE', queue, TTL)
-    local node = redis.call('HGET', meta, 'node')
+    local seq = record(peer, kind, body)
+    redis.call('PEXPIRE', queue_key(peer), TTL)
+    local node = redis.call('HGET', meta_key(peer), 'node')
     if node and node ~= '' then
       local entry = peer .. '=' .. seq
       if routes[node] then routes[node] = routes[node] .. ',' .. entry else routes[node] = entry end

@@ -19,6 +19,7 @@
 //!   heartbeat key (it restarted empty), the node re-registers its live peers.
 
 mod conn;
+mod signals;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,11 +34,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use redis::{PushInfo, PushKind, Script, Value};
 use serde_json::{Map, Value as Json};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use self::conn::Conn;
+use self::signals::{Batching, Job, Outcome};
 use super::{
     new_peer_id, not_joined, now_ms, peer_id_taken, peer_not_found, room_full, token, Backend,
     BackendHealth, BackendStats, JoinArgs, JoinOutcome, Member,
@@ -264,6 +267,8 @@ pub struct RedisBackend {
     pending_detaches: Mutex<Vec<PendingDetach>>,
     metrics: RedisMetrics,
     stop: CancellationToken,
+    /// Signals waiting to go to Redis (see `signals`).
+    signal_jobs: UnboundedSender<Job>,
 }
 
 fn unavailable(op: &str, e: &redis::RedisError) -> ProtocolError {
@@ -409,6 +414,7 @@ impl RedisBackend {
         metrics: &mut Metrics,
     ) -> Result<Arc<Self>, String> {
         let (tx, rx) = unbounded_channel();
+        let (signal_jobs, signal_queue) = unbounded_channel();
         let started = Instant::now();
         let mut delay = Duration::from_millis(100);
         let conn = loop {
@@ -452,10 +458,26 @@ impl RedisBackend {
             pending_detaches: Mutex::new(Vec::new()),
             metrics: RedisMetrics::register(metrics),
             stop: CancellationToken::new(),
+            signal_jobs,
         });
         backend.heartbeat(false).await;
         tokio::spawn(dispatch_pushes(Arc::downgrade(&backend), rx));
         tokio::spawn(maintenance(Arc::downgrade(&backend)));
+        let weak = Arc::downgrade(&backend);
+        tokio::spawn(signals::batch(
+            signal_queue,
+            Batching::new(redis.cluster),
+            move |lot| {
+                let backend = weak.upgrade();
+                async move {
+                    // Without the backend the jobs are dropped; their senders
+                    // then see their reply channel closed.
+                    if let Some(backend) = backend {
+                        backend.send_signals(lot).await;
+                    }
+                }
+            },
+        ));
         info!(incarnation = %backend.node, cluster = redis.cluster, "joined the Redis-backed cluster");
         Ok(backend)
     }
@@ -490,7 +512,22 @@ impl RedisBackend {
         room: &str,
         args: &[&str],
     ) -> Result<Vec<Value>, ProtocolError> {
-        let mut invocation = script.key(peers_key(room));
+        self.script_keys(op, script, &[peers_key(room)], args).await
+    }
+
+    /// [`Self::script`] with the peer hashes of several rooms (one room, or
+    /// rooms in one hash slot, on a Redis Cluster).
+    async fn script_keys(
+        &self,
+        op: &'static str,
+        script: &Script,
+        keys: &[String],
+        args: &[&str],
+    ) -> Result<Vec<Value>, ProtocolError> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
         invocation
             .arg(self.publish)
             .arg(self.limits.recovery_buffer_events)
@@ -681,6 +718,42 @@ impl RedisBackend {
                 "status {other} for {}/{}",
                 member.room, member.peer
             ))),
+        }
+    }
+
+    /// Runs one `signal.lua` call for a lot of jobs and answers each job.
+    async fn send_signals(&self, lot: Vec<Job>) {
+        let keys: Vec<String> = lot.iter().map(|j| peers_key(&j.member.room)).collect();
+        let args = signals::arguments(&lot);
+        let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
+        let reply = self
+            .script_keys("signal", &self.scripts.signal, &keys, &args)
+            .await;
+        let outcomes = match &reply {
+            Ok(v) if v.first().and_then(text).as_deref() == Some("OK") => {
+                signals::outcomes(v, &lot)
+            }
+            _ => None,
+        };
+        let mut outcomes = outcomes.map(Vec::into_iter);
+        for job in lot {
+            let n = job.signals.len();
+            let results = match (&reply, outcomes.as_mut().and_then(Iterator::next)) {
+                (Err(e), _) => vec![Err(e.clone()); n],
+                (Ok(_), Some(Outcome::Delivered(delivered))) => job
+                    .signals
+                    .iter()
+                    .zip(delivered)
+                    .map(|((to, _), ok)| if ok { Ok(()) } else { Err(peer_not_found(to)) })
+                    .collect(),
+                (Ok(_), Some(Outcome::Stale)) => {
+                    self.remove_active(&job.member);
+                    vec![Err(not_joined()); n]
+                }
+                (Ok(v), None) => vec![Err(internal(&format!("signal returned {v:?}"))); n],
+            };
+            // The connection may be gone meanwhile.
+            let _ = job.done.send(results);
         }
     }
 
@@ -1379,41 +1452,22 @@ impl Backend for RedisBackend {
         member: &Member,
         batch: Vec<(String, EventBody)>,
     ) -> Vec<Result<(), ProtocolError>> {
-        let all = |e: ProtocolError| vec![Err(e); batch.len()];
+        let n = batch.len();
         if let Err(e) = self.current(member) {
-            return all(e);
+            return vec![Err(e); n];
         }
-        let att = member.attachment.to_string();
-        let mut args: Vec<&str> = Vec::with_capacity(2 + 2 * batch.len());
-        args.push(&member.peer);
-        args.push(&att);
-        for (to, body) in &batch {
-            args.push(to);
-            args.push(&body.json);
-        }
-        let v = match self
-            .script("signal", &self.scripts.signal, &member.room, &args)
-            .await
-        {
-            Ok(v) => v,
-            Err(e) => return all(e),
+        let (done, result) = oneshot::channel();
+        let job = Job {
+            member: member.clone(),
+            signals: batch,
+            done,
         };
-        match v.first().and_then(text).as_deref() {
-            Some("OK") if v.len() == 2 + batch.len() => batch
-                .iter()
-                .zip(&v[2..])
-                .map(|((to, _), delivered)| match int(delivered) {
-                    Some(1) => Ok(()),
-                    Some(_) => Err(peer_not_found(to)),
-                    None => Err(internal("signal reply")),
-                })
-                .collect(),
-            Some("OK") | None => all(internal("signal reply")),
-            Some(status) => match self.stale_or(status, member) {
-                Ok(()) => all(internal("signal reply")),
-                Err(e) => all(e),
-            },
+        if self.signal_jobs.send(job).is_err() {
+            return vec![Err(internal("signal queue closed")); n];
         }
+        result
+            .await
+            .unwrap_or_else(|_| vec![Err(internal("signal dropped")); n])
     }
 
     async fn broadcast(&self, member: &Member, body: EventBody) -> Result<(), ProtocolError> {

@@ -1,48 +1,66 @@
--- ARGV: publish, maxlen, ttl, from, att, then one (to, body) pair per signal,
--- in the order the sender sent them.
--- Status: STALE (sender no longer attached), or OK followed by one integer per
--- signal: 1 delivered, 0 recipient not in the room.
+-- Delivers the signals of one or more senders, each sender's in the order
+-- sent. KEYS[j] is the peer hash of sender j's room (a room may repeat; on a
+-- Redis Cluster every key of one call is of the same room).
+-- ARGV: publish, maxlen, ttl, then per sender j: from, att, n, and n pairs
+-- (to, body).
+-- Reply: {'OK', published, then per sender: 'OK' or 'STALE' (no longer
+-- attached; nothing sent), then n integers: 1 delivered, 0 recipient not in
+-- the room (all 0 when STALE)}.
 configure(ARGV[1], ARGV[2], ARGV[3])
-if not current(ARGV[4], ARGV[5]) then return {'STALE', PUBLISHED} end
 local reply = {'OK', 0}
--- Per recipient: its node ('' while detached), or false when not in the room.
-local node_of = {}
-local touched = {}
--- Per node: the events for it, in order.
+-- Per channel: the events for that room's node, in order.
 local batches = {}
 local order = {}
-for i = 6, #ARGV - 1, 2 do
-  local to, body = ARGV[i], ARGV[i + 1]
-  local node = node_of[to]
-  if node == nil then
-    node = false
-    if redis.call('HEXISTS', PEERS, to) == 1 then
-      node = redis.call('HGET', meta_key(to), 'node') or ''
-      table.insert(touched, to)
-    end
-    node_of[to] = node
-  end
-  if node then
-    local seq = record(to, 'signal', body)
-    if node ~= '' then
-      local batch = batches[node]
-      if not batch then
-        batch = {}
-        batches[node] = batch
-        table.insert(order, node)
-      end
-      table.insert(batch, {to .. '=' .. seq, body})
-    end
-    table.insert(reply, 1)
+local arg = 4
+for j = 1, #KEYS do
+  PEERS = KEYS[j]
+  PREFIX = string.sub(PEERS, 1, -6)
+  local from, att, n = ARGV[arg], ARGV[arg + 1], tonumber(ARGV[arg + 2])
+  arg = arg + 3
+  if not current(from, att) then
+    table.insert(reply, 'STALE')
+    for _ = 1, n do table.insert(reply, 0) end
   else
-    table.insert(reply, 0)
+    table.insert(reply, 'OK')
+    -- Per recipient: its node ('' while detached), or false when not in the room.
+    local node_of = {}
+    local touched = {}
+    for i = arg, arg + 2 * n - 1, 2 do
+      local to, body = ARGV[i], ARGV[i + 1]
+      local node = node_of[to]
+      if node == nil then
+        node = false
+        if redis.call('HEXISTS', PEERS, to) == 1 then
+          node = redis.call('HGET', meta_key(to), 'node') or ''
+          table.insert(touched, to)
+        end
+        node_of[to] = node
+      end
+      if node then
+        local seq = record(to, 'signal', body)
+        if node ~= '' then
+          local ch = channel(node)
+          local batch = batches[ch]
+          if not batch then
+            batch = {}
+            batches[ch] = batch
+            table.insert(order, ch)
+          end
+          table.insert(batch, {to .. '=' .. seq, body})
+        end
+        table.insert(reply, 1)
+      else
+        table.insert(reply, 0)
+      end
+    end
+    for _, peer in ipairs(touched) do
+      redis.call('PEXPIRE', queue_key(peer), TTL)
+    end
   end
+  arg = arg + 2 * n
 end
-for _, peer in ipairs(touched) do
-  redis.call('PEXPIRE', queue_key(peer), TTL)
-end
-for _, node in ipairs(order) do
-  local batch = batches[node]
+for _, ch in ipairs(order) do
+  local batch = batches[ch]
   local message
   if #batch == 1 then
     message = 'E signal ' .. batch[1][1] .. '\n' .. batch[1][2]
@@ -54,7 +72,7 @@ for _, node in ipairs(order) do
     end
     message = table.concat(parts)
   end
-  redis.call(PUBLISH, channel(node), message)
+  redis.call(PUBLISH, ch, message)
   PUBLISHED = PUBLISHED + 1
 end
 reply[2] = PUBLISHED

@@ -111,6 +111,11 @@ cluster() {
   say "cross-node: maximum relay throughput (closed loop)"
   bench relay --url "$a" --url "$b" --connections 100 --in-flight 16 --duration 10s \
     "${pids[@]}"
+  # One signal in flight per pair: nothing for a node to batch per connection,
+  # only across connections.
+  say "cross-node: relay throughput with one signal in flight per pair"
+  bench relay --url "$a" --url "$b" --connections 100 --in-flight 1 --duration 10s \
+    "${pids[@]}"
   say "cross-node: latency at 25,000 signals/s"
   bench relay --url "$a" --url "$b" --connections 100 --in-flight 8 --rate 25000 \
     --duration 10s "${pids[@]}"

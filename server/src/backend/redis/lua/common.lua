@@ -1,16 +1,18 @@
 -- Shared helpers, prepended to every room script. Every script returns a
 -- table {status, published, ...}.
 --
--- KEYS[1] is always the room's peer hash `sb:{ROOM}:peers`; every other key of
--- the room is derived from it, so all of them share the room's hash slot.
+-- KEYS[1] is the room's peer hash `sb:{ROOM}:peers`; every other key of the
+-- room is derived from it, so all of them share the room's hash slot.
+-- (signal.lua takes one such key per sender and points PEERS and PREFIX at
+-- each in turn.)
 -- Per-peer keys: `p:<peer>` (hash: node, att, seq, secret, away, reason,
 -- written) and `q:<peer>` (stream of events, entry id `<seq>-1`).
 -- A delivery assigns the recipient's next seq, appends to its stream (bounded)
 -- and publishes one message per node that holds recipients, on the channel
 -- `sb:{ROOM}:node:<node>`:
 --   "E <kind> <peer>=<seq>,<peer>=<seq>...\n<body>"
--- signal.lua delivers a batch and then sends each node one message with all
--- of the node's events, each with its byte length:
+-- signal.lua delivers a batch and then sends each room's node one message
+-- with all of its events, each with its byte length:
 --   "M\n" then, per event, "<kind> <peer>=<seq> <length>\n<body>"
 
 local PEERS = KEYS[1]

@@ -33,12 +33,8 @@ mod scripts {
     #[tokio::test]
     async fn one_call_carries_senders_of_several_rooms() {
         let redis = Redis::start(RedisOptions::default());
-        let c = Cluster::over(
-            2,
-            Settings::new().set("REDIS_URL", redis.url()),
-            Box::new(()),
-        )
-        .await;
+        let settings = Settings::new().set("REDIS_URL", redis.url());
+        let c = Cluster::over(2, settings, Box::new(())).await;
         let (mut alice, _) = join(&c, 0, "r1", "alice").await;
         let (mut bob, _) = join(&c, 1, "r1", "bob").await;
         let (mut carol, _) = join(&c, 0, "r2", "carol").await;

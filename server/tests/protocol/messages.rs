@@ -264,15 +264,22 @@ pub async fn peer_id_taken(c: &Cluster) {
     }
 }
 
-/// `signal` reaches exactly its target as `signal{from,payload,seq}`, with any
-/// JSON payload unchanged; `ok` only when the signal had an id.
-pub async fn signal_delivery(c: &Cluster) {
+/// alice, bob and carol join room r1 on nodes 0, 1 and 2, in that order; the
+/// `peer_joined` events of the later joins are consumed.
+async fn alice_bob_carol(c: &Cluster) -> (Client, Client, Client) {
     let (mut alice, _) = join(c, 0, "r1", "alice").await;
     let (mut bob, _) = join(c, 1, "r1", "bob").await;
-    let (mut carol, _) = join(c, 2, "r1", "carol").await;
+    let (carol, _) = join(c, 2, "r1", "carol").await;
     alice.recv_type("peer_joined").await;
     alice.recv_type("peer_joined").await;
     bob.recv_type("peer_joined").await;
+    (alice, bob, carol)
+}
+
+/// `signal` reaches exactly its target as `signal{from,payload,seq}`, with any
+/// JSON payload unchanged; `ok` only when the signal had an id.
+pub async fn signal_delivery(c: &Cluster) {
+    let (mut alice, mut bob, mut carol) = alice_bob_carol(c).await;
 
     let payloads = [
         json!({"type": "offer", "sdp": "v=0\r\no=- 46117 2 IN IP4 127.0.0.1\r\n"}),
@@ -376,12 +383,7 @@ pub async fn signals_arrive_in_order(c: &Cluster) {
 /// bad frames among them) are answered one by one, in order, and the signals
 /// are delivered in order with increasing seqs.
 pub async fn burst_answered_in_order(c: &Cluster) {
-    let (mut alice, _) = join(c, 0, "r1", "alice").await;
-    let (mut bob, _) = join(c, 1, "r1", "bob").await;
-    let (mut carol, _) = join(c, 2, "r1", "carol").await;
-    alice.recv_type("peer_joined").await;
-    alice.recv_type("peer_joined").await;
-    bob.recv_type("peer_joined").await;
+    let (mut alice, mut bob, mut carol) = alice_bob_carol(c).await;
 
     let burst = [
         json!({"type": "signal", "to": "bob", "payload": 1, "id": "s1"}),

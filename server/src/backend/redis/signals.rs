@@ -218,6 +218,11 @@ mod tests {
         (job, rx)
     }
 
+    /// Jobs whose senders are not waiting for the results.
+    fn queue_of<const N: usize>(jobs: [(Job, oneshot::Receiver<Results>); N]) -> VecDeque<Job> {
+        jobs.into_iter().map(|(job, _)| job).collect()
+    }
+
     fn peers(jobs: &[Job]) -> Vec<&str> {
         jobs.iter().map(|j| j.member.peer.as_str()).collect()
     }
@@ -228,15 +233,12 @@ mod tests {
             max_signals: 3,
             ..Batching::new(false)
         };
-        let mut queue: VecDeque<Job> = [
+        let mut queue: VecDeque<Job> = queue_of([
             job("r1", "a", &[("b", "{}")]),
             job("r2", "c", &[("d", "{}"), ("d", "{}")]),
             job("r1", "e", &[("b", "{}")]),
             job("r3", "f", &[("g", "{}")]),
-        ]
-        .into_iter()
-        .map(|(j, _)| j)
-        .collect();
+        ]);
         assert_eq!(peers(&take_lot(&mut queue, b)), ["a", "c"]);
         assert_eq!(peers(&take_lot(&mut queue, b)), ["e", "f"]);
         assert!(take_lot(&mut queue, b).is_empty());
@@ -245,15 +247,12 @@ mod tests {
     #[test]
     fn lots_keep_to_one_room_on_a_cluster() {
         let b = Batching::new(true);
-        let mut queue: VecDeque<Job> = [
+        let mut queue: VecDeque<Job> = queue_of([
             job("r1", "a", &[("b", "{}")]),
             job("r2", "c", &[("d", "{}")]),
             job("r1", "e", &[("b", "{}")]),
             job("r2", "f", &[("c", "{}")]),
-        ]
-        .into_iter()
-        .map(|(j, _)| j)
-        .collect();
+        ]);
         assert_eq!(peers(&take_lot(&mut queue, b)), ["a", "e"]);
         let left: Vec<Job> = queue.into_iter().collect();
         assert_eq!(peers(&left), ["c", "f"]);
@@ -265,13 +264,10 @@ mod tests {
             max_bytes: 4,
             ..Batching::new(false)
         };
-        let mut queue: VecDeque<Job> = [
+        let mut queue: VecDeque<Job> = queue_of([
             job("r1", "a", &[("b", "{\"big\":1}")]),
             job("r1", "c", &[("b", "{}")]),
-        ]
-        .into_iter()
-        .map(|(j, _)| j)
-        .collect();
+        ]);
         assert_eq!(peers(&take_lot(&mut queue, b)), ["a"]);
         assert_eq!(peers(&take_lot(&mut queue, b)), ["c"]);
     }
@@ -330,13 +326,11 @@ mod tests {
 
     #[test]
     fn replies_are_read_per_job() {
-        let lot: Vec<Job> = [
+        let lot: Vec<Job> = queue_of([
             job("r1", "a", &[("b", "{}"), ("x", "{}")]),
             job("r1", "c", &[("b", "{}")]),
-        ]
-        .into_iter()
-        .map(|(j, _)| j)
-        .collect();
+        ])
+        .into();
         assert_eq!(
             arguments(&lot),
             ["a", "7", "2", "b", "{}", "x", "{}", "c", "7", "1", "b", "{}"]

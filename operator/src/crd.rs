@@ -27,7 +27,7 @@ pub const GROUP: &str = "switchboard.dev";
 /// Default server image repository.
 pub const DEFAULT_SERVER_IMAGE: &str = "ghcr.io/switchboard-dev/switchboard";
 /// Default image for the managed Redis.
-pub const DEFAULT_REDIS_IMAGE: &str = "redis:7.4-alpine";
+pub const DEFAULT_REDIS_IMAGE: &str = "redis:8.2-alpine";
 
 /// Desired state of one Switchboard signaling cluster and its Redis.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]

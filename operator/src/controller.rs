@@ -8,7 +8,7 @@
 //! the operator from triggering itself. Errors go to [`error_policy`], which backs
 //! off per SignalingCluster.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -431,7 +431,34 @@ impl<'a> Applier<'a> {
     /// The Deployment, handing `spec.replicas` over to the HPA when autoscaling was
     /// just turned on.
     async fn apply_deployment(&mut self) -> Result<Deployment> {
-        let desired = resources::with_spec_hash(resources::deployment(self.sc));
+        let mut desired = resources::deployment(self.sc);
+        // Secrets reach the pods as environment variables and files read at
+        // startup, so a rotated value takes effect only in new pods: the
+        // values' hash on the pod template rolls them.
+        let refs = resources::secret_refs(self.sc);
+        if !refs.is_empty() {
+            let mut secrets: BTreeMap<&str, Option<Secret>> = BTreeMap::new();
+            for r in &refs {
+                if !secrets.contains_key(r.name.as_str()) {
+                    secrets.insert(&r.name, self.get::<Secret>(&r.name).await?);
+                }
+            }
+            let values: Vec<_> = refs
+                .iter()
+                .map(|r| {
+                    let data = secrets[r.name.as_str()]
+                        .as_ref()
+                        .and_then(|s| s.data.as_ref());
+                    (*r, data.and_then(|d| d.get(&r.key)))
+                })
+                .collect();
+            resources::annotate_pods(
+                &mut desired,
+                resources::SECRETS_HASH_ANNOTATION,
+                resources::secrets_hash(&values),
+            );
+        }
+        let desired = resources::with_spec_hash(desired);
         let name = desired.name_any();
         let current = self.get::<Deployment>(&name).await?;
         if let Some(cur) = &current {

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta};
+use k8s_openapi::ByteString;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use serde_json::{json, Value};
@@ -100,6 +103,25 @@ fn existing(sc: &SignalingCluster, s: Scenario) -> Scenario {
         "chat",
         &with_spec_hash(resources::pdb(sc).unwrap()),
     )
+}
+
+/// A Secret holding one key.
+fn secret(name: &str, key: &str, value: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(crate::fixtures::NS.into()),
+            ..Default::default()
+        },
+        data: Some([(key.to_string(), ByteString(value.as_bytes().to_vec()))].into()),
+        ..Default::default()
+    }
+}
+
+/// The pod-template annotation `key` of an applied Deployment.
+fn pod_annotation<'a>(seen: &'a [Seen], key: &str) -> &'a Value {
+    &body_of(seen, Method::PATCH, "deployments/chat")["spec"]["template"]["metadata"]["annotations"]
+        [key]
 }
 
 /// Marks `spec.replicas` as owned by the operator's field manager.
@@ -440,6 +462,8 @@ async fn switching_to_external_redis_removes_the_managed_one() {
             &with_spec_hash(resources::server_configmap(&old)),
         )
         .apply("configmaps", "chat-config")
+        // The password's value goes into the pod template's secrets hash.
+        .get_object("secrets", "cache", &secret("cache", "pw", "one"))
         .get_object(
             "deployments",
             "chat",
@@ -459,7 +483,7 @@ async fn switching_to_external_redis_removes_the_managed_one() {
         )
         .event()
         .status("chat");
-    let (result, seen) = run(sc, s).await;
+    let (result, seen) = run(sc.clone(), s).await;
     result.unwrap();
     assert_eq!(
         body_of(&seen, Method::PATCH, "configmaps/chat-config")["data"]["REDIS_URL"],
@@ -480,6 +504,139 @@ async fn switching_to_external_redis_removes_the_managed_one() {
     );
     // The password Secret is kept: switching back must not rotate it.
     assert!(!writes(&seen).iter().any(|w| w.contains("secrets")));
+    let r = &sc.spec.redis.external.as_ref().unwrap().password_secret_ref;
+    let one = ByteString(b"one".to_vec());
+    assert_eq!(
+        pod_annotation(&seen, resources::SECRETS_HASH_ANNOTATION),
+        &json!(resources::secrets_hash(&[(
+            r.as_ref().unwrap(),
+            Some(&one)
+        )]))
+    );
+}
+
+/// A cluster with the JWT and TURN secrets in one Secret, as applied while the
+/// Secret held `jwt`/`turn` values (`None`: the Secret did not exist).
+fn with_auth_secrets(values: Option<(&str, &str)>) -> (SignalingCluster, Deployment) {
+    let mut sc = settled(cluster("chat"));
+    sc.spec.auth = Some(
+        serde_json::from_value(json!({"jwtSecretRef": {"name": "chat-keys", "key": "jwt"}}))
+            .unwrap(),
+    );
+    sc.spec.turn = Some(
+        serde_json::from_value(json!({"urls": ["turn:turn.example.com:3478"],
+            "secretRef": {"name": "chat-keys", "key": "turn"}}))
+        .unwrap(),
+    );
+    let mut dep = resources::deployment(&sc);
+    let (jwt, turn) = values.map_or((None, None), |(j, t)| {
+        (
+            Some(ByteString(j.as_bytes().to_vec())),
+            Some(ByteString(t.as_bytes().to_vec())),
+        )
+    });
+    let refs = resources::secret_refs(&sc);
+    let hash = resources::secrets_hash(&[(refs[0], jwt.as_ref()), (refs[1], turn.as_ref())]);
+    resources::annotate_pods(&mut dep, resources::SECRETS_HASH_ANNOTATION, hash);
+    let mut dep = owned_replicas(with_spec_hash(dep));
+    dep.status = ready_deployment(&sc, 2).status;
+    (sc, dep)
+}
+
+/// Calls of a settled cluster whose Deployment is `dep`, with the Secret
+/// `chat-keys` read (once) right before the Deployment.
+fn existing_with_keys(sc: &SignalingCluster, dep: &Deployment, keys: Option<Secret>) -> Scenario {
+    let mut s = existing(sc, Scenario::default());
+    let at = s
+        .calls
+        .iter()
+        .position(|c| c.path.ends_with("/deployments/chat"))
+        .unwrap();
+    s.calls[at].reply = Reply::Json(serde_json::to_value(dep).unwrap());
+    let read = match keys {
+        Some(secret) => Scenario::default().get_object("secrets", "chat-keys", &secret),
+        None => Scenario::default().get_missing("secrets", "chat-keys"),
+    };
+    s.calls.splice(at..at, read.calls);
+    s
+}
+
+/// Drops the status write: a rollout under the same generation leaves the
+/// stored status as it is.
+fn without_status(mut s: Scenario) -> Scenario {
+    s.calls.retain(|c| !c.path.ends_with("/status"));
+    s
+}
+
+#[tokio::test]
+async fn rotating_a_referenced_secret_rolls_the_pods() {
+    let keys = |jwt: &str, turn: &str| {
+        let mut s = secret("chat-keys", "jwt", jwt);
+        s.data
+            .as_mut()
+            .unwrap()
+            .insert("turn".into(), ByteString(turn.as_bytes().to_vec()));
+        s.data
+            .as_mut()
+            .unwrap()
+            .insert("unused".into(), ByteString(b"x".to_vec()));
+        s
+    };
+    // Same values: nothing to write.
+    let (sc, dep) = with_auth_secrets(Some(("j1", "t1")));
+    let (result, seen) = run(
+        sc.clone(),
+        existing_with_keys(&sc, &dep, Some(keys("j1", "t1"))),
+    )
+    .await;
+    result.unwrap();
+    assert_eq!(writes(&seen), Vec::<String>::new());
+
+    // A key the server does not read changes: still nothing.
+    let mut other = keys("j1", "t1");
+    other
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("unused".into(), ByteString(b"y".to_vec()));
+    let (result, seen) = run(sc.clone(), existing_with_keys(&sc, &dep, Some(other))).await;
+    result.unwrap();
+    assert_eq!(writes(&seen), Vec::<String>::new());
+
+    // The TURN secret rotates: the Deployment is applied with a new hash.
+    let scenario = existing_with_keys(&sc, &dep, Some(keys("j1", "t2")))
+        .tap_apply_after("deployments", "chat");
+    let (result, seen) = run(sc.clone(), without_status(scenario)).await;
+    result.unwrap();
+    let (_, rotated) = with_auth_secrets(Some(("j1", "t2")));
+    let expected = &rotated
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap()[resources::SECRETS_HASH_ANNOTATION];
+    assert_eq!(
+        pod_annotation(&seen, resources::SECRETS_HASH_ANNOTATION),
+        &json!(expected)
+    );
+    assert_eq!(
+        writes(&seen)[0],
+        "PATCH /apis/apps/v1/namespaces/default/deployments/chat"
+    );
+
+    // Applied before the Secret existed: its creation rolls the pods too.
+    let (sc, dep) = with_auth_secrets(None);
+    let scenario = existing_with_keys(&sc, &dep, Some(keys("j1", "t1")))
+        .tap_apply_after("deployments", "chat");
+    let (result, seen) = run(sc.clone(), without_status(scenario)).await;
+    result.unwrap();
+    assert_eq!(
+        writes(&seen)[0],
+        "PATCH /apis/apps/v1/namespaces/default/deployments/chat"
+    );
 }
 
 #[tokio::test]

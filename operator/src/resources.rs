@@ -34,10 +34,11 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::ByteString;
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
-use crate::crd::{AntiAffinity, ManagedRedis, SignalingCluster};
+use crate::crd::{AntiAffinity, ManagedRedis, SecretKeyRef, SignalingCluster};
 
 /// Port the server listens on inside the pod.
 pub const SERVER_PORT: i32 = 8080;
@@ -46,6 +47,9 @@ pub const REDIS_PORT: i32 = 6379;
 /// Pod-template annotation with the hash of the server configuration; a change rolls
 /// the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "switchboard.dev/config-hash";
+/// Pod-template annotation with the hash of the Secret values the server reads
+/// at startup (see [`secret_refs`]); rotating one of them rolls the pods.
+pub const SECRETS_HASH_ANNOTATION: &str = "switchboard.dev/secrets-hash";
 /// Annotation with the hash of the desired object the operator last applied; equal
 /// hashes let the reconcile loop skip a write.
 pub const SPEC_HASH_ANNOTATION: &str = "switchboard.dev/spec-hash";
@@ -342,6 +346,42 @@ pub fn service_account(sc: &SignalingCluster) -> ServiceAccount {
         automount_service_account_token: Some(false),
         ..Default::default()
     }
+}
+
+/// The Secret keys given in the spec that the server pods read at startup: an
+/// external Redis's password and CA bundle, the JWT secret and the TURN secret.
+/// (The managed Redis password is generated once and never rotated.)
+pub fn secret_refs(sc: &SignalingCluster) -> Vec<&SecretKeyRef> {
+    let spec = &sc.spec;
+    let mut refs = Vec::new();
+    if let Some(ext) = &spec.redis.external {
+        refs.extend(ext.password_secret_ref.as_ref());
+        refs.extend(ext.tls.as_ref().and_then(|t| t.ca_secret_ref.as_ref()));
+    }
+    refs.extend(spec.auth.as_ref().map(|a| &a.jwt_secret_ref));
+    refs.extend(spec.turn.as_ref().and_then(|t| t.secret_ref.as_ref()));
+    refs
+}
+
+/// The hash of the values of `secret_refs`, in that order (`None`: the Secret
+/// or the key does not exist yet).
+pub fn secrets_hash(values: &[(&SecretKeyRef, Option<&ByteString>)]) -> String {
+    let listed: Vec<_> = values
+        .iter()
+        .map(|(r, value)| (&r.name, &r.key, value))
+        .collect();
+    hash_of(&listed)
+}
+
+/// Sets an annotation on the pod template of a Deployment.
+pub fn annotate_pods(d: &mut Deployment, key: &str, value: String) {
+    let template = &mut d.spec.template;
+    template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(key.to_string(), value);
 }
 
 fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
@@ -1311,6 +1351,45 @@ mod tests {
         assert_eq!(get("STUN_URLS"), Some("stun:s"));
         assert_eq!(get("TURN_TTL_SECS"), Some("600"));
         assert_eq!(server_configmap(&sc).data.unwrap(), d);
+    }
+
+    #[test]
+    fn secret_refs_are_the_secrets_the_server_reads() {
+        let mut sc = cluster("chat");
+        assert!(secret_refs(&sc).is_empty(), "managed Redis, no auth");
+        sc.spec.redis = serde_json::from_value(json!({"external": {
+            "url": "rediss://cache:6380",
+            "passwordSecretRef": {"name": "cache", "key": "pw"},
+            "tls": {"caSecretRef": {"name": "cache-ca", "key": "ca.crt"}}}}))
+        .unwrap();
+        sc.spec.auth = Some(
+            serde_json::from_value(json!({"jwtSecretRef": {"name": "jwt", "key": "k"}})).unwrap(),
+        );
+        sc.spec.turn = Some(
+            serde_json::from_value(
+                json!({"urls": ["turn:t:3478"], "secretRef": {"name": "turn", "key": "k"}}),
+            )
+            .unwrap(),
+        );
+        let names: Vec<_> = secret_refs(&sc)
+            .iter()
+            .map(|r| format!("{}/{}", r.name, r.key))
+            .collect();
+        assert_eq!(names, ["cache/pw", "cache-ca/ca.crt", "jwt/k", "turn/k"]);
+
+        let refs = secret_refs(&sc);
+        let (a, b) = (ByteString(b"a".to_vec()), ByteString(b"b".to_vec()));
+        let hash = |v: Option<&ByteString>| {
+            secrets_hash(&[
+                (refs[0], Some(&a)),
+                (refs[1], Some(&a)),
+                (refs[2], v),
+                (refs[3], Some(&a)),
+            ])
+        };
+        assert_eq!(hash(Some(&a)), hash(Some(&a)));
+        assert_ne!(hash(Some(&a)), hash(Some(&b)));
+        assert_ne!(hash(Some(&a)), hash(None));
     }
 
     #[test]

@@ -609,18 +609,10 @@ async fn rotating_a_referenced_secret_rolls_the_pods() {
     let (result, seen) = run(sc.clone(), without_status(scenario)).await;
     result.unwrap();
     let (_, rotated) = with_auth_secrets(Some(("j1", "t2")));
-    let expected = &rotated
-        .spec
-        .template
-        .metadata
-        .as_ref()
-        .unwrap()
-        .annotations
-        .as_ref()
-        .unwrap()[resources::SECRETS_HASH_ANNOTATION];
+    let rotated = serde_json::to_value(rotated).unwrap();
     assert_eq!(
         pod_annotation(&seen, resources::SECRETS_HASH_ANNOTATION),
-        &json!(expected)
+        &rotated["spec"]["template"]["metadata"]["annotations"][resources::SECRETS_HASH_ANNOTATION]
     );
     assert_eq!(
         writes(&seen)[0],

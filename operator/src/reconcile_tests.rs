@@ -105,6 +105,32 @@ fn existing(sc: &SignalingCluster, s: Scenario) -> Scenario {
     )
 }
 
+/// The first calls after a switch to an external Redis: each object of the
+/// managed Redis that `old` had is read and deleted.
+fn removing_managed_redis(old: &SignalingCluster) -> Scenario {
+    Scenario::default()
+        .get_object("statefulsets", "chat-redis", &ready_redis(old))
+        .delete("statefulsets", "chat-redis")
+        .get_object(
+            "services",
+            "chat-redis",
+            &with_spec_hash(resources::redis_service(old).unwrap()),
+        )
+        .delete("services", "chat-redis")
+        .get_object(
+            "networkpolicies",
+            "chat-redis",
+            &with_spec_hash(resources::redis_network_policy(old).unwrap()),
+        )
+        .delete("networkpolicies", "chat-redis")
+        .get_object(
+            "configmaps",
+            "chat-redis-config",
+            &with_spec_hash(resources::redis_configmap(old).unwrap()),
+        )
+        .delete("configmaps", "chat-redis-config")
+}
+
 /// A Secret holding one key.
 fn secret(name: &str, key: &str, value: &str) -> Secret {
     Secret {
@@ -430,27 +456,7 @@ async fn switching_to_external_redis_removes_the_managed_one() {
     let mut sc = old.clone();
     sc.spec.redis = serde_json::from_value(json!({"external": {"url": "redis://cache:6379", "passwordSecretRef": {"name": "cache", "key": "pw"}}})).unwrap();
     sc.metadata.generation = Some(2);
-    let s = Scenario::default()
-        .get_object("statefulsets", "chat-redis", &ready_redis(&old))
-        .delete("statefulsets", "chat-redis")
-        .get_object(
-            "services",
-            "chat-redis",
-            &with_spec_hash(resources::redis_service(&old).unwrap()),
-        )
-        .delete("services", "chat-redis")
-        .get_object(
-            "networkpolicies",
-            "chat-redis",
-            &with_spec_hash(resources::redis_network_policy(&old).unwrap()),
-        )
-        .delete("networkpolicies", "chat-redis")
-        .get_object(
-            "configmaps",
-            "chat-redis-config",
-            &with_spec_hash(resources::redis_configmap(&old).unwrap()),
-        )
-        .delete("configmaps", "chat-redis-config")
+    let s = removing_managed_redis(&old)
         .get_object(
             "serviceaccounts",
             "chat",
@@ -1010,27 +1016,7 @@ async fn rbac_grants_every_call_the_operator_makes() {
         serde_json::from_value(json!({"external": {"url": "redis://cache:6379"}})).unwrap();
     let (_, more) = run(
         ext.clone(),
-        Scenario::default()
-            .get_object("statefulsets", "chat-redis", &ready_redis(&old))
-            .delete("statefulsets", "chat-redis")
-            .get_object(
-                "services",
-                "chat-redis",
-                &with_spec_hash(resources::redis_service(&old).unwrap()),
-            )
-            .delete("services", "chat-redis")
-            .get_object(
-                "networkpolicies",
-                "chat-redis",
-                &with_spec_hash(resources::redis_network_policy(&old).unwrap()),
-            )
-            .delete("networkpolicies", "chat-redis")
-            .get_object(
-                "configmaps",
-                "chat-redis-config",
-                &with_spec_hash(resources::redis_configmap(&old).unwrap()),
-            )
-            .delete("configmaps", "chat-redis-config")
+        removing_managed_redis(&old)
             .get_object(
                 "serviceaccounts",
                 "chat",

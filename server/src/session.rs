@@ -41,6 +41,8 @@ pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 pub const CLOSE_INVALID_DATA: u16 = 1007;
 /// The peer's session was resumed on another connection.
 pub const CLOSE_SESSION_MOVED: u16 = 4000;
+/// The cluster no longer holds the peer and cannot restore it.
+pub const CLOSE_SESSION_LOST: u16 = 4001;
 /// How long a connection closed for overflowing its queue is given to take
 /// the close frame (queued behind what fills its socket) before it is dropped.
 const SLOW_CONSUMER_CLOSE_GRACE: Duration = Duration::from_secs(10);

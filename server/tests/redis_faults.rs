@@ -2,7 +2,10 @@
 //! with real processes: Redis killed and restarted empty under live
 //! connections, a password-protected Redis (and a wrong password), Redis over
 //! TLS with a CA made at test time, the race of many nodes for a room's last
-//! seat, and the keys a crashed node leaves behind.
+//! seat, the keys a crashed node leaves behind, a peer Redis lost restored on
+//! its next request, and a node cut off past the resume window closing its
+//! removed peers with 4001. Faults under paced traffic are in
+//! `faults_under_traffic.rs`.
 
 mod support;
 
@@ -230,12 +233,15 @@ async fn a_crashed_node_leaves_no_keys_behind() {
         "{left}"
     );
     // Room r2 had only carol, on the dead node: every key of it is gone once
-    // its window passed. Poll: the expiry sweep runs on its own schedule.
+    // its window passed, but for the tombstones that tell a node which was
+    // only cut off that its peers are gone (they expire like room keys).
+    // Poll: the expiry sweep runs on its own schedule.
     let deadline = Instant::now() + CHANGE_TIMEOUT;
     loop {
         let keys = redis.cli(&["--scan", "--pattern", "*"]);
         let leftover: Vec<&str> = keys
             .lines()
+            .filter(|k| !k.contains(":gone:"))
             .filter(|k| {
                 k.starts_with("sb:{r2}")
                     || k.contains("node-1")
@@ -304,29 +310,76 @@ async fn a_node_restarted_under_the_same_id_does_not_inherit_dead_peers() {
 }
 
 #[tokio::test]
-async fn a_connection_whose_peer_was_removed_can_join_again() {
+async fn a_peer_redis_lost_is_restored_on_its_next_request() {
     let redis = Redis::start(RedisOptions::default());
     let c = Cluster::over(
-        1,
+        2,
         Settings::new().set("REDIS_URL", redis.url()),
         Box::new(()),
     )
     .await;
     let (mut alice, _) = join(&c, 0, "r1", "alice").await;
-    // The cluster removed alice behind her node's back (as when her node was
-    // declared dead during a partition and her window ran out).
+    let (mut bob, _) = join(&c, 1, "r1", "bob").await;
+    alice.recv_type("peer_joined").await;
+    // Redis loses alice's records (as after a restart without persistence)
+    // while her node's heartbeat has not noticed yet.
     redis.cli(&["HDEL", "sb:{r1}:peers", "alice"]);
     redis.cli(&["DEL", "sb:{r1}:p:alice", "sb:{r1}:q:alice"]);
-    let reply = alice
-        .request(json!({"type": "broadcast", "payload": 1}))
-        .await;
-    assert_error(&reply, "NOT_JOINED");
-    let joined = alice
-        .request(json!({"type": "join", "room": "r1", "peer": "alice"}))
-        .await;
-    assert_eq!(ty(&joined), "joined", "{joined}");
+    // Her node restores her and the request goes through: never NOT_JOINED.
     alice
-        .request_ok(json!({"type": "set_state", "patch": {"back": true}}))
+        .request_ok(json!({"type": "broadcast", "payload": 1}))
         .await;
-    assert_eq!(alice.recv_type("state").await["data"]["back"], true);
+    assert_eq!(bob.recv_type("broadcast").await["payload"], 1);
+    let peers = bob.request(json!({"type": "discover"})).await;
+    assert_eq!(peer_ids(&peers["peers"]), sorted(&["alice"]), "{peers}");
+    bob.request_ok(json!({"type": "signal", "to": "alice", "payload": 2}))
+        .await;
+    assert_eq!(alice.recv_type("signal").await["payload"], 2);
+}
+
+/// Sends a signal to a process through `kill(1)` (no unsafe, no libc).
+fn signal_process(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill(1)");
+    assert!(status.success(), "kill {signal} {pid} failed: {status}");
+}
+
+#[tokio::test]
+async fn a_node_cut_off_past_the_window_closes_its_removed_peers_with_4001() {
+    let redis = Redis::start(RedisOptions::default());
+    let settings = fast_failure_detection(
+        Settings::new()
+            .set("REDIS_URL", redis.url())
+            .set("RESUME_WINDOW_SECS", 1),
+    );
+    let c = Cluster::over(2, settings, Box::new(())).await;
+    let (mut alice, _) = join(&c, 0, "r1", "alice").await;
+    let (mut bob, _) = join(&c, 1, "r1", "bob").await;
+    alice.recv_type("peer_joined").await;
+
+    // Node 1 stops answering (as behind a partition) long enough to be
+    // declared dead and for bob's window to pass: the room sees bob leave.
+    signal_process(c.node(1).pid(), "-STOP");
+    let left = alice.recv_json_timeout(CHANGE_TIMEOUT).await;
+    signal_process(c.node(1).pid(), "-CONT");
+    assert_eq!(
+        (ty(&left), left["peer"].as_str(), left["reason"].as_str()),
+        ("peer_left", Some("bob"), Some("node_lost")),
+        "{left}"
+    );
+    // When node 1 is back it must not bring bob back as a ghost: it closes
+    // his connection with 4001, and his client joins afresh.
+    let (code, before) = bob.closed(CHANGE_TIMEOUT).await;
+    assert_eq!(code, Some(4001), "bob got {before:?}");
+    assert!(
+        before.iter().all(|m| m["code"] != "NOT_JOINED"),
+        "{before:?}"
+    );
+    let peers = alice.request(json!({"type": "discover"})).await;
+    assert_eq!(peer_ids(&peers["peers"]), Vec::<String>::new(), "{peers}");
+    let (_bob, joined) = join(&c, 1, "r1", "bob").await;
+    assert_eq!(joined["recovered"], serde_json::Value::Null, "{joined}");
+    assert_eq!(alice.recv_type("peer_joined").await["peer"]["peer"], "bob");
 }

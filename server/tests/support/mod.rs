@@ -13,6 +13,8 @@
 //! - `json`: assertions on protocol messages (exact key sets, error codes).
 //! - `redis`: Redis deployments for fault tests (restartable, password, TLS with
 //!   a test CA, a three-master Redis Cluster) and key inspection.
+//! - `traffic`: pairs of resuming peers that keep signaling each other while a
+//!   fault test breaks things, and the delivery assertions over what they saw.
 //!
 //! Every wait is bounded; nothing sleeps to synchronize. Each test binary uses a
 //! different subset of these helpers, hence the `dead_code` allowance.
@@ -25,6 +27,7 @@ pub mod json;
 pub mod process;
 pub mod raw;
 pub mod redis;
+pub mod traffic;
 
 pub use client::{join, join_with, Client, CLOSE_TIMEOUT};
 pub use cluster::Cluster;

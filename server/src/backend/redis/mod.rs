@@ -52,7 +52,7 @@ use crate::protocol::{
     event, stamp, ErrorCode, EventBody, LeaveReason, PeerInfo, ProtocolError, RoomState,
     DEFAULT_ROLE,
 };
-use crate::session::CLOSE_SESSION_MOVED;
+use crate::session::{CLOSE_SESSION_LOST, CLOSE_SESSION_MOVED};
 use crate::state;
 
 /// TTL of every room key, refreshed on writes and by the periodic touch.
@@ -269,6 +269,37 @@ pub struct RedisBackend {
     stop: CancellationToken,
     /// Signals waiting to go to Redis (see `signals`).
     signal_jobs: UnboundedSender<Job>,
+    /// Set when Redis lost (some of) this node's peers; cleared once every
+    /// live local peer was re-registered.
+    reregister_needed: AtomicBool,
+    /// Wakes the maintenance loop before its next tick.
+    wake: Arc<tokio::sync::Notify>,
+}
+
+/// What re-registering one live local peer found (see lua/reattach.lua).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reattached {
+    /// The peer is the connection's again (re-created, or still there).
+    Restored,
+    /// Its session was resumed on another connection.
+    Moved,
+    /// The room saw it leave; it cannot be restored.
+    Gone,
+}
+
+/// The error for a request of a connection whose peer the cluster removed.
+fn session_lost() -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::NotJoined,
+        "this peer was removed from the room while its node was out of touch; join again",
+    )
+}
+
+/// The error for a request made while the node was restoring the peer.
+fn restoring() -> ProtocolError {
+    ProtocolError::unavailable(
+        "the cluster is restoring this connection's membership (Redis lost its data); retry",
+    )
 }
 
 fn unavailable(op: &str, e: &redis::RedisError) -> ProtocolError {
@@ -459,6 +490,8 @@ impl RedisBackend {
             metrics: RedisMetrics::register(metrics),
             stop: CancellationToken::new(),
             signal_jobs,
+            reregister_needed: AtomicBool::new(false),
+            wake: Arc::new(tokio::sync::Notify::new()),
         });
         backend.heartbeat(false).await;
         tokio::spawn(dispatch_pushes(Arc::downgrade(&backend), rx));
@@ -705,15 +738,96 @@ impl RedisBackend {
         }
     }
 
-    /// Maps a script status; `STALE` (Redis no longer has this attachment)
-    /// also forgets the local entry, so the connection can join afresh.
-    fn stale_or(&self, status: &str, member: &Member) -> Result<(), ProtocolError> {
-        match status {
-            "OK" => Ok(()),
-            "STALE" => {
-                self.remove_active(member);
-                Err(not_joined())
+    /// Forgets a local connection and closes it with `code`.
+    fn retire(&self, member: &Member, code: u16, reason: &'static str) {
+        let outbox = self
+            .local()
+            .active
+            .get(&(member.room.clone(), member.peer.clone()))
+            .filter(|p| p.attachment == member.attachment)
+            .map(|p| p.outbox.clone());
+        if let Some(outbox) = outbox {
+            self.remove_active(member);
+            outbox.close(code, reason);
+        }
+    }
+
+    /// Re-registers one live local peer (lua/reattach.lua).
+    async fn reattach(&self, member: &Member) -> Result<Reattached, ProtocolError> {
+        let found = {
+            let local = self.local();
+            local
+                .active
+                .get(&(member.room.clone(), member.peer.clone()))
+                .filter(|p| p.attachment == member.attachment)
+                .map(|p| {
+                    let info = serde_json::to_string(&p.info).unwrap_or_default();
+                    (info, p.secret.clone(), p.outbox.last_seq())
+                })
+        };
+        let Some((info, secret, seq)) = found else {
+            return Err(not_joined());
+        };
+        let att = member.attachment.to_string();
+        let seq = seq.to_string();
+        let v = self
+            .script(
+                "reattach",
+                &self.scripts.reattach,
+                &member.room,
+                &[&member.peer, &info, &self.node, &att, &secret, &seq],
+            )
+            .await?;
+        match v.first().and_then(text).as_deref() {
+            Some("CREATED" | "KEPT") => Ok(Reattached::Restored),
+            Some("MOVED") => {
+                self.retire(
+                    member,
+                    CLOSE_SESSION_MOVED,
+                    "session resumed on another connection",
+                );
+                Ok(Reattached::Moved)
             }
+            Some("GONE") => {
+                warn!(room = %member.room, peer = %member.peer,
+                    "the cluster removed this live peer while this node was out of touch; closing it (4001)");
+                self.retire(
+                    member,
+                    CLOSE_SESSION_LOST,
+                    "session lost: the cluster no longer holds this peer; join again",
+                );
+                Ok(Reattached::Gone)
+            }
+            other => Err(internal(&format!("reattach status {other:?}"))),
+        }
+    }
+
+    /// A script answered `STALE` (Redis no longer has this attachment) for a
+    /// connection this node holds. A joined connection is never left
+    /// answering `NOT_JOINED`: when Redis lost the peer (it restarted empty,
+    /// or this node was out of touch) it is re-created here and every other
+    /// local peer soon after, and `Ok` says the operation may be tried again;
+    /// otherwise the connection is closed (4000 resumed elsewhere, 4001
+    /// removed) and the error is what to answer meanwhile.
+    async fn restore(&self, member: &Member) -> Result<(), ProtocolError> {
+        match self.reattach(member).await? {
+            Reattached::Restored => {
+                // Redis lost this peer, so probably the node's other peers too.
+                self.reregister_needed.store(true, Ordering::Release);
+                self.wake.notify_one();
+                Ok(())
+            }
+            Reattached::Moved => Err(not_joined()),
+            Reattached::Gone => Err(session_lost()),
+        }
+    }
+
+    /// Maps the status of a room script run for `member`: `OK`, or `STALE`
+    /// handled by [`Self::restore`]. `Ok(false)` asks to run it once more.
+    async fn settle(&self, status: &str, member: &Member) -> Result<bool, ProtocolError> {
+        match status {
+            "OK" => Ok(true),
+            "STALE" => self.restore(member).await.map(|()| false),
             other => Err(internal(&format!(
                 "status {other} for {}/{}",
                 member.room, member.peer
@@ -746,10 +860,20 @@ impl RedisBackend {
                     .zip(delivered)
                     .map(|((to, _), ok)| if ok { Ok(()) } else { Err(peer_not_found(to)) })
                     .collect(),
-                (Ok(_), Some(Outcome::Stale)) => {
-                    self.remove_active(&job.member);
-                    vec![Err(not_joined()); n]
-                }
+                (Ok(_), Some(Outcome::Stale)) => match self.restore(&job.member).await {
+                    Ok(()) if !job.retried => {
+                        let job = Job {
+                            retried: true,
+                            ..job
+                        };
+                        if let Err(e) = self.signal_jobs.send(job) {
+                            let _ = e.0.done.send(vec![Err(restoring()); n]);
+                        }
+                        continue;
+                    }
+                    Ok(()) => vec![Err(restoring()); n],
+                    Err(e) => vec![Err(e); n],
+                },
                 (Ok(v), None) => vec![Err(internal(&format!("signal returned {v:?}"))); n],
             };
             // The connection may be gone meanwhile.
@@ -811,18 +935,11 @@ impl RedisBackend {
                 peer: peer.to_owned(),
                 attachment: att,
             };
-            let outbox = {
-                let local = self.local();
-                local
-                    .active
-                    .get(&(member.room.clone(), member.peer.clone()))
-                    .filter(|p| p.attachment == att)
-                    .map(|p| p.outbox.clone())
-            };
-            if let Some(outbox) = outbox {
-                self.remove_active(&member);
-                outbox.close(CLOSE_SESSION_MOVED, "session resumed on another connection");
-            }
+            self.retire(
+                &member,
+                CLOSE_SESSION_MOVED,
+                "session resumed on another connection",
+            );
         }
     }
 
@@ -876,35 +993,35 @@ impl RedisBackend {
         if registered && previous.is_none() {
             warn!("this node's heartbeat key was missing: Redis lost its data or this node was declared dead; re-registering live peers");
             self.metrics.data_loss_recoveries.inc();
-            if !self.reregister().await {
-                return false;
-            }
+            self.reregister_needed.store(true, Ordering::Release);
+        }
+        // Until one pass succeeds: a failure halfway (Redis gone again) must
+        // not leave the rest of the peers unregistered.
+        if self.reregister_needed.swap(false, Ordering::AcqRel) && !self.reregister().await {
+            self.reregister_needed.store(true, Ordering::Release);
+            return false;
         }
         self.set_health(true, "connected");
         true
     }
 
-    /// Re-creates the Redis records of every live local peer.
+    /// Re-creates the Redis records of every live local peer; closes those
+    /// the cluster cannot give back (4000 resumed elsewhere, 4001 removed).
+    /// False when Redis failed meanwhile (the caller tries again later).
     async fn reregister(&self) -> bool {
-        let peers: Vec<(String, String, u64, String, String, u64)> = {
+        let members: Vec<Member> = {
             let local = self.local();
             local
                 .active
                 .iter()
-                .map(|((room, peer), p)| {
-                    let info = serde_json::to_string(&p.info).unwrap_or_default();
-                    (
-                        room.clone(),
-                        peer.clone(),
-                        p.attachment,
-                        info,
-                        p.secret.clone(),
-                        p.outbox.last_seq(),
-                    )
+                .map(|((room, peer), p)| Member {
+                    room: room.clone(),
+                    peer: peer.clone(),
+                    attachment: p.attachment,
                 })
                 .collect()
         };
-        let rooms: HashSet<&String> = peers.iter().map(|p| &p.0).collect();
+        let rooms: HashSet<&String> = members.iter().map(|m| &m.room).collect();
         for room in rooms {
             if self
                 .command::<i64>(
@@ -917,47 +1034,19 @@ impl RedisBackend {
                 return false;
             }
         }
-        for (room, peer, att, info, secret, seq) in &peers {
-            let att = att.to_string();
-            let seq = seq.to_string();
-            let result = self
-                .script(
-                    "reattach",
-                    &self.scripts.reattach,
-                    room,
-                    &[peer, info, &self.node, &att, secret, &seq],
-                )
-                .await;
-            match result
-                .as_deref()
-                .ok()
-                .and_then(|v| v.first())
-                .and_then(text)
-                .as_deref()
-            {
-                Some("CREATED" | "KEPT") => {}
-                Some("MOVED") => {
-                    let member = Member {
-                        room: room.clone(),
-                        peer: peer.clone(),
-                        attachment: att.parse().unwrap_or(0),
-                    };
-                    let outbox = self
-                        .local()
-                        .active
-                        .get(&(room.clone(), peer.clone()))
-                        .map(|p| p.outbox.clone());
-                    self.remove_active(&member);
-                    if let Some(outbox) = outbox {
-                        outbox.close(CLOSE_SESSION_MOVED, "session resumed on another connection");
-                    }
-                }
-                _ => return false,
+        let (mut restored, mut closed) = (0usize, 0usize);
+        for member in &members {
+            match self.reattach(member).await {
+                Ok(Reattached::Restored) => restored += 1,
+                Ok(Reattached::Moved | Reattached::Gone) => closed += 1,
+                // Closed meanwhile: nothing to restore.
+                Err(e) if e.code == ErrorCode::NotJoined => {}
+                Err(_) => return false,
             }
         }
         info!(
-            peers = peers.len(),
-            "re-registered live peers after Redis data loss"
+            peers = restored,
+            closed, "re-registered live peers after Redis lost them"
         );
         true
     }
@@ -1279,8 +1368,8 @@ async fn dispatch_pushes(backend: Weak<RedisBackend>, mut rx: UnboundedReceiver<
 /// Heartbeats, retries, failure detection, expiry, TTL refresh, and dropping
 /// idle subscriptions, every heartbeat interval until shutdown.
 async fn maintenance(backend: Weak<RedisBackend>) {
-    let (interval, stop) = match backend.upgrade() {
-        Some(b) => (b.timing.heartbeat_interval, b.stop.clone()),
+    let (interval, stop, wake) = match backend.upgrade() {
+        Some(b) => (b.timing.heartbeat_interval, b.stop.clone(), b.wake.clone()),
         None => return,
     };
     let mut ticker = tokio::time::interval(interval);
@@ -1290,6 +1379,7 @@ async fn maintenance(backend: Weak<RedisBackend>) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = ticker.tick() => {}
+            _ = wake.notified() => {}
         }
         let Some(b) = backend.upgrade() else { return };
         if !b.heartbeat(true).await {
@@ -1402,18 +1492,22 @@ impl Backend for RedisBackend {
         self.current(member)?;
         let att = member.attachment.to_string();
         let body = event::peer_left(&member.peer, LeaveReason::Left).json;
-        let v = self
-            .script(
-                "leave",
-                &self.scripts.leave,
-                &member.room,
-                &[&member.peer, &att, &body],
-            )
-            .await?;
-        let status = v.first().and_then(text).unwrap_or_default();
-        self.stale_or(&status, member)?;
-        self.remove_active(member);
-        Ok(())
+        for _ in 0..2 {
+            let v = self
+                .script(
+                    "leave",
+                    &self.scripts.leave,
+                    &member.room,
+                    &[&member.peer, &att, &body],
+                )
+                .await?;
+            let status = v.first().and_then(text).unwrap_or_default();
+            if self.settle(&status, member).await? {
+                self.remove_active(member);
+                return Ok(());
+            }
+        }
+        Err(restoring())
     }
 
     async fn detach(&self, member: &Member, reason: LeaveReason, written_seq: u64) {
@@ -1461,6 +1555,7 @@ impl Backend for RedisBackend {
             member: member.clone(),
             signals: batch,
             done,
+            retried: false,
         };
         if self.signal_jobs.send(job).is_err() {
             return vec![Err(internal("signal queue closed")); n];
@@ -1473,15 +1568,21 @@ impl Backend for RedisBackend {
     async fn broadcast(&self, member: &Member, body: EventBody) -> Result<(), ProtocolError> {
         self.current(member)?;
         let att = member.attachment.to_string();
-        let v = self
-            .script(
-                "broadcast",
-                &self.scripts.broadcast,
-                &member.room,
-                &[&member.peer, &att, &body.json],
-            )
-            .await?;
-        self.stale_or(&v.first().and_then(text).unwrap_or_default(), member)
+        for _ in 0..2 {
+            let v = self
+                .script(
+                    "broadcast",
+                    &self.scripts.broadcast,
+                    &member.room,
+                    &[&member.peer, &att, &body.json],
+                )
+                .await?;
+            let status = v.first().and_then(text).unwrap_or_default();
+            if self.settle(&status, member).await? {
+                return Ok(());
+            }
+        }
+        Err(restoring())
     }
 
     async fn peers(&self, member: &Member) -> Result<Vec<PeerInfo>, ProtocolError> {
@@ -1531,8 +1632,8 @@ impl Backend for RedisBackend {
             match r.first().and_then(text).as_deref() {
                 Some("OK") => return Ok(next.version),
                 Some("STALE") => {
-                    self.remove_active(member);
-                    return Err(not_joined());
+                    // Restored: the next attempt runs as this member again.
+                    self.settle("STALE", member).await?;
                 }
                 Some("CONFLICT") => {
                     let now = r.get(2).and_then(int).unwrap_or(0).max(0) as u64;
@@ -1580,15 +1681,25 @@ impl Backend for RedisBackend {
         let att = member.attachment.to_string();
         let json = serde_json::to_string(&info).map_err(|_| ProtocolError::internal())?;
         let body = event::peer_updated(&info).json;
-        let v = self
-            .script(
-                "update",
-                &self.scripts.update,
-                &member.room,
-                &[&member.peer, &att, &json, &body],
-            )
-            .await?;
-        self.stale_or(&v.first().and_then(text).unwrap_or_default(), member)?;
+        let mut applied = false;
+        for _ in 0..2 {
+            let v = self
+                .script(
+                    "update",
+                    &self.scripts.update,
+                    &member.room,
+                    &[&member.peer, &att, &json, &body],
+                )
+                .await?;
+            let status = v.first().and_then(text).unwrap_or_default();
+            if self.settle(&status, member).await? {
+                applied = true;
+                break;
+            }
+        }
+        if !applied {
+            return Err(restoring());
+        }
         let mut local = self.local();
         if let Some(p) = local
             .active

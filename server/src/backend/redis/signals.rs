@@ -37,6 +37,9 @@ pub(super) struct Job {
     pub member: Member,
     pub signals: Vec<(String, EventBody)>,
     pub done: oneshot::Sender<Results>,
+    /// Whether the job was sent again after Redis had lost its sender and the
+    /// node restored it (a job is retried once).
+    pub retried: bool,
 }
 
 impl Job {
@@ -196,6 +199,7 @@ mod tests {
     fn job(room: &str, peer: &str, signals: &[(&str, &str)]) -> (Job, oneshot::Receiver<Results>) {
         let (done, rx) = oneshot::channel();
         let job = Job {
+            retried: false,
             member: Member {
                 room: room.into(),
                 peer: peer.into(),

@@ -30,6 +30,10 @@ local function configure(publish_cmd, maxlen, ttl)
 end
 
 local function meta_key(peer) return PREFIX .. 'p:' .. peer end
+-- Set when a peer whose node was declared dead is expired: its attachment id.
+-- That node may still be alive (a partition) and must not re-create the peer
+-- the room was told had left; reattach.lua answers GONE instead.
+local function gone_key(peer) return PREFIX .. 'gone:' .. peer end
 local function queue_key(peer) return PREFIX .. 'q:' .. peer end
 local function state_key() return PREFIX .. 'state' end
 local function channel(node) return PREFIX .. 'node:' .. node end

@@ -2,7 +2,7 @@
 .PHONY: help run test test-rust test-k8s test-terraform test-delivery fmt lint bench crd
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 run: ## run one embedded node on :8080 (no Redis needed)
 	cargo run --release -p switchboard --bin switchboard

@@ -435,3 +435,16 @@ step "shellcheck (project scripts, e2e script)" \
   shellcheck -x -S warning scripts/*.sh scripts/checks/*.sh operator/e2e/run.sh .ci/run
 step "e2e smoke client compiles" python3 -m py_compile operator/e2e/signal_smoke.py
 step "cargo deny (bans, licenses, sources)" cargo_deny
+
+# `make help` is how people find the targets: it must list every one of them.
+make_help_lists_every_target() {
+  local missing=0 target
+  for target in $(sed -n 's/^\.PHONY: *//p' Makefile); do
+    if ! make -s help | grep -qE "^  $target "; then
+      echo "make help does not list the target '$target'"
+      missing=1
+    fi
+  done
+  return "$missing"
+}
+step "make help lists every target" make_help_lists_every_target

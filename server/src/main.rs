@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::error::{ContextKind, ContextValue};
+use clap::{CommandFactory, Parser};
 use switchboard::config::{Cli, Command};
 
 fn main() -> ExitCode {
@@ -17,9 +18,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("{first} (see `switchboard --help`)");
+            eprint!("{}", usage_error(&e));
             return ExitCode::from(2);
         }
     };
@@ -89,6 +88,49 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// clap's whole message (what is missing, the valid values, "a similar
+/// argument exists", usage), plus the environment variable a bad value came
+/// from: a user who set `LOG_FORMAT=xml` should read `LOG_FORMAT`, not only
+/// `--log-format`.
+fn usage_error(e: &clap::Error) -> String {
+    let mut text = e.to_string();
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return text;
+    };
+    // "--log-format <LOG_FORMAT>" -> "log-format"
+    let Some(long) = arg
+        .split_whitespace()
+        .next()
+        .and_then(|flag| flag.strip_prefix("--"))
+    else {
+        return text;
+    };
+    let given_as_flag = std::env::args().any(|a| {
+        a.strip_prefix("--")
+            .is_some_and(|a| a == long || a.starts_with(&format!("{long}=")))
+    });
+    if let Some(var) = env_of(&Cli::command(), long) {
+        if !given_as_flag {
+            if let Some(value) = std::env::var_os(&var) {
+                text.push_str(&format!(
+                    "note: the value {:?} came from the environment variable {var}; fix or unset it\n",
+                    value.to_string_lossy()
+                ));
+            }
+        }
+    }
+    text
+}
+
+/// The environment variable behind `--long`, in the command or a subcommand.
+fn env_of(cmd: &clap::Command, long: &str) -> Option<String> {
+    cmd.get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|v| v.to_string_lossy().into_owned())
+        .or_else(|| cmd.get_subcommands().find_map(|sub| env_of(sub, long)))
 }
 
 /// One HTTP GET of `path` on the local node; Ok when it answers 200.

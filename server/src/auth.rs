@@ -912,10 +912,19 @@ pub fn mint(args: &TokenArgs, now: u64) -> Result<String, String> {
                 ));
             }
         }
-        (None, Some(secret)) => (
-            EncodingKey::from_secret(secret.as_bytes()),
-            Algorithm::HS256,
-        ),
+        (None, Some(secret)) => {
+            // The server's rule: a token signed with a shorter secret would
+            // only ever be refused.
+            if secret.len() < MIN_JWT_SECRET_BYTES {
+                return Err(format!(
+                    "the secret must be at least {MIN_JWT_SECRET_BYTES} bytes, as the server requires of JWT_SECRET (e.g. `openssl rand -base64 32`)"
+                ));
+            }
+            (
+                EncodingKey::from_secret(secret.as_bytes()),
+                Algorithm::HS256,
+            )
+        }
         (None, None) => {
             return Err("give --secret (or JWT_SECRET) or --private-key-file".into());
         }
@@ -931,6 +940,28 @@ mod tests {
     use crate::protocol::DEFAULT_ROLE;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn minting_refuses_a_secret_the_server_would_refuse() {
+        let args = TokenArgs {
+            sub: "alice".into(),
+            rooms: vec!["r1".into()],
+            role: None,
+            ttl: DEFAULT_TOKEN_TTL.into(),
+            secret: Some("short".into()),
+            private_key_file: None,
+            kid: None,
+            issuer: None,
+            audience: None,
+        };
+        let e = mint(&args, 1).unwrap_err();
+        assert!(e.contains("at least 16 bytes"), "{e}");
+        let args = TokenArgs {
+            secret: Some(SECRET.into()),
+            ..args
+        };
+        assert!(mint(&args, 1).is_ok());
+    }
 
     fn verifier() -> Verifier {
         let config = AuthArgs {

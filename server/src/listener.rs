@@ -40,9 +40,9 @@ use crate::node::Node;
 use crate::pending::{PendingSlot, Refused};
 
 /// Largest request head (request line and headers); a larger one is answered
-/// 431. It bounds the buffer of each pending socket (hyper's default, about
-/// 400 KiB, times `MAX_PENDING_CONNECTIONS` would be hundreds of MiB), and is
-/// still far above what browsers send.
+/// 431. It bounds the read buffer of each pending socket (without it hyper
+/// buffers up to about 400 KiB, which times `MAX_PENDING_CONNECTIONS` would
+/// be hundreds of MiB), and is still far above what browsers send.
 pub const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
 /// First pause after an accept error; it doubles with each error in a row.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -67,7 +67,7 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, stop: impl Future<Out
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(node.config.timing.header_read_timeout)
-        .max_buf_size(MAX_REQUEST_HEAD_BYTES);
+        .max_header_size(MAX_REQUEST_HEAD_BYTES);
     let (closing_tx, closing) = watch::channel(false);
     let mut accept_errors = AcceptErrors::default();
     let mut refusal_logs = [Throttle::default(), Throttle::default()];

@@ -15,8 +15,10 @@
 //! count and is a WebSocket session, counted by [`crate::shutdown::Drain`].
 //!
 //! When `stop` resolves (the WebSocket drain is over) the listener closes,
-//! each HTTP connection finishes the request it is answering and closes, and
-//! [`serve`] returns when none is left or one header deadline has passed.
+//! idle HTTP connections close, busy ones finish the request they are
+//! answering, and [`serve`] returns when none is left or after a short grace
+//! (5 s, or the header deadline if shorter), so a half-sent request cannot
+//! hold the process.
 
 use std::future::Future;
 use std::io;
@@ -51,6 +53,9 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(250);
 /// At most one log line per interval for accept errors, and one for each
 /// kind of refused socket (both can come thousands of times a second).
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest wait at shutdown for HTTP connections to finish once the listener
+/// is closed (idle ones close at once; this bounds half-sent requests).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// File descriptors the process uses besides client sockets (runtime,
 /// listener, Redis connections), for the startup check of the open-file limit.
 const SPARE_FDS: u64 = 128;
@@ -104,15 +109,15 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, stop: impl Future<Out
     }
     drop(listener);
     closing_tx.send_replace(true);
-    let grace = node.config.timing.header_read_timeout;
+    let grace = SHUTDOWN_GRACE.min(node.config.timing.header_read_timeout);
     if tokio::time::timeout(grace, node.pending.wait_idle())
         .await
         .is_err()
     {
         warn!(
             pending = node.pending.count(),
-            "HTTP connections still open {}s after the listener closed; stopping without them",
-            grace.as_secs()
+            "HTTP connections still open {} ms after the listener closed; stopping without them",
+            grace.as_millis()
         );
     }
 }

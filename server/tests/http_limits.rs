@@ -350,6 +350,49 @@ async fn oversized_request_heads_are_refused() {
     c.assert_alive();
 }
 
+/// SIGTERM with a half-sent request and an idle keep-alive connection open
+/// (and a request-head deadline far away): the node still drains and exits
+/// 0 within the drain timeout plus its short shutdown grace.
+#[tokio::test]
+async fn shutdown_is_not_held_by_stalled_sockets() {
+    const DRAIN_SECS: u64 = 1;
+    let c = Cluster::embedded(
+        Settings::new()
+            .set("DRAIN_TIMEOUT_SECS", DRAIN_SECS)
+            .set("HEADER_READ_TIMEOUT_SECS", LONG_DEADLINE_SECS),
+    )
+    .await;
+    let addr = c.addr(0);
+    let mut half = TcpStream::connect(addr).await.expect("connect");
+    half.write_all(b"GET /ws HTTP/1.1\r\nHost: loc")
+        .await
+        .expect("write");
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(RECV_TIMEOUT, idle.read(&mut answer))
+        .await
+        .expect("an answer to the keep-alive request")
+        .expect("read");
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200 "));
+    // Both are counted, so the node knows of them when the signal comes.
+    wait_pending(&c, 3).await;
+
+    c.node(0).sigterm();
+    // Drain, then at most 5 s of grace for HTTP connections.
+    let bound = Duration::from_secs(DRAIN_SECS + 5) + SLACK;
+    let status = c.node(0).wait_exit(bound).await;
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status}"
+    );
+    read_until_closed(&mut half, RECV_TIMEOUT, "half-sent request after exit").await;
+    read_until_closed(&mut idle, RECV_TIMEOUT, "idle keep-alive after exit").await;
+}
+
 /// Lowers the open-file limit of process `pid` (soft and hard) with prlimit(1).
 fn set_open_file_limit(pid: u32, limit: usize) {
     let status = Command::new("prlimit")

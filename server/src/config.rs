@@ -151,11 +151,13 @@ pub struct ServeArgs {
     #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_SECS)]
     pub header_read_timeout_secs: u64,
     /// Accepted sockets that have not become WebSockets yet (HTTP requests,
-    /// upgrades in progress); sockets beyond it get HTTP 503 and are closed.
+    /// upgrades in progress); when it is reached the oldest of them is closed
+    /// to make room for a new one.
     #[arg(long, env = "MAX_PENDING_CONNECTIONS", default_value_t = DEFAULT_MAX_PENDING_CONNECTIONS)]
     pub max_pending_connections: usize,
-    /// The same, per client address (IPv6: per /64). Behind a load balancer
-    /// every client shares its address: raise it to MAX_PENDING_CONNECTIONS there.
+    /// Such sockets per client address (IPv6: per /64); a new one beyond it
+    /// gets HTTP 503 and is closed. Behind a load balancer every client
+    /// shares its address: raise it to MAX_PENDING_CONNECTIONS there.
     #[arg(long, env = "MAX_PENDING_PER_IP", default_value_t = DEFAULT_MAX_PENDING_PER_IP)]
     pub max_pending_per_ip: usize,
     /// Sustained messages per second per connection (token bucket rate).

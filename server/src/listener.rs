@@ -4,8 +4,9 @@
 //!   `header_read_timeout`): a socket that sends nothing, part of a request,
 //!   or sits idle after an answer on a keep-alive connection is closed when it
 //!   passes;
-//! - a bound on sockets that are not WebSockets yet ([`crate::pending`]): past
-//!   it a new socket gets a 503 and is closed at once;
+//! - a bound on sockets that are not WebSockets yet ([`crate::pending`]): a
+//!   socket over its address's limit gets a 503 and is closed at once, and a
+//!   full node closes its oldest pending socket to make room for a new one;
 //! - accept errors (the process out of file descriptors) that pause briefly
 //!   and say what to do, once per interval, instead of retrying in a tight
 //!   loop; open connections are served meanwhile, since only this loop waits.
@@ -39,7 +40,7 @@ use tower::ServiceExt;
 use tracing::{debug, warn};
 
 use crate::node::Node;
-use crate::pending::{PendingSlot, Refused};
+use crate::pending::{Admitted, Refused};
 
 /// Largest request head (request line and headers); a larger one is answered
 /// 431. It bounds the read buffer of each pending socket (without it hyper
@@ -75,7 +76,8 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, stop: impl Future<Out
         .max_header_size(MAX_REQUEST_HEAD_BYTES);
     let (closing_tx, closing) = watch::channel(false);
     let mut accept_errors = AcceptErrors::default();
-    let mut refusal_logs = [Throttle::default(), Throttle::default()];
+    let mut refusal_log = Throttle::default();
+    let mut eviction_log = Throttle::default();
     tokio::pin!(stop);
     loop {
         let accepted = tokio::select! {
@@ -86,13 +88,13 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, stop: impl Future<Out
             Ok((tcp, remote)) => {
                 accept_errors.in_a_row = 0;
                 match node.pending.try_admit(remote.ip()) {
-                    Ok(slot) => {
-                        spawn_connection(tcp, remote, slot, &http, &router, &node, &closing)
+                    Ok(admitted) => {
+                        if admitted.made_room {
+                            made_room(&node, &mut eviction_log);
+                        }
+                        spawn_connection(tcp, remote, admitted, &http, &router, &node, &closing);
                     }
-                    Err(why) => {
-                        let log = &mut refusal_logs[usize::from(why == Refused::PerAddress)];
-                        refuse(&tcp, remote, why, &node, log);
-                    }
+                    Err(Refused) => refuse(&tcp, remote, &node, &mut refusal_log),
                 }
             }
             // The client gave up between its connect and our accept.
@@ -122,12 +124,12 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, stop: impl Future<Out
     }
 }
 
-/// Serves one admitted socket on its own task; `slot` is held until the
-/// socket closes or becomes a WebSocket.
+/// Serves one admitted socket on its own task; its slot is held until the
+/// socket closes or becomes a WebSocket, and eviction closes it at once.
 fn spawn_connection(
     tcp: TcpStream,
     remote: SocketAddr,
-    slot: PendingSlot,
+    admitted: Admitted,
     http: &http1::Builder,
     router: &Router,
     node: &Arc<Node>,
@@ -151,6 +153,9 @@ fn spawn_connection(
         .with_upgrades();
     let node = node.clone();
     let mut closing = closing.clone();
+    let Admitted {
+        slot, mut evicted, ..
+    } = admitted;
     tokio::spawn(async move {
         let _slot = slot;
         tokio::pin!(conn);
@@ -168,6 +173,11 @@ fn spawn_connection(
                     stopping = true;
                     conn.as_mut().graceful_shutdown();
                 }
+                // The sender lives as long as `_slot` unless it evicts us.
+                _ = &mut evicted => {
+                    debug!(%remote, "closed a pending socket to make room for a newer one (MAX_PENDING_CONNECTIONS)");
+                    break;
+                }
             }
         }
     });
@@ -182,29 +192,34 @@ fn ended_with_error(node: &Node, remote: SocketAddr, e: &hyper::Error) {
     }
 }
 
-/// Answers a socket over a pending limit with 503 and closes it, without
-/// waiting for anything.
-fn refuse(tcp: &TcpStream, remote: SocketAddr, why: Refused, node: &Node, log: &mut Throttle) {
-    node.metrics.rejected(why.reason());
+/// Logs (at most once per interval) and counts that the node was full of
+/// pending sockets and closed its oldest.
+fn made_room(node: &Node, log: &mut Throttle) {
+    node.metrics.pending_evictions.inc();
     if let Some(unlogged) = log.ready() {
-        let limits = &node.config.limits;
-        match why {
-            Refused::Total => warn!(
-                refused_since_last_line = unlogged,
-                "refusing new sockets: {} sockets have not completed an HTTP request or upgrade \
-                 (MAX_PENDING_CONNECTIONS); stalled ones are closed within HEADER_READ_TIMEOUT_SECS, \
-                 raise MAX_PENDING_CONNECTIONS if they are real clients",
-                limits.max_pending_connections
-            ),
-            Refused::PerAddress => warn!(
-                refused_since_last_line = unlogged,
-                "refusing new sockets from {}: it has {} sockets that have not completed an HTTP \
-                 request or upgrade (MAX_PENDING_PER_IP); behind a load balancer or proxy, raise \
-                 MAX_PENDING_PER_IP to MAX_PENDING_CONNECTIONS",
-                remote.ip(),
-                limits.max_pending_per_ip
-            ),
-        }
+        warn!(
+            evicted_since_last_line = unlogged,
+            "{} sockets have not completed an HTTP request or upgrade (MAX_PENDING_CONNECTIONS): \
+             closing the oldest to make room for new ones; if these are real clients, raise \
+             MAX_PENDING_CONNECTIONS (and the open-file limit)",
+            node.config.limits.max_pending_connections
+        );
+    }
+}
+
+/// Answers a socket over its address's pending limit with 503 and closes it,
+/// without waiting for anything.
+fn refuse(tcp: &TcpStream, remote: SocketAddr, node: &Node, log: &mut Throttle) {
+    node.metrics.rejected(Refused::REASON);
+    if let Some(unlogged) = log.ready() {
+        warn!(
+            refused_since_last_line = unlogged,
+            "refusing new sockets from {}: it has {} sockets that have not completed an HTTP \
+             request or upgrade (MAX_PENDING_PER_IP); behind a load balancer or proxy, raise \
+             MAX_PENDING_PER_IP to MAX_PENDING_CONNECTIONS",
+            remote.ip(),
+            node.config.limits.max_pending_per_ip
+        );
     }
     // Best effort, non-blocking: take in what the client already sent (a
     // close with unread data resets the connection, and the client might not
@@ -212,20 +227,16 @@ fn refuse(tcp: &TcpStream, remote: SocketAddr, why: Refused, node: &Node, log: &
     // closes when the caller drops it.
     let mut scratch = [0u8; 2048];
     let _ = tcp.try_read(&mut scratch);
-    let _ = tcp.try_write(refusal_response(why).as_bytes());
+    let _ = tcp.try_write(refusal_response().as_bytes());
 }
 
 /// The 503 answer to a refused socket, in the shape of the other refusals.
-fn refusal_response(why: Refused) -> String {
-    let message = match why {
-        Refused::Total => {
-            "this node has too many connections in progress; retry later or connect to another node"
-        }
-        Refused::PerAddress => {
-            "too many connections in progress from your address; complete or close them, or retry later"
-        }
-    };
-    let body = serde_json::json!({"error": why.reason(), "message": message}).to_string();
+fn refusal_response() -> String {
+    let body = serde_json::json!({
+        "error": Refused::REASON,
+        "message": "too many connections in progress from your address; complete or close them, or retry later",
+    })
+    .to_string();
     format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
          content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
@@ -354,13 +365,11 @@ mod tests {
 
     #[test]
     fn refusal_is_a_complete_http_response() {
-        for why in [Refused::Total, Refused::PerAddress] {
-            let text = refusal_response(why);
-            let (head, body) = text.split_once("\r\n\r\n").unwrap();
-            assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
-            assert!(head.contains(&format!("content-length: {}", body.len())));
-            let json: serde_json::Value = serde_json::from_str(body).unwrap();
-            assert_eq!(json["error"], why.reason());
-        }
+        let text = refusal_response();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"], Refused::REASON);
     }
 }

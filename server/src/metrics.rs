@@ -72,6 +72,7 @@ pub struct Metrics {
     /// Sockets accepted but not (yet) upgraded; set at scrape time.
     pub pending_connections: Gauge,
     pub header_timeouts: Counter,
+    pub pending_evictions: Counter,
     pub accept_errors: Counter,
     rooms_active: Gauge,
     peers_active: Gauge,
@@ -185,6 +186,12 @@ impl Metrics {
             "HTTP connections closed because no complete request head arrived within HEADER_READ_TIMEOUT_SECS (stalled or idle)",
             header_timeouts.clone(),
         );
+        let pending_evictions = Counter::default();
+        registry.register(
+            "pending_evictions",
+            "Pending sockets closed, oldest first, to make room for new ones (MAX_PENDING_CONNECTIONS reached)",
+            pending_evictions.clone(),
+        );
         let accept_errors = Counter::default();
         registry.register(
             "accept_errors",
@@ -218,6 +225,7 @@ impl Metrics {
             rate_limited,
             pending_connections,
             header_timeouts,
+            pending_evictions,
             accept_errors,
             rooms_active,
             peers_active,
@@ -326,6 +334,7 @@ mod tests {
             "switchboard_pending_connections 0",
             "switchboard_header_read_timeouts_total 0",
             "switchboard_accept_errors_total 0",
+            "switchboard_pending_evictions_total 0",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -29,6 +29,9 @@ pub const DEFAULT_PING_INTERVAL_SECS: u64 = 25;
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1000;
 pub const DEFAULT_NODE_TTL_MS: u64 = 3000;
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_MAX_PENDING_CONNECTIONS: usize = 1024;
+pub const DEFAULT_MAX_PENDING_PER_IP: usize = 64;
 
 /// Command line of the `switchboard` binary.
 #[derive(Debug, Parser)]
@@ -141,6 +144,22 @@ pub struct ServeArgs {
     /// WebSocket connections per node; upgrades beyond it get HTTP 503.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Seconds a client has to send a complete HTTP request head, from accept
+    /// and, on a keep-alive connection, from the end of the previous answer.
+    /// A socket that sends nothing, part of a request, or sits idle between
+    /// requests is closed when it passes.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_SECS)]
+    pub header_read_timeout_secs: u64,
+    /// Accepted sockets that have not become WebSockets yet (HTTP requests,
+    /// upgrades in progress); when it is reached the oldest of them is closed
+    /// to make room for a new one.
+    #[arg(long, env = "MAX_PENDING_CONNECTIONS", default_value_t = DEFAULT_MAX_PENDING_CONNECTIONS)]
+    pub max_pending_connections: usize,
+    /// Such sockets per client address (IPv6: per /64); a new one beyond it
+    /// gets HTTP 503 and is closed. Behind a load balancer every client
+    /// shares its address: raise it to MAX_PENDING_CONNECTIONS there.
+    #[arg(long, env = "MAX_PENDING_PER_IP", default_value_t = DEFAULT_MAX_PENDING_PER_IP)]
+    pub max_pending_per_ip: usize,
     /// Sustained messages per second per connection (token bucket rate).
     #[arg(long, env = "RATE_LIMIT_PER_SEC", default_value_t = DEFAULT_RATE_LIMIT_PER_SEC)]
     pub rate_limit_per_sec: u32,
@@ -191,6 +210,9 @@ pub struct Limits {
     pub max_state_bytes: usize,
     pub max_peers_per_room: usize,
     pub max_connections: usize,
+    /// Sockets not (yet) upgraded, overall and per client address.
+    pub max_pending_connections: usize,
+    pub max_pending_per_ip: usize,
     pub rate_limit_per_sec: u32,
     pub rate_limit_burst: u32,
     pub rate_limit_max_strikes: u32,
@@ -208,6 +230,8 @@ impl Default for Limits {
             max_state_bytes: DEFAULT_MAX_STATE_BYTES,
             max_peers_per_room: DEFAULT_MAX_PEERS_PER_ROOM,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_pending_connections: DEFAULT_MAX_PENDING_CONNECTIONS,
+            max_pending_per_ip: DEFAULT_MAX_PENDING_PER_IP,
             rate_limit_per_sec: DEFAULT_RATE_LIMIT_PER_SEC,
             rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
             rate_limit_max_strikes: DEFAULT_RATE_LIMIT_MAX_STRIKES,
@@ -265,6 +289,8 @@ pub struct Timing {
     pub drain_timeout: Duration,
     pub heartbeat_interval: Duration,
     pub node_ttl: Duration,
+    /// Deadline for a complete HTTP request head (also bounds idle keep-alive).
+    pub header_read_timeout: Duration,
 }
 
 impl Default for Timing {
@@ -276,6 +302,7 @@ impl Default for Timing {
             drain_timeout: Duration::from_secs(DEFAULT_DRAIN_TIMEOUT_SECS),
             heartbeat_interval: Duration::from_millis(DEFAULT_HEARTBEAT_INTERVAL_MS),
             node_ttl: Duration::from_millis(DEFAULT_NODE_TTL_MS),
+            header_read_timeout: Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECS),
         }
     }
 }
@@ -364,6 +391,21 @@ impl ServeArgs {
         positive("PING_INTERVAL_SECS", self.ping_interval_secs)?;
         positive("IDLE_TIMEOUT_SECS", self.idle_timeout_secs)?;
         positive("HEARTBEAT_INTERVAL_MS", self.heartbeat_interval_ms)?;
+        positive("HEADER_READ_TIMEOUT_SECS", self.header_read_timeout_secs)?;
+        positive(
+            "MAX_PENDING_CONNECTIONS",
+            self.max_pending_connections as u64,
+        )?;
+        positive("MAX_PENDING_PER_IP", self.max_pending_per_ip as u64)?;
+        if self.max_pending_per_ip > self.max_pending_connections {
+            return Err(invalid(
+                "MAX_PENDING_PER_IP",
+                format!(
+                    "{} is above MAX_PENDING_CONNECTIONS ({}); use at most that (equal turns the per-address limit off)",
+                    self.max_pending_per_ip, self.max_pending_connections
+                ),
+            ));
+        }
         if self.worker_threads > 1024 {
             return Err(invalid(
                 "WORKER_THREADS",
@@ -445,6 +487,8 @@ impl ServeArgs {
                 max_state_bytes: self.max_state_bytes,
                 max_peers_per_room: self.max_peers_per_room,
                 max_connections: self.max_connections,
+                max_pending_connections: self.max_pending_connections,
+                max_pending_per_ip: self.max_pending_per_ip,
                 rate_limit_per_sec: self.rate_limit_per_sec,
                 rate_limit_burst: self.rate_limit_burst,
                 rate_limit_max_strikes: self.rate_limit_max_strikes,
@@ -459,6 +503,7 @@ impl ServeArgs {
                 drain_timeout: Duration::from_secs(self.drain_timeout_secs),
                 heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
                 node_ttl: Duration::from_millis(self.node_ttl_ms),
+                header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
             },
             auth,
             ice,
@@ -598,6 +643,23 @@ mod tests {
                 .unwrap_err()
                 .setting,
             "MAX_PAYLOAD_BYTES"
+        );
+        assert_eq!(
+            parse(&["--header-read-timeout-secs", "0"])
+                .unwrap_err()
+                .setting,
+            "HEADER_READ_TIMEOUT_SECS"
+        );
+        assert_eq!(
+            parse(&[
+                "--max-pending-connections",
+                "10",
+                "--max-pending-per-ip",
+                "11"
+            ])
+            .unwrap_err()
+            .setting,
+            "MAX_PENDING_PER_IP"
         );
     }
 

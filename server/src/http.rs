@@ -141,6 +141,9 @@ async fn ready(State(node): State<Arc<Node>>) -> Response {
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    node.metrics
+        .pending_connections
+        .set(node.pending.count() as i64);
     let body = node.metrics.render(&node.backend.stats());
     (
         [(
@@ -171,6 +174,7 @@ async fn status(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
         "uptime_secs": node.started.elapsed().as_secs(),
         "draining": node.drain.is_draining(),
         "connections": node.drain.active(),
+        "pending_connections": node.pending.count(),
         "rooms": stats.rooms,
         "peers": stats.peers,
         "backend": {

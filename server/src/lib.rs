@@ -12,6 +12,9 @@
 //! - [`session`]: one WebSocket connection (read loop, write loop, limits).
 //! - [`outbox`]: the bounded outbound queue of a connection.
 //! - [`http`]: routes (`/ws`, `/health`, `/ready`, `/metrics`, `/status`, `/`).
+//! - [`listener`]: the accept loop and HTTP/1.1 serving (request-head
+//!   deadline, accept-error backoff); [`pending`]: the count of sockets not
+//!   upgraded yet, against its overall and per-address limits.
 //! - [`auth`]: JWT verification and room/peer/role grants, origin allow-list,
 //!   admin token, token minting; [`ice`]: STUN/TURN servers with TURN REST
 //!   credentials for `joined.ice_servers`.
@@ -27,9 +30,11 @@ pub mod config;
 pub mod filters;
 pub mod http;
 pub mod ice;
+pub mod listener;
 pub mod metrics;
 pub mod node;
 pub mod outbox;
+pub mod pending;
 pub mod protocol;
 pub mod session;
 pub mod shutdown;
@@ -37,7 +42,6 @@ pub mod state;
 pub mod telemetry;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -127,20 +131,7 @@ pub async fn run(
             );
         }
     };
-    // Signaling frames are small and latency-bound: without TCP_NODELAY a
-    // frame written while the previous one is unacknowledged waits for the
-    // peer's delayed ACK (up to ~40 ms).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    });
-    axum::serve(
-        listener,
-        http::app(node.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(drained)
-    .await?;
+    listener::serve(listener, node.clone(), drained).await;
     node.backend.shutdown().await;
     info!("stopped");
     Ok(())

@@ -69,6 +69,11 @@ pub struct Metrics {
     handling: Vec<Histogram>,
     pub slow_consumer_closes: Counter,
     pub rate_limited: Counter,
+    /// Sockets accepted but not (yet) upgraded; set at scrape time.
+    pub pending_connections: Gauge,
+    pub header_timeouts: Counter,
+    pub pending_evictions: Counter,
+    pub accept_errors: Counter,
     rooms_active: Gauge,
     peers_active: Gauge,
 }
@@ -102,7 +107,7 @@ impl Metrics {
         let rejected = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "connections_rejected",
-            "Upgrade requests refused, by reason",
+            "Upgrade requests and sockets refused, by reason",
             rejected.clone(),
         );
         let closes = Family::<ReasonLabel, Counter>::default();
@@ -169,6 +174,30 @@ impl Metrics {
             "Client messages refused by the per-connection rate limit",
             rate_limited.clone(),
         );
+        let pending_connections = Gauge::default();
+        registry.register(
+            "pending_connections",
+            "Sockets accepted that are not WebSockets (yet): HTTP requests and upgrades in progress",
+            pending_connections.clone(),
+        );
+        let header_timeouts = Counter::default();
+        registry.register(
+            "header_read_timeouts",
+            "HTTP connections closed because no complete request head arrived within HEADER_READ_TIMEOUT_SECS (stalled or idle)",
+            header_timeouts.clone(),
+        );
+        let pending_evictions = Counter::default();
+        registry.register(
+            "pending_evictions",
+            "Pending sockets closed, oldest first, to make room for new ones (MAX_PENDING_CONNECTIONS reached)",
+            pending_evictions.clone(),
+        );
+        let accept_errors = Counter::default();
+        registry.register(
+            "accept_errors",
+            "Failures to accept a connection other than the client giving up (such as too many open files)",
+            accept_errors.clone(),
+        );
         let rooms_active = Gauge::default();
         registry.register(
             "rooms_active",
@@ -194,6 +223,10 @@ impl Metrics {
             handling,
             slow_consumer_closes,
             rate_limited,
+            pending_connections,
+            header_timeouts,
+            pending_evictions,
+            accept_errors,
             rooms_active,
             peers_active,
         }
@@ -298,6 +331,10 @@ mod tests {
             "switchboard_room_peers_count 2",
             "switchboard_message_handling_seconds_bucket",
             "switchboard_connections_active 0",
+            "switchboard_pending_connections 0",
+            "switchboard_header_read_timeouts_total 0",
+            "switchboard_accept_errors_total 0",
+            "switchboard_pending_evictions_total 0",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

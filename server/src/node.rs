@@ -1,5 +1,5 @@
 //! The node: the cheap-to-clone handle every task shares (configuration,
-//! backend, metrics, drain state), and the place where per-node services such
+//! backend, metrics, drain state, pending sockets), and the place where per-node services such
 //! as ICE server lists are computed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +12,7 @@ use crate::auth::Verifier;
 use crate::backend::Backend;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::pending::Pending;
 use crate::shutdown::Drain;
 
 /// Everything a connection or HTTP handler needs from its node.
@@ -20,6 +21,8 @@ pub struct Node {
     pub backend: Arc<dyn Backend>,
     pub metrics: Metrics,
     pub drain: Drain,
+    /// Sockets accepted but not (yet) upgraded, against their limits.
+    pub pending: Pending,
     pub started: Instant,
     /// Checks upgrade tokens; `None` when auth is off.
     pub verifier: Option<Verifier>,
@@ -30,11 +33,16 @@ impl Node {
     /// A node over `backend`.
     pub fn new(config: Config, backend: Arc<dyn Backend>, metrics: Metrics) -> Arc<Self> {
         let verifier = Verifier::new(&config.auth);
+        let pending = Pending::new(
+            config.limits.max_pending_connections,
+            config.limits.max_pending_per_ip,
+        );
         Arc::new(Self {
             config,
             backend,
             metrics,
             drain: Drain::new(),
+            pending,
             started: Instant::now(),
             verifier,
             connection_ids: AtomicU64::new(1),

@@ -181,6 +181,7 @@ macro_rules! protocol_suite {
                 window_expiry => Settings::new()
                     .set("RESUME_WINDOW_SECS", $crate::protocol::recovery::SHORT_WINDOW_SECS),
                 unknown_resume_token => Settings::new(),
+                overlong_resume_token => Settings::new(),
                 overflowed_buffer_not_recovered => Settings::new().set(
                     "RECOVERY_BUFFER_EVENTS",
                     $crate::protocol::recovery::SMALL_BUFFER_EVENTS,

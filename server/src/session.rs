@@ -11,7 +11,8 @@
 //! Every close the server decides on is a *lingering close*: what was queued
 //! goes out, then the close frame with its code and reason, and meanwhile the
 //! server keeps reading — and discarding — what the client still sends, until
-//! the client answers the close or hangs up, or [`CLOSE_LINGER`] has passed.
+//! the client answers the close or hangs up, or [`CLOSE_LINGER`] has passed
+//! since the last write (bounded by [`CLOSE_WRITE_GRACE`] for the writes).
 //! Closing a socket with unread input makes the TCP stack send a reset, which
 //! throws away whatever the client had not read yet: the client would see
 //! 1006 and lose the replies and the close code it was owed.
@@ -64,9 +65,10 @@ pub const CLOSE_WRITE_GRACE: Duration = Duration::from_secs(10);
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How long, once everything including the close frame was written, the
 /// server waits for the client to answer the close (or hang up) while it
-/// reads and discards the client's input. Input is never left unread when
-/// the socket is dropped within this time, so the kernel still delivers what
-/// the socket holds and ends with FIN, not a reset.
+/// reads and discards the client's input. Input read to the end leaves
+/// nothing unread when the socket is dropped, so the kernel still delivers
+/// what the socket holds and ends with FIN, not a reset; only a client that
+/// keeps sending past this time can still get a reset.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// Most text frames taken from the socket at once (only those already read).
 const READ_AHEAD: usize = 32;

@@ -27,6 +27,7 @@ pub const DEFAULT_RECOVERY_BUFFER_EVENTS: usize = 512;
 pub const DEFAULT_RECOVERY_BUFFER_BYTES: usize = 256 * 1024;
 pub const DEFAULT_PING_INTERVAL_SECS: u64 = 25;
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+pub const DEFAULT_JOIN_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1000;
 pub const DEFAULT_NODE_TTL_MS: u64 = 3000;
 pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
@@ -187,6 +188,10 @@ pub struct ServeArgs {
     /// Seconds without any frame from a client before it is closed.
     #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = DEFAULT_IDLE_TIMEOUT_SECS)]
     pub idle_timeout_secs: u64,
+    /// Seconds a connection may stay in no room (after connecting, or after
+    /// leaving one) before it is closed (1008).
+    #[arg(long, env = "JOIN_TIMEOUT_SECS", default_value_t = DEFAULT_JOIN_TIMEOUT_SECS)]
+    pub join_timeout_secs: u64,
     /// Milliseconds between node heartbeats to Redis (cluster mode).
     #[arg(long, env = "HEARTBEAT_INTERVAL_MS", default_value_t = DEFAULT_HEARTBEAT_INTERVAL_MS)]
     pub heartbeat_interval_ms: u64,
@@ -285,6 +290,8 @@ pub fn redact_url(url: &str) -> String {
 pub struct Timing {
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
+    /// How long a connection may be in no room before it is closed.
+    pub join_timeout: Duration,
     pub resume_window: Duration,
     pub drain_timeout: Duration,
     pub heartbeat_interval: Duration,
@@ -298,6 +305,7 @@ impl Default for Timing {
         Self {
             ping_interval: Duration::from_secs(DEFAULT_PING_INTERVAL_SECS),
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
+            join_timeout: Duration::from_secs(DEFAULT_JOIN_TIMEOUT_SECS),
             resume_window: Duration::from_secs(DEFAULT_RESUME_WINDOW_SECS),
             drain_timeout: Duration::from_secs(DEFAULT_DRAIN_TIMEOUT_SECS),
             heartbeat_interval: Duration::from_millis(DEFAULT_HEARTBEAT_INTERVAL_MS),
@@ -390,6 +398,7 @@ impl ServeArgs {
         positive("RECOVERY_BUFFER_BYTES", self.recovery_buffer_bytes as u64)?;
         positive("PING_INTERVAL_SECS", self.ping_interval_secs)?;
         positive("IDLE_TIMEOUT_SECS", self.idle_timeout_secs)?;
+        positive("JOIN_TIMEOUT_SECS", self.join_timeout_secs)?;
         positive("HEARTBEAT_INTERVAL_MS", self.heartbeat_interval_ms)?;
         positive("HEADER_READ_TIMEOUT_SECS", self.header_read_timeout_secs)?;
         positive(
@@ -499,6 +508,7 @@ impl ServeArgs {
             timing: Timing {
                 ping_interval: Duration::from_secs(self.ping_interval_secs),
                 idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+                join_timeout: Duration::from_secs(self.join_timeout_secs),
                 resume_window: Duration::from_secs(self.resume_window_secs),
                 drain_timeout: Duration::from_secs(self.drain_timeout_secs),
                 heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
@@ -629,6 +639,10 @@ mod tests {
         assert_eq!(
             parse(&["--max-peers-per-room", "0"]).unwrap_err().setting,
             "MAX_PEERS_PER_ROOM"
+        );
+        assert_eq!(
+            parse(&["--join-timeout-secs", "0"]).unwrap_err().setting,
+            "JOIN_TIMEOUT_SECS"
         );
         assert_eq!(
             parse(&["--redis-url", "http://x"]).unwrap_err().setting,

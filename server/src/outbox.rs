@@ -10,8 +10,11 @@
 //! has already queued, which makes redelivery (replay plus live delivery racing
 //! on resume, or a duplicated cross-node message) harmless. While the
 //! connection waits for its `joined` reply to be queued, events are held back
-//! so that `joined` is always the first message after a `join`.
+//! so that `joined` is always the first message after a `join`; likewise while
+//! a `set_state` is in flight, so that its `ok` comes before the `state` event
+//! it caused on every backend.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -31,7 +34,10 @@ pub enum Outgoing {
         text: Utf8Bytes,
     },
     /// Close the connection with this code and reason after what is queued.
-    Close { code: u16, reason: &'static str },
+    Close {
+        code: u16,
+        reason: Cow<'static, str>,
+    },
 }
 
 /// What the writer should do next.
@@ -52,6 +58,8 @@ struct Inner {
     last_seq: u64,
     overflowed: bool,
     closed: bool,
+    /// The code of the queued close, once there is one.
+    close_code: Option<u16>,
 }
 
 /// The outbound queue of one connection.
@@ -156,6 +164,16 @@ impl Outbox {
         inner.last_seq = after_seq;
     }
 
+    /// Starts holding events back (until [`Outbox::release`]) within the
+    /// current attachment, so that a reply queued meanwhile goes before
+    /// them: a request's reply then precedes the events it caused.
+    pub fn hold_events(&self) {
+        let mut inner = self.lock();
+        if inner.held.is_none() {
+            inner.held = Some(Vec::new());
+        }
+    }
+
     /// Sets the seq below which events are duplicates (used on resume).
     pub fn set_last_seq(&self, seq: u64) {
         let mut inner = self.lock();
@@ -194,14 +212,19 @@ impl Outbox {
         inner.last_seq = 0;
     }
 
-    /// Queues a close frame; nothing can be queued after it.
-    pub fn close(&self, code: u16, reason: &'static str) {
+    /// Queues a close frame; nothing can be queued after it. Only the first
+    /// close counts.
+    pub fn close(&self, code: u16, reason: impl Into<Cow<'static, str>>) {
         let mut inner = self.lock();
         if inner.closed {
             return;
         }
-        inner.queue.push_back(Outgoing::Close { code, reason });
+        inner.queue.push_back(Outgoing::Close {
+            code,
+            reason: reason.into(),
+        });
         inner.closed = true;
+        inner.close_code = Some(code);
         drop(inner);
         self.notify.notify_one();
         self.closing.cancel();
@@ -220,6 +243,12 @@ impl Outbox {
     /// Whether the queue overflowed (the connection is a slow consumer).
     pub fn overflowed(&self) -> bool {
         self.lock().overflowed
+    }
+
+    /// The code of the close queued by [`Outbox::close`], if any: who closed
+    /// the connection and why, for the session that did not.
+    pub fn close_code(&self) -> Option<u16> {
+        self.lock().close_code
     }
 
     /// Whether a close was queued (or the queue overflowed).
@@ -346,7 +375,23 @@ mod tests {
         let o = Outbox::new(100);
         o.reply("x", "a").unwrap();
         o.close(1001, "bye");
+        o.close(4001, String::from("later"));
         assert_eq!(o.reply("x", "b"), Err(PushError::Closed));
         assert_eq!(frames(&o), ["a", "close 1001"]);
+        assert_eq!(o.close_code(), Some(1001));
+    }
+
+    #[test]
+    fn reply_goes_before_the_events_held_for_it() {
+        let o = Outbox::new(1000);
+        o.event(1, "signal", text("e1")).unwrap();
+        o.hold_events();
+        o.event(3, "state", text("e3")).unwrap();
+        o.event(2, "signal", text("e2")).unwrap();
+        o.reply("ok", "ok").unwrap();
+        o.release().unwrap();
+        o.event(3, "state", text("dup")).unwrap();
+        o.event(4, "signal", text("e4")).unwrap();
+        assert_eq!(frames(&o), ["e1", "ok", "e2", "e3", "e4"]);
     }
 }

@@ -25,6 +25,10 @@ pub const MAX_NAME_CHARS: usize = 128;
 pub const MAX_ROLE_CHARS: usize = 64;
 /// Default role of a peer that names none.
 pub const DEFAULT_ROLE: &str = "peer";
+/// Longest `resume` token kept. Tokens of ours are far shorter; a longer one
+/// is not kept (memory) but answered like any other invalid token: the join
+/// proceeds afresh.
+pub const MAX_RESUME_BYTES: usize = 1024;
 
 /// Every error code of the protocol, in one place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -351,7 +355,7 @@ fn build<'a>(kind: &str, f: &Fields<'a>, limits: &Limits) -> Result<Request<'a>,
                 .map(|m| metadata(m, limits))
                 .transpose()?
                 .unwrap_or_default(),
-            resume: f.resume.map(|r| string("resume", r, 1024)).transpose()?,
+            resume: f.resume.map(resume).transpose()?,
             last_seq: f.last_seq.map(|s| unsigned("last_seq", s)).transpose()?,
         }),
         "leave" => Request::Leave,
@@ -416,6 +420,18 @@ fn string(field: &str, raw: &RawValue, max_bytes: usize) -> Result<String, Proto
         )));
     }
     Ok(s)
+}
+
+/// A `resume` token; one over [`MAX_RESUME_BYTES`] becomes the empty token,
+/// which no session has, so the join proceeds as with any invalid token
+/// (never `BAD_REQUEST`: docs/protocol.md, Clarifications).
+fn resume(raw: &RawValue) -> Result<String, ProtocolError> {
+    let token = string("resume", raw, usize::MAX)?;
+    Ok(if token.len() > MAX_RESUME_BYTES {
+        String::new()
+    } else {
+        token
+    })
 }
 
 /// Whether `s` is a valid room name or peer id.
@@ -903,6 +919,55 @@ mod tests {
             "]".repeat(5000)
         );
         assert_eq!(err_of(&deep).1.code, ErrorCode::BadRequest);
+    }
+
+    /// An object nested `depth` levels deep, itself included: `{"a":{"a":{}}}` is 3.
+    fn nested(depth: usize) -> String {
+        format!(
+            "{}{}",
+            r#"{"a":"#.repeat(depth - 1) + "{}",
+            "}".repeat(depth - 1)
+        )
+    }
+
+    #[test]
+    fn json_fields_nest_at_most_127_levels() {
+        // `metadata`, `set_state.patch` and `discover.filters` are parsed into
+        // values under serde_json's recursion limit (128): 127 levels of
+        // objects and arrays, the value itself included, are read (the limit
+        // docs/protocol.md states); one more is BAD_REQUEST.
+        let join = |d| format!(r#"{{"type":"join","room":"r","metadata":{}}}"#, nested(d));
+        let patch = |d| format!(r#"{{"type":"set_state","patch":{}}}"#, nested(d));
+        assert!(parse(&join(127), &limits()).request.is_ok());
+        assert!(parse(&patch(127), &limits()).request.is_ok());
+        assert_eq!(err_of(&join(128)).1.code, ErrorCode::BadRequest);
+        assert_eq!(err_of(&patch(128)).1.code, ErrorCode::BadRequest);
+        let update = format!(r#"{{"type":"update","metadata":{}}}"#, nested(128));
+        assert_eq!(err_of(&update).1.code, ErrorCode::BadRequest);
+        // Filters 127 deep are refused for their shape, deeper ones before
+        // it is looked at: both BAD_REQUEST.
+        for d in [127, 128] {
+            let discover = format!(r#"{{"type":"discover","filters":{}}}"#, nested(d));
+            let e = err_of(&discover).1;
+            assert_eq!(e.code, ErrorCode::BadRequest);
+            assert_eq!(d > 127, e.message.contains("recursion limit"), "{e}");
+        }
+    }
+
+    #[test]
+    fn overlong_resume_is_an_invalid_token() {
+        let join = |token: &str| format!(r#"{{"type":"join","room":"r","resume":"{token}"}}"#);
+        let token = "t".repeat(MAX_RESUME_BYTES);
+        let Ok(Request::Join(j)) = parse(&join(&token), &limits()).request else {
+            panic!("a token of the maximum length is read")
+        };
+        assert_eq!(j.resume.as_deref(), Some(token.as_str()));
+        let Ok(Request::Join(j)) = parse(&join(&format!("{token}t")), &limits()).request else {
+            panic!("an over-long token is not BAD_REQUEST")
+        };
+        assert_eq!(j.resume.as_deref(), Some(""));
+        let number = r#"{"type":"join","room":"r","resume":5}"#;
+        assert_eq!(err_of(number).1.code, ErrorCode::BadRequest);
     }
 
     #[test]

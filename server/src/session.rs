@@ -4,10 +4,20 @@
 //! The two halves run as separate tasks so that a client that stops reading
 //! never blocks the handling of what it sends, and a slow socket never blocks
 //! the peers that send to it: they only push into its bounded outbox.
-//! Liveness (server pings, idle close), the per-connection rate limit, frame
-//! limits and the drain on shutdown are enforced here; everything about rooms
-//! is the backend's.
+//! Liveness (server pings, idle close), the join deadline, the
+//! per-connection rate limit, frame limits and the drain on shutdown are
+//! enforced here; everything about rooms is the backend's.
+//!
+//! Every close the server decides on is a *lingering close*: what was queued
+//! goes out, then the close frame with its code and reason, and meanwhile the
+//! server keeps reading — and discarding — what the client still sends, until
+//! the client answers the close or hangs up, or [`CLOSE_LINGER`] has passed
+//! since the last write (bounded by [`CLOSE_WRITE_GRACE`] for the writes).
+//! Closing a socket with unread input makes the TCP stack send a reset, which
+//! throws away whatever the client had not read yet: the client would see
+//! 1006 and lose the replies and the close code it was owed.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,6 +25,7 @@ use std::time::Instant;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Duration};
 use tracing::{debug, info, warn};
 
@@ -31,7 +42,8 @@ use crate::protocol::{
 pub const CLOSE_NORMAL: u16 = 1000;
 /// Server shutting down (after a `reconnect` message) or idle client.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
-/// Protocol or policy violation: persistent rate-limit abuse, slow consumer.
+/// Protocol or policy violation: persistent rate-limit abuse, slow consumer,
+/// no join within the join deadline.
 pub const CLOSE_POLICY: u16 = 1008;
 /// A frame over the frame limit.
 pub const CLOSE_TOO_BIG: u16 = 1009;
@@ -41,13 +53,23 @@ pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 pub const CLOSE_INVALID_DATA: u16 = 1007;
 /// The peer's session was resumed on another connection.
 pub const CLOSE_SESSION_MOVED: u16 = 4000;
-/// The cluster no longer holds the peer and cannot restore it.
+/// Session lost: the cluster no longer holds this peer and cannot restore it
+/// (the client should join again, without resuming).
 pub const CLOSE_SESSION_LOST: u16 = 4001;
-/// How long a connection closed for overflowing its queue is given to take
-/// the close frame (queued behind what fills its socket) before it is dropped.
-const SLOW_CONSUMER_CLOSE_GRACE: Duration = Duration::from_secs(10);
-/// How long the final frames of any other close may take.
+/// How long what was queued and the close frame may take to be written to a
+/// client the server closes (a slow consumer's close frame is queued behind
+/// what fills its socket); a socket that takes nothing longer is dropped.
+pub const CLOSE_WRITE_GRACE: Duration = Duration::from_secs(10);
+/// How long the final frames may take when the client closed first (or its
+/// socket broke): nothing is owed beyond them.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long, once everything including the close frame was written, the
+/// server waits for the client to answer the close (or hang up) while it
+/// reads and discards the client's input. Input read to the end leaves
+/// nothing unread when the socket is dropped, so the kernel still delivers
+/// what the socket holds and ends with FIN, not a reset; only a client that
+/// keeps sending past this time can still get a reset.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// Most text frames taken from the socket at once (only those already read).
 const READ_AHEAD: usize = 32;
 
@@ -63,12 +85,20 @@ struct SignalBatch {
 pub enum CloseReason {
     ClientClosed,
     IdleTimeout,
+    /// Not in a room for the join timeout (since connecting or leaving).
+    JoinTimeout,
     SlowConsumer,
     RateLimited,
     FrameTooLarge,
     ProtocolError,
     Shutdown,
+    /// The backend closed it with 4000: resumed on another connection.
     SessionMoved,
+    /// The backend closed it with 4001: the cluster lost the peer for good.
+    SessionLost,
+    /// The backend closed it with another code (4003: removed through the
+    /// server API).
+    Removed,
     SocketError,
 }
 
@@ -77,14 +107,53 @@ impl CloseReason {
         match self {
             CloseReason::ClientClosed => "client_closed",
             CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::JoinTimeout => "join_timeout",
             CloseReason::SlowConsumer => "slow_consumer",
             CloseReason::RateLimited => "rate_limited",
             CloseReason::FrameTooLarge => "frame_too_large",
             CloseReason::ProtocolError => "protocol_error",
             CloseReason::Shutdown => "shutdown",
             CloseReason::SessionMoved => "session_moved",
+            CloseReason::SessionLost => "session_lost",
+            CloseReason::Removed => "removed",
             CloseReason::SocketError => "socket_error",
         }
+    }
+
+    /// The reason of a close the backend queued into the outbox (it closes a
+    /// connection only through its outbox), by its code.
+    fn of_backend_close(code: Option<u16>) -> Self {
+        match code {
+            Some(CLOSE_SESSION_MOVED) => CloseReason::SessionMoved,
+            Some(CLOSE_SESSION_LOST) => CloseReason::SessionLost,
+            _ => CloseReason::Removed,
+        }
+    }
+
+    /// Whether the server decided on the close, and so owes the client a
+    /// lingering close; not when the client closed first or the socket broke.
+    fn by_server(self) -> bool {
+        !matches!(self, CloseReason::ClientClosed | CloseReason::SocketError)
+    }
+
+    /// Whether the client's input can still be read: tungstenite ends the
+    /// stream after a frame it refused (too large, not UTF-8, broken).
+    fn input_readable(self) -> bool {
+        !matches!(
+            self,
+            CloseReason::FrameTooLarge | CloseReason::ProtocolError | CloseReason::SocketError
+        )
+    }
+
+    /// Whether the backend still counts this connection as its peer's, so
+    /// that closing it must detach the peer. Not when the backend closed it
+    /// itself: the session was resumed elsewhere (the peer has a newer
+    /// attachment), lost (the peer is gone) or removed.
+    fn detaches(self) -> bool {
+        !matches!(
+            self,
+            CloseReason::SessionMoved | CloseReason::SessionLost | CloseReason::Removed
+        )
     }
 
     /// How the peer is reported if it does not come back within the window.
@@ -165,11 +234,14 @@ pub async fn serve(
         conn,
         claims,
     };
-    let reason = session.read_loop(stream).await;
+    let mut stream = stream;
+    let reason = session.read_loop(&mut stream).await;
+    // From here on no request is handled.
+    let closing_since = Instant::now();
 
     let (room, peer) = match session.member.take() {
         Some(member) => {
-            if reason != CloseReason::SessionMoved {
+            if reason.detaches() {
                 node.backend
                     .detach(&member, reason.leave_reason(), outbox.written_seq())
                     .await;
@@ -179,15 +251,9 @@ pub async fn serve(
         None => (None, None),
     };
     outbox.close(CLOSE_NORMAL, "");
-    // The writer ends after the close frame; a socket that accepts nothing is
-    // given a moment, then dropped.
-    let grace = if reason == CloseReason::SlowConsumer {
-        SLOW_CONSUMER_CLOSE_GRACE + CLOSE_GRACE
-    } else {
-        CLOSE_GRACE
-    };
-    if tokio::time::timeout(grace, &mut writer).await.is_err() {
-        writer.abort();
+    let discarded = linger(&mut stream, &mut writer, reason, closing_since).await;
+    if discarded > 0 {
+        debug!(conn, discarded, "frames read and discarded while closing");
     }
     if reason == CloseReason::SlowConsumer {
         node.metrics.slow_consumer_closes.inc();
@@ -228,12 +294,88 @@ fn close_for(e: axum::Error) -> Option<(u16, &'static str, CloseReason)> {
     }
 }
 
+/// Ends a connection: lets the writer send what was queued and the close
+/// frame (within [`CLOSE_WRITE_GRACE`] of `since`, when the server decided to
+/// close), and, when the server decided on the close, keeps reading and
+/// discarding the client's input meanwhile and then until the client answered
+/// the close or hung up, at most [`CLOSE_LINGER`] after the last write (see
+/// the module docs). Returns how many frames were discarded.
+async fn linger(
+    stream: &mut SplitStream<WebSocket>,
+    writer: &mut JoinHandle<()>,
+    reason: CloseReason,
+    since: Instant,
+) -> usize {
+    if !reason.by_server() {
+        // The client closed first or the socket broke: nothing more is
+        // owed than the last frames, for which a socket that accepts
+        // nothing is given a moment.
+        if tokio::time::timeout(CLOSE_GRACE, &mut *writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
+        return 0;
+    }
+    // The writer bounds a slow consumer's close frame by the write grace
+    // itself, from when it starts sending it.
+    let write_bound = if reason == CloseReason::SlowConsumer {
+        CLOSE_WRITE_GRACE + CLOSE_GRACE
+    } else {
+        CLOSE_WRITE_GRACE
+    };
+    let deadline = sleep_until((since + write_bound).into());
+    tokio::pin!(deadline);
+    let mut written = false;
+    // After a refused frame the input cannot be read any more (tungstenite
+    // ends the stream): the socket is then kept, unread, for the whole write
+    // grace, which gives a client that reads late the time to take the close
+    // frame before the reset that dropping the socket causes reaches it.
+    let readable = reason.input_readable();
+    let mut input_ended = !readable;
+    let mut answered = false;
+    let mut discarded = 0;
+    while !(written && answered) {
+        tokio::select! {
+            _ = &mut *writer, if !written => {
+                written = true;
+                let mut until = Instant::now() + CLOSE_LINGER;
+                if !readable {
+                    until = until.max(since + CLOSE_WRITE_GRACE);
+                }
+                deadline.as_mut().reset(until.into());
+            }
+            frame = stream.next(), if !input_ended => match frame {
+                // The client's close, its hang-up, or a broken socket: the
+                // client sends nothing more.
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    input_ended = true;
+                    answered = true;
+                }
+                Some(Ok(_)) => discarded += 1,
+            },
+            _ = &mut deadline => break,
+        }
+    }
+    if !written {
+        writer.abort();
+    }
+    discarded
+}
+
 impl Session {
-    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>) -> CloseReason {
+    async fn read_loop(&mut self, stream: &mut SplitStream<WebSocket>) -> CloseReason {
         let idle = self.node.config.timing.idle_timeout;
         let mut last_seen = Instant::now();
         let idle_timer = sleep_until((last_seen + idle).into());
         tokio::pin!(idle_timer);
+        // When a connection that is in no room is closed; `None` while joined.
+        let join_timeout = self.node.config.timing.join_timeout;
+        let join_reason = format!("no join within {} s", join_timeout.as_secs());
+        let mut join_deadline = Some(last_seen + join_timeout);
+        let join_timer = sleep_until((last_seen + join_timeout).into());
+        tokio::pin!(join_timer);
         let mut draining = self.node.drain.subscribe();
         let outbox = self.outbox.clone();
         // A frame read ahead (see below) that is handled in the next round.
@@ -247,7 +389,7 @@ impl Session {
                         return if outbox.overflowed() {
                             CloseReason::SlowConsumer
                         } else {
-                            CloseReason::SessionMoved
+                            CloseReason::of_backend_close(outbox.close_code())
                         };
                     }
                     Ok(()) = async { draining.wait_for(|d| *d).await.map(|_| ()) } => {
@@ -255,6 +397,10 @@ impl Session {
                         let _ = outbox.reply("reconnect", reply::reconnect("shutdown", jitter));
                         outbox.close(CLOSE_GOING_AWAY, "server shutting down");
                         return CloseReason::Shutdown;
+                    }
+                    _ = &mut join_timer, if join_deadline.is_some() => {
+                        outbox.close(CLOSE_POLICY, join_reason.clone());
+                        return CloseReason::JoinTimeout;
                     }
                     _ = &mut idle_timer => {
                         // The timer is only re-armed here, not on every frame.
@@ -306,6 +452,17 @@ impl Session {
                 }
                 Some(Ok(Message::Close(_))) => return CloseReason::ClientClosed,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            }
+            // Joining stops the join deadline; leaving the room (or being
+            // told NOT_JOINED) starts it again.
+            match (&self.member, join_deadline) {
+                (Some(_), Some(_)) => join_deadline = None,
+                (None, None) => {
+                    let deadline = Instant::now() + join_timeout;
+                    join_deadline = Some(deadline);
+                    join_timer.as_mut().reset(deadline.into());
+                }
+                _ => {}
             }
         }
     }
@@ -535,10 +692,18 @@ impl Session {
                 let _ = self.outbox.reply("peers", reply::peers(id, &peers));
             }
             Request::SetState { patch, if_version } => {
-                let version = backend
-                    .set_state(self.member()?, &patch, if_version)
-                    .await?;
-                let _ = self.outbox.reply("ok", reply::ok_version(id, version));
+                let member = self.member()?;
+                // The `state` event of this patch may reach the outbox before
+                // the backend's answer (it always does on the embedded node;
+                // on Redis it races the script's reply): it waits behind the
+                // `ok`, so the order is the same on every backend.
+                self.outbox.hold_events();
+                let result = backend.set_state(member, &patch, if_version).await;
+                if let Ok(version) = result {
+                    let _ = self.outbox.reply("ok", reply::ok_version(id, version));
+                }
+                let _ = self.outbox.release();
+                result?;
             }
             Request::Update { role, metadata } => {
                 if let Some(claims) = &self.claims {
@@ -579,11 +744,9 @@ async fn write_loop(mut sink: Sink, outbox: Arc<Outbox>, node: Arc<Node>) {
                 };
                 // Whatever part of a frame was cut off stays buffered in the
                 // sink and goes out before the close frame.
-                let _ = tokio::time::timeout(
-                    SLOW_CONSUMER_CLOSE_GRACE,
-                    sink.send(Message::Close(Some(frame))),
-                )
-                .await;
+                let _ =
+                    tokio::time::timeout(CLOSE_WRITE_GRACE, sink.send(Message::Close(Some(frame))))
+                        .await;
                 return;
             }
             Next::Frames(frames) => {
@@ -628,7 +791,10 @@ async fn write_batch(
             Outgoing::Close { code, reason } => {
                 let frame = (code != CLOSE_NORMAL || !reason.is_empty()).then(|| CloseFrame {
                     code,
-                    reason: Utf8Bytes::from_static(reason),
+                    reason: match reason {
+                        Cow::Borrowed(text) => Utf8Bytes::from_static(text),
+                        Cow::Owned(text) => Utf8Bytes::from(text),
+                    },
                 });
                 let _ = sink.send(Message::Close(frame)).await;
                 return Ok((max_seq, true));

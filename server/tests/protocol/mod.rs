@@ -21,6 +21,8 @@
 //! - `state`: merge patches, versions, conflicts, size limit.
 //! - `hostile`: malformed and abusive input.
 //! - `limits`: room size, sizes, rate limit, slow consumer, connection limit.
+//! - `closes`: server-initiated closes reach the client intact (queued replies,
+//!   then the exact code and reason); the join deadline.
 //! - `recovery`: resume, replay, tokens, the resume window.
 //! - `liveness`: server pings and the idle timeout.
 //! - `drain`: SIGTERM.
@@ -30,6 +32,7 @@
 // Binaries that instantiate only `protocol_suite!` do not use `multi_node`.
 #![allow(dead_code)]
 
+pub mod closes;
 pub mod discover;
 pub mod drain;
 pub mod endpoints;
@@ -107,6 +110,7 @@ macro_rules! protocol_suite {
                 state_versions_in_order => Settings::new(),
                 state_size_limit => Settings::new(),
                 set_state_validation => Settings::new(),
+                set_state_ok_before_state => Settings::new(),
             }
             hostile {
                 non_json_text => Settings::new(),
@@ -152,6 +156,20 @@ macro_rules! protocol_suite {
                     .set("RESUME_WINDOW_SECS", 1),
                 connection_limit => Settings::new().set("MAX_CONNECTIONS", 3),
             }
+            closes {
+                flood_reads_every_reply_then_1008 => Settings::new()
+                    .set("RATE_LIMIT_PER_SEC", 1)
+                    .set("RESUME_WINDOW_SECS", $crate::protocol::closes::LATE_SECS),
+                oversized_frame_after_replies_gets_1009 => Settings::new()
+                    .set("RESUME_WINDOW_SECS", $crate::protocol::closes::LATE_SECS),
+                slow_consumer_reads_everything_then_1008 => Settings::new()
+                    .set("OUTBOUND_QUEUE_BYTES", 65536)
+                    .set("RATE_LIMIT_PER_SEC", 100000)
+                    .set("RATE_LIMIT_BURST", 100000)
+                    .set("RESUME_WINDOW_SECS", 1),
+                join_deadline => Settings::new()
+                    .set("JOIN_TIMEOUT_SECS", $crate::protocol::closes::JOIN_SECS),
+            }
             recovery {
                 resume_with_last_seq => Settings::new(),
                 resume_without_last_seq => Settings::new(),
@@ -163,6 +181,7 @@ macro_rules! protocol_suite {
                 window_expiry => Settings::new()
                     .set("RESUME_WINDOW_SECS", $crate::protocol::recovery::SHORT_WINDOW_SECS),
                 unknown_resume_token => Settings::new(),
+                overlong_resume_token => Settings::new(),
                 overflowed_buffer_not_recovered => Settings::new().set(
                     "RECOVERY_BUFFER_EVENTS",
                     $crate::protocol::recovery::SMALL_BUFFER_EVENTS,

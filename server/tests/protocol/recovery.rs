@@ -390,6 +390,29 @@ pub async fn unknown_resume_token(c: &Cluster) {
     bob.assert_quiet().await;
 }
 
+/// A `resume` longer than any token (over 1,024 bytes) is an invalid token
+/// like any other: the `join` proceeds as a fresh one (`recovered:false`), or
+/// is `PEER_ID_TAKEN` for a peer id in use; never `BAD_REQUEST`.
+pub async fn overlong_resume_token(c: &Cluster) {
+    let (mut bob, _) = join(c, 0, "r1", "bob").await;
+    let long = format!("sb1.{}", "A".repeat(2000));
+    let mut taker = c.connect(1).await;
+    taker
+        .request_error(
+            json!({"type": "join", "room": "r1", "peer": "bob", "resume": long}),
+            "PEER_ID_TAKEN",
+        )
+        .await;
+    let joined = taker
+        .join(json!({"type": "join", "room": "r1", "peer": "alice", "resume": long}))
+        .await;
+    assert_eq!(joined["recovered"], false, "{joined}");
+    assert_eq!(joined["peer"], "alice");
+    assert_eq!(bob.recv_type("peer_joined").await["peer"]["peer"], "alice");
+    taker.assert_quiet().await;
+    bob.assert_quiet().await;
+}
+
 /// After an explicit `leave` the session cannot re-attach: a resume is a fresh
 /// join (`recovered:false`, `peer_joined` for the others).
 pub async fn leave_ends_the_session(c: &Cluster) {

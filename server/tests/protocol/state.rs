@@ -242,3 +242,55 @@ pub async fn set_state_validation(c: &Cluster) {
     let (_bob, joined) = join(c, 1, "r1", "bob").await;
     assert_eq!(joined["state"], json!({"version": 0, "data": {}}));
 }
+
+/// The sender of `set_state` receives its `ok{version}` before the `state`
+/// event its patch caused, on every backend (docs/protocol.md, Clarifications);
+/// in a burst, each `ok` still comes before its own `state`, and both kinds
+/// keep the order of the requests.
+pub async fn set_state_ok_before_state(c: &Cluster) {
+    let (mut alice, _) = join(c, 0, "r1", "alice").await;
+    let (mut bob, _) = join(c, 1, "r1", "bob").await;
+    alice.recv_type("peer_joined").await;
+    const ONE_BY_ONE: u64 = 10;
+    for n in 1..=ONE_BY_ONE {
+        alice
+            .send_json(json!({"type": "set_state", "patch": {"n": n}, "id": n}))
+            .await;
+        let first = alice.recv_json().await;
+        assert_eq!(first, json!({"type": "ok", "id": n, "version": n}));
+        expect_state(&mut alice, n, &json!({"n": n}), "alice").await;
+        expect_state(&mut bob, n, &json!({"n": n}), "alice").await;
+    }
+    const BURST: u64 = 20;
+    let burst: Vec<String> = (ONE_BY_ONE + 1..=ONE_BY_ONE + BURST)
+        .map(|n| json!({"type": "set_state", "patch": {"n": n}, "id": n}).to_string())
+        .collect();
+    alice.send_burst(&burst).await;
+    let (mut next_ok, mut next_state) = (ONE_BY_ONE + 1, ONE_BY_ONE + 1);
+    while next_state <= ONE_BY_ONE + BURST {
+        let msg = alice.recv_json().await;
+        match ty(&msg) {
+            "ok" => {
+                assert_eq!(
+                    msg,
+                    json!({"type": "ok", "id": next_ok, "version": next_ok})
+                );
+                next_ok += 1;
+            }
+            "state" => {
+                assert_eq!(msg["version"], next_state, "{msg}");
+                assert!(
+                    next_state < next_ok,
+                    "state {next_state} came before its ok: {msg}"
+                );
+                next_state += 1;
+            }
+            _ => alice.fail(&format!("unexpected {msg}")),
+        }
+    }
+    for n in ONE_BY_ONE + 1..=ONE_BY_ONE + BURST {
+        expect_state(&mut bob, n, &json!({"n": n}), "alice").await;
+    }
+    alice.assert_quiet().await;
+    bob.assert_quiet().await;
+}

@@ -7,11 +7,12 @@
 //! tokio-tungstenite answers the server's WebSocket pings whenever we read.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -64,24 +65,47 @@ impl Client {
 
     /// Connects to `url`; a refused upgrade or an I/O error is `Err`.
     pub async fn try_connect(url: &str, label: &str) -> Result<Client, String> {
-        // Larger than any server limit so that the server, not this client,
-        // decides what is too big.
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(64 << 20))
-            .max_frame_size(Some(64 << 20));
-        let connecting = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+        let connecting = tokio_tungstenite::connect_async_with_config(url, Some(config()), true);
         let (ws, _response) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
             .map_err(|_| format!("connect {url}: no handshake within {CONNECT_TIMEOUT:?}"))?
             .map_err(|e| format!("connect {url}: {e}"))?;
-        Ok(Client {
+        Ok(Self::over(ws, label))
+    }
+
+    /// Connects to `addr` over a socket with a receive buffer of about
+    /// `bytes`: a client that cannot take a large backlog at once (as one on
+    /// a slow or distant link), so that what the server sends it stays in
+    /// flight in the server's socket for a while.
+    pub async fn connect_small_buffer(addr: SocketAddr, label: &str, bytes: u32) -> Client {
+        let url = format!("ws://{addr}/ws");
+        let connecting = async {
+            let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+            socket
+                .set_recv_buffer_size(bytes)
+                .map_err(|e| e.to_string())?;
+            let stream = socket.connect(addr).await.map_err(|e| e.to_string())?;
+            let stream = MaybeTlsStream::Plain(stream);
+            tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(config()))
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(Ok((ws, _response))) => Self::over(ws, label),
+            Ok(Err(e)) => panic!("{label}: connect {url}: {e}"),
+            Err(_) => panic!("{label}: connect {url}: no handshake within {CONNECT_TIMEOUT:?}"),
+        }
+    }
+
+    fn over(ws: Ws, label: &str) -> Client {
+        Client {
             ws,
             label: label.to_owned(),
             backlog: VecDeque::new(),
             log: Vec::new(),
             next_id: 0,
             server_pings: 0,
-        })
+        }
     }
 
     pub fn label(&self) -> &str {
@@ -421,6 +445,14 @@ impl Client {
     pub fn backlog_len(&self) -> usize {
         self.backlog.len()
     }
+}
+
+/// The client's WebSocket limits: larger than any server limit, so that the
+/// server, not this client, decides what is too big.
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20))
 }
 
 fn abbreviate(s: &str) -> String {

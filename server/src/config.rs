@@ -88,6 +88,11 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "HOST", default_value = DEFAULT_HOST)]
     pub host: IpAddr,
+    /// A second, internal listener (`host:port`) for `/metrics` and
+    /// `/status`, which the public one then no longer serves; `/health` and
+    /// `/ready` answer on both. Unset: one listener serves everything.
+    #[arg(long, env = "INTERNAL_ADDR")]
+    pub internal_addr: Option<std::net::SocketAddr>,
     /// Redis URL (redis:// or rediss://, user and password may be in the URL).
     /// Unset: embedded single node with in-memory state.
     #[arg(long, env = "REDIS_URL")]
@@ -320,6 +325,8 @@ impl Default for Timing {
 pub struct Config {
     pub host: IpAddr,
     pub port: u16,
+    /// The internal listener for metrics and status, if any.
+    pub internal_addr: Option<std::net::SocketAddr>,
     pub node_id: String,
     pub region: String,
     pub log_format: LogFormat,
@@ -339,6 +346,7 @@ impl Default for Config {
         Self {
             host: IpAddr::from([127, 0, 0, 1]),
             port: 0,
+            internal_addr: None,
             node_id: default_node_id(),
             region: "local".into(),
             log_format: LogFormat::Auto,
@@ -481,9 +489,21 @@ impl ServeArgs {
         )?;
         let auth = self.auth.into_config()?;
         let ice = self.ice.into_config()?;
+        if let Some(internal) = self.internal_addr {
+            if internal.port() != 0 && internal.port() == self.port {
+                return Err(invalid(
+                    "INTERNAL_ADDR",
+                    format!(
+                        "uses PORT ({}); the internal listener needs a port of its own",
+                        self.port
+                    ),
+                ));
+            }
+        }
         Ok(Config {
             host: self.host,
             port: self.port,
+            internal_addr: self.internal_addr,
             node_id,
             region: self.server_region,
             log_format: self.log_format,

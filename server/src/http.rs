@@ -24,11 +24,28 @@ const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
 /// together are also flushed together).
 const WS_WRITE_BUFFER_BYTES: usize = 8 * 1024;
 
-/// The router of one node.
+/// The router of one node's listener: everything, or with an internal
+/// listener (`INTERNAL_ADDR`) configured, everything but metrics and status.
 pub fn app(node: Arc<Node>) -> Router {
-    Router::new()
+    let public = Router::new()
         .route("/", get(index))
         .route("/ws", get(upgrade))
+        .route("/health", get(health))
+        .route("/ready", get(ready));
+    let public = if node.config.internal_addr.is_some() {
+        public
+    } else {
+        public
+            .route("/metrics", get(metrics))
+            .route("/status", get(status))
+    };
+    public.with_state(node)
+}
+
+/// The router of the internal listener: probes, metrics and status, for
+/// what runs inside the network (Prometheus, load balancer health checks).
+pub fn internal_app(node: Arc<Node>) -> Router {
+    Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))

@@ -108,6 +108,19 @@ pub async fn run(
         Some(verifier) => info!("authentication is on: {}", verifier.describe()),
         None => warn!("authentication is off: the server is open, any client may join any room (configure JWT_SECRET, JWT_PUBLIC_KEY_FILE or JWT_JWKS_FILE to require tokens)"),
     }
+    let internal = match node.config.internal_addr {
+        Some(at) => {
+            let internal = TcpListener::bind(at).await.map_err(|e| {
+                Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on INTERNAL_ADDR {at}: {e}"),
+                ))
+            })?;
+            info!(addr = %internal.local_addr()?, "internal listener (metrics, status)");
+            Some(internal)
+        }
+        None => None,
+    };
     info!(addr = %addr, "listening");
 
     let drain_node = node.clone();
@@ -131,7 +144,30 @@ pub async fn run(
             );
         }
     };
-    listener::serve(listener, node.clone(), drained).await;
+    let stopped = tokio_util::sync::CancellationToken::new();
+    let stop = stopped.clone();
+    tokio::spawn(async move {
+        drained.await;
+        stop.cancel();
+    });
+    let public = listener::serve(
+        listener,
+        http::app(node.clone()),
+        node.clone(),
+        stopped.clone().cancelled_owned(),
+    );
+    match internal {
+        Some(internal) => {
+            let internal = listener::serve(
+                internal,
+                http::internal_app(node.clone()),
+                node.clone(),
+                stopped.cancelled_owned(),
+            );
+            tokio::join!(public, internal);
+        }
+        None => public.await,
+    }
     node.backend.shutdown().await;
     info!("stopped");
     Ok(())

@@ -67,9 +67,13 @@ const ENFILE: i32 = 23;
 
 /// Accepts and serves HTTP (and WebSocket upgrades) on `listener` until
 /// `stop` resolves; see the module header.
-pub async fn serve(listener: TcpListener, node: Arc<Node>, stop: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    node: Arc<Node>,
+    stop: impl Future<Output = ()>,
+) {
     warn_if_few_file_descriptors(&node);
-    let router = crate::http::app(node.clone());
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(node.config.timing.header_read_timeout)

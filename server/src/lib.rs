@@ -93,8 +93,22 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    // The signal may come at any moment, also while start-up still waits for
+    // Redis (up to half a minute): it must stop the process then too.
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let signalled = stopping.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        signalled.cancel();
+    });
     let mut metrics = Metrics::new();
-    let backend = build_backend(&config, &mut metrics).await?;
+    let backend = tokio::select! {
+        backend = build_backend(&config, &mut metrics) => backend?,
+        () = stopping.cancelled() => {
+            warn!("shutdown signal received during start-up: stopping before serving");
+            return Ok(());
+        }
+    };
     let node = Node::new(config, backend, metrics);
     let addr = listener.local_addr()?;
     info!(
@@ -125,7 +139,7 @@ pub async fn run(
 
     let drain_node = node.clone();
     let drained = async move {
-        shutdown.await;
+        stopping.cancelled().await;
         let node = drain_node;
         info!(
             connections = node.drain.active(),

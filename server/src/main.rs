@@ -52,7 +52,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(Command::PrintConfig) = cli.command {
-        println!("{config:#?}");
+        print!("{}", effective_settings());
         return ExitCode::SUCCESS;
     }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -122,6 +122,65 @@ fn usage_error(e: &clap::Error) -> String {
         }
     }
     text
+}
+
+/// The effective settings as environment lines a user can copy (`KEY=value`),
+/// each with where its value came from; secrets hidden, a password in
+/// `REDIS_URL` redacted. Called once the configuration validated.
+fn effective_settings() -> String {
+    use clap::parser::ValueSource;
+    let matches = Cli::command().get_matches();
+    let mut out = String::from("# effective settings (value source after each)\n");
+    for arg in Cli::command().get_arguments() {
+        let Some(var) = arg.get_env().map(|v| v.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let id = arg.get_id().as_str();
+        let source = match matches.value_source(id) {
+            Some(ValueSource::CommandLine) => "flag",
+            Some(ValueSource::EnvVariable) => "environment",
+            Some(ValueSource::DefaultValue) => "default",
+            _ => "unset",
+        };
+        let value = matches
+            .get_raw(id)
+            .map(|values| {
+                values
+                    .map(|v| v.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let value = if value.is_empty() {
+            value
+        } else if arg.is_hide_env_values_set() {
+            "<hidden>".to_owned()
+        } else if var == "REDIS_URL" {
+            switchboard::config::redact_url(&value)
+        } else {
+            value
+        };
+        let note = if var == "SERVER_ID" && source == "unset" {
+            " (a node id is chosen at each start from the host name; set SERVER_ID to fix it)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "{var}={}  # {source}{note}\n",
+            shell_quoted(&value)
+        ));
+    }
+    out
+}
+
+/// `value` as a shell word (quoted when it holds anything but safe characters).
+fn shell_quoted(value: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./:,@%+=*".contains(c);
+    if value.chars().all(safe) {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
 }
 
 /// The environment variable behind `--long`, in the command or a subcommand.

@@ -79,3 +79,35 @@ fn a_typo_suggests_the_flag() {
         ],
     );
 }
+
+#[test]
+fn print_config_prints_copyable_settings_with_their_sources() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env_clear()
+        .envs([
+            ("JWT_SECRET", "0123456789abcdef-secret"),
+            ("REDIS_URL", "redis://:hunter2@redis.internal:6379"),
+        ])
+        .args(["--port", "9000", "print-config"])
+        .output()
+        .expect("run switchboard print-config");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for line in [
+        "PORT=9000  # flag",
+        "HOST=0.0.0.0  # default",
+        "REDIS_URL=redis://***@redis.internal:6379  # environment",
+        "JWT_SECRET='<hidden>'  # environment",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "{line:?} in:\n{stdout}");
+    }
+    assert!(
+        !stdout.contains("hunter2") && !stdout.contains("-secret"),
+        "{stdout}"
+    );
+    let server_id = stdout.lines().find(|l| l.starts_with("SERVER_ID="));
+    assert!(
+        server_id.is_some_and(|l| l.contains("chosen at each start")),
+        "{server_id:?}"
+    );
+}

@@ -120,3 +120,11 @@ def booted(sandbox, rendered):
     result = sandbox.run_script(rendered("binary")["user_data"], "user-data")
     assert result.returncode == 0, (result.stderr, sandbox.output())
     return sandbox
+
+
+@pytest.fixture
+def node(booted):
+    """A booted sandbox with a fresh call log, for running what the user
+    data installed."""
+    booted.forget_calls()
+    return booted

@@ -110,12 +110,13 @@ def main():
 
     joined = " ".join(args)
     used = load("used.json", {})
-    for i, rule in enumerate(behaviour.get("rules", [])):
+    for rule in behaviour.get("rules", []):
         if rule.get("cmd") != cmd or not all(m in joined for m in rule.get("match", [])):
             continue
-        if "times" in rule and used.get(str(i), 0) >= rule["times"]:
+        key = str(rule["id"])
+        if "times" in rule and used.get(key, 0) >= rule["times"]:
             continue
-        used[str(i)] = used.get(str(i), 0) + 1
+        used[key] = used.get(key, 0) + 1
         save("used.json", used)
         save("counts.json", counts)
         body = rule.get("body")

@@ -73,11 +73,23 @@ class Sandbox:
     def rule(self, cmd, *match, **kw):
         """Adds an answer; first=True puts it before the others."""
         first = kw.pop("first", False)
-        rule = {"cmd": cmd, "match": list(match), **kw}
+        rule = {"cmd": cmd, "match": list(match), "id": self._next_id(), **kw}
         if first:
             self.behaviour["rules"].insert(0, rule)
         else:
             self.behaviour["rules"].append(rule)
+
+    def _next_id(self):
+        self._ids = getattr(self, "_ids", 0) + 1
+        return self._ids
+
+    def forget_calls(self):
+        """Starts a new call log (the boot's is kept as calls-boot.jsonl)."""
+        log = self.dir / "calls.jsonl"
+        if log.exists():
+            log.rename(self.dir / "calls-boot.jsonl")
+        for name in ("counts.json",):
+            (self.dir / name).unlink(missing_ok=True)
 
     def watch(self, *absolute):
         self.behaviour["watch"] += [str(self.path(p)) for p in absolute]

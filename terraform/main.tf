@@ -106,6 +106,7 @@ data "aws_iam_policy_document" "kms" {
 # the load balancer (ingress on the server port), Redis (egress to 6379) and the
 # Auto Scaling group (egress to AWS APIs over HTTPS).
 resource "aws_security_group" "nodes" {
+  #checkov:skip=CKV2_AWS_5:Attached to every node by the launch template in modules/asg (network_interfaces, asserted by tests/asg.tftest.hcl); checkov loses the link when module.asg also takes an output of module.monitoring.
   name_prefix = "${var.name}-nodes-"
   description = "Switchboard nodes: traffic from the load balancer only"
   vpc_id      = local.vpc_id

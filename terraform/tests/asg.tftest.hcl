@@ -126,6 +126,11 @@ run "launch_template_pins_the_image" {
     )
     error_message = "IMDSv2 only, hop limit 1, no public IP."
   }
+
+  assert {
+    condition     = aws_launch_template.this.network_interfaces[0].security_groups == toset([var.security_group_id])
+    error_message = "Every node must be in the nodes' security group (and only that one)."
+  }
 }
 
 run "image_from_an_ssm_parameter" {

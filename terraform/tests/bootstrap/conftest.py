@@ -39,8 +39,9 @@ with open(os.path.join(os.environ["SB_SANDBOX"], "server-env.json"), "w") as f:
 def render(tmp_dir, **variables):
     work = Path(tmp_dir)
     work.mkdir(parents=True, exist_ok=True)
-    text = (HERE / "render" / "main.tf").read_text()
-    (work / "main.tf").write_text(text.replace('"../../../modules/node-bootstrap"', json.dumps(str(MODULE))))
+    for f in (HERE / "render").glob("*.tf"):
+        text = f.read_text().replace('"../../../modules/node-bootstrap"', json.dumps(str(MODULE)))
+        (work / f.name).write_text(text)
     tf = os.environ.get("TERRAFORM", "terraform")
     env = dict(os.environ, TF_IN_AUTOMATION="1", CHECKPOINT_DISABLE="1")
     args = []

@@ -5,17 +5,6 @@ terraform {
   required_version = ">= 1.9.0"
 }
 
-variable "install_method" {
-  description = "container or binary."
-  type        = string
-}
-
-variable "binary_sha256" {
-  description = "Pinned checksum, or null to use the published .sha256."
-  type        = string
-  default     = null
-}
-
 module "bootstrap" {
   source = "../../../modules/node-bootstrap"
 
@@ -46,14 +35,4 @@ module "bootstrap" {
   asg_name           = "sb-nodes"
   hook_name          = "sb-drain"
   log_group          = "/sb/server"
-}
-
-output "user_data" {
-  description = "The rendered user data."
-  value       = module.bootstrap.user_data
-}
-
-output "units" {
-  description = "The units, by file name."
-  value       = module.bootstrap.units
 }

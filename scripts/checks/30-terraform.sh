@@ -120,6 +120,9 @@ EOF
   export TF_CLI_CONFIG_FILE="$TOOLS/terraform.rc"
   echo "terraform: $TERRAFORM ($("$TERRAFORM" version | head -n1)), provider mirror $MIRROR" >&2
 elif [ "${TF_ALLOW_PROVIDER_DOWNLOAD:-}" = 1 ]; then
+  # Downloaded once, shared by every initialised directory.
+  export TF_PLUGIN_CACHE_DIR="$TOOLS/terraform-plugin-cache"
+  mkdir -p "$TF_PLUGIN_CACHE_DIR"
   echo "terraform: $TERRAFORM, providers downloaded (TF_ALLOW_PROVIDER_DOWNLOAD=1)" >&2
 else
   PROVIDERS="no filesystem mirror of the hashicorp/aws provider on this machine (set TF_PROVIDER_MIRROR, or TF_ALLOW_PROVIDER_DOWNLOAD=1 where the network is allowed)"

@@ -226,8 +226,11 @@ resource "aws_autoscaling_group" "this" {
     preferences {
       min_healthy_percentage = 100
       max_healthy_percentage = 200
-      instance_warmup        = 120
-      auto_rollback          = true
+      # Longer than the alarm needs to go off (3 minutes of unhealthy
+      # targets), so a version whose nodes never turn ready is rolled back
+      # before the old nodes are gone.
+      instance_warmup = 300
+      auto_rollback   = true
 
       dynamic "alarm_specification" {
         for_each = length(var.refresh_rollback_alarms) > 0 ? [1] : []

@@ -51,8 +51,8 @@ need_checkov
 
 # --- Terraform and its providers --------------------------------------------------
 
-# The first terraform on PATH that is recent enough (an old one, such as a
-# Python wrapper's 1.0, may come first).
+# The first terraform on PATH (or in the usual places) that is recent enough:
+# an old one, such as a Python wrapper's 1.0, may come first.
 find_terraform() {
   local candidate version
   while IFS= read -r candidate; do
@@ -61,7 +61,7 @@ find_terraform() {
       echo "$candidate"
       return 0
     fi
-  done < <(type -ap terraform)
+  done < <(type -ap terraform; ls /usr/local/bin/terraform /usr/bin/terraform 2>/dev/null)
   return 1
 }
 
@@ -101,7 +101,7 @@ TERRAFORM="$(find_terraform)" || TERRAFORM=""
 MIRROR=""
 PROVIDERS=""  # why providers are unavailable, or empty when they are
 if [ -z "$TERRAFORM" ]; then
-  PROVIDERS="no terraform >= $TF_MIN_VERSION on PATH (the machine image ships one in /usr/local/bin)"
+  PROVIDERS="no terraform >= $TF_MIN_VERSION on PATH or in /usr/local/bin (install Terraform $TF_MIN_VERSION or later)"
 elif MIRROR="$(find_mirror)"; then
   # Symlinks into the mirror instead of a copy of the ~700 MB provider per
   # initialised directory; nothing is ever fetched from the network.

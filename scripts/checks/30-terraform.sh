@@ -31,9 +31,9 @@ CHECKOV_VERSION=3.3.30
 TF_MIN_VERSION=1.9.0
 
 need_pip python-hcl2==8.1.4 pytest==8.3.4
-# systemd-analyze (Debian's systemd package) verifies the units; rsyslogd
-# runs the log rule.
-need_apt systemd rsyslog
+# systemd-analyze (Debian's systemd package) verifies the units, rsyslogd runs
+# the log rule, shellcheck reads the user data and the node scripts.
+need_apt systemd rsyslog shellcheck
 
 # checkov pins many dependencies exactly: it gets a venv of its own.
 need_checkov() {

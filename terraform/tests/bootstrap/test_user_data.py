@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -211,3 +212,15 @@ def test_every_script_parses(sandbox, rendered, method):
     r = subprocess.run(["python3", "-m", "py_compile", str(sb.path("/usr/local/libexec/switchboard/publish-metrics"))],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("method", ["binary", "container"])
+def test_shellcheck_finds_nothing(rendered, tmp_path, method):
+    checker = shutil.which("shellcheck")
+    if not checker:
+        pytest.skip("shellcheck is not installed (Debian package shellcheck)")
+    script = tmp_path / "user-data.sh"
+    script.write_text(rendered(method)["user_data"])
+    files = [str(script)] + [str(p) for p in (Path(__file__).resolve().parents[2] / "modules/node-bootstrap/files").glob("*.sh")]
+    out = subprocess.run([checker, "-S", "warning"] + files, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout

@@ -16,7 +16,7 @@ test-rust: ## fmt, clippy and all Rust tests only
 test-k8s: ## Helm charts, kustomize overlays, manifests and CRD copies only
 	./scripts/test-all.sh 20-kubernetes
 
-test-terraform: ## Terraform parse, fmt, policy scan and static assertions only
+test-terraform: ## Terraform init, validate, terraform test (mocked AWS), user-data sandbox, checkov only
 	./scripts/test-all.sh 30-terraform
 
 test-delivery: ## workflows, Dockerfiles, compose and dependency policy only

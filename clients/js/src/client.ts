@@ -18,6 +18,7 @@
  *   answer in time counts as a lost connection.
  */
 
+import { Emitter } from './emitter.js';
 import { SwitchboardError } from './errors.js';
 import type {
   BroadcastEvent,
@@ -171,16 +172,7 @@ function defaultStorage(): StorageLike | null {
   }
 }
 
-/** Reports an exception of an app listener without breaking the client's own flow. */
-function report(err: unknown) {
-  const g = globalThis as any;
-  if (typeof g.reportError === 'function') g.reportError(err);
-  else setTimeout(() => {
-    throw err;
-  });
-}
-
-export class Client {
+export class Client extends Emitter<ClientEvents> {
   /** Where the connection is: idle → connecting → joined ⇄ reconnecting → disconnected. */
   connectionState: ConnectionState = 'idle';
   /** This client's peer id, once joined. */
@@ -197,7 +189,6 @@ export class Client {
   lastSeq?: number;
 
   private readonly o: ClientOptions;
-  private readonly listeners: { [K in keyof ClientEvents]?: Set<(ev: ClientEvents[K]) => void> } = {};
   private readonly storage: StorageLike | null;
   private readonly key: string;
   private readonly policy: ReconnectPolicy;
@@ -229,6 +220,7 @@ export class Client {
   private readonly onPageHide = () => this.save();
 
   constructor(options: ClientOptions) {
+    super();
     this.o = options;
     this.policy = options.reconnect ?? backoff();
     this.storage = options.storage === undefined ? defaultStorage() : options.storage;
@@ -239,16 +231,6 @@ export class Client {
       this.session = saved.session;
       this.lastSeq = saved.lastSeq;
     }
-  }
-
-  /** Subscribes to an event; returns the function that unsubscribes. */
-  on<K extends keyof ClientEvents>(type: K, fn: (ev: ClientEvents[K]) => void): () => void {
-    ((this.listeners[type] ??= new Set() as any) as Set<typeof fn>).add(fn);
-    return () => this.off(type, fn);
-  }
-
-  off<K extends keyof ClientEvents>(type: K, fn: (ev: ClientEvents[K]) => void): void {
-    (this.listeners[type] as Set<typeof fn> | undefined)?.delete(fn);
   }
 
   /**
@@ -674,16 +656,6 @@ export class Client {
           fn();
         }, ms)
       : undefined;
-  }
-
-  private emit<K extends keyof ClientEvents>(type: K, ev: ClientEvents[K]) {
-    for (const fn of [...(this.listeners[type] ?? [])]) {
-      try {
-        (fn as (e: ClientEvents[K]) => void)(ev);
-      } catch (e) {
-        report(e);
-      }
-    }
   }
 
   private load(): Saved | undefined {

@@ -237,10 +237,13 @@ test('1008 after repeated rate limiting: typed RATE_LIMITED errors, then backoff
         return 50;
       },
     });
-    const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => a.c.broadcast(i)));
-    const codes = results.map((r) => (r.status === 'fulfilled' ? 'ok' : r.reason.code));
+    // One request at a time, as an app that awaits its calls sends them.
+    const codes = [];
+    for (let i = 0; i < 20 && a.rec.of('lost').length === 0; i++) {
+      codes.push(await a.c.broadcast(i).then(() => 'ok', (e) => (assert.ok(e.retryable, e.code), e.code)));
+    }
+    assert.equal(codes[0], 'ok');
     assert.ok(codes.includes('RATE_LIMITED'), `some were rate limited: ${codes}`);
-    assert.ok(results.filter((r) => r.status === 'rejected').every((r) => r.reason.retryable));
     const lost = await a.rec.nth('lost', 1);
     assert.equal(lost.code, 1008);
     assert.equal(seen[0].code, 1008);

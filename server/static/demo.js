@@ -396,7 +396,8 @@ var Client = class extends Emitter {
   }
   joined(m) {
     const resumed = !!this.session && m.recovered === true;
-    if (!resumed) this.lastSeq = void 0;
+    if (!this.session) this.lastSeq = 0;
+    else if (!resumed) this.lastSeq = void 0;
     this.recovered = this.everJoined ? resumed : !this.session || resumed;
     this.everJoined = true;
     this.authRetried = false;

@@ -547,10 +547,12 @@ export class Client extends Emitter<ClientEvents> {
 
   private joined(m: any) {
     const resumed = !!this.session && m.recovered === true;
-    // A join that did not resume starts a new seq count (and a fresh peer);
-    // one that resumed without replay continues it: either way the next event
-    // sets the baseline.
-    if (!resumed) this.lastSeq = undefined;
+    // A fresh join starts a new peer whose events count from seq 1: nothing
+    // processed yet is last_seq 0, so a socket lost before the first event
+    // still gets that event replayed. A resume that could not replay may be
+    // a fresh peer or a continued count: the next event sets the baseline.
+    if (!this.session) this.lastSeq = 0;
+    else if (!resumed) this.lastSeq = undefined;
     this.recovered = this.everJoined ? resumed : !this.session || resumed;
     this.everJoined = true;
     this.authRetried = false;

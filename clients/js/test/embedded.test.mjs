@@ -170,18 +170,21 @@ test('a request times out when the client cannot get back in time, and is then n
   await px.close();
 });
 
-test('a silent dead socket is found by the client ping and resumed', async () => {
+test('a silent dead socket is found by the client ping and resumed, with what was written into it', async () => {
   const room = roomName();
   const px = await proxy(node);
   const a = await joined(px.url, { room, peer: 'alice', pingIntervalMs: 200, pongTimeoutMs: 300 });
-  const b = await joined(node.url, { room, peer: 'bob' });
   px.freeze(); // nothing passes, nothing closes
+  // Alice's first events (seq 1 and 2) are written into the dead socket.
+  const b = await joined(node.url, { room, peer: 'bob' });
   await b.c.signal('alice', 'while frozen');
   const lost = await a.rec.nth('lost', 1);
   assert.equal(lost.code, 'PING_TIMEOUT');
   const j = await a.rec.nth('joined', 2);
   assert.equal(j.resumed, true);
   assert.deepEqual((await a.rec.nth('signal', 1)).payload, 'while frozen');
+  assert.equal(a.rec.of('peer_joined')[0].peer.peer, 'bob');
+  assert.deepEqual(a.rec.all.filter((e) => e.ev?.seq).map((e) => e.ev.seq), [1, 2]);
   a.c.close();
   b.c.close();
   await px.close();

@@ -1,8 +1,9 @@
 // End to end in a real browser: the demo page served by real nodes, in
 // headless Chromium. Two and three pages form a WebRTC mesh (video and a
 // chat data channel) through one node and through two nodes sharing Redis;
-// a node killed with SIGKILL mid-call: its page resumes on the other node
-// and the call goes on. Screenshots go to clients/js/artifacts/.
+// a page reload resumes its peer from sessionStorage; a node killed with
+// SIGKILL mid-call: its page resumes on the other node and the call goes
+// on. Screenshots go to clients/js/artifacts/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { roomName, startCluster } from '../test/support.mjs';
@@ -63,6 +64,25 @@ test('three pages across two nodes form a full mesh', async () => {
   }
   await screenshot(pages[0], 'three-pages-two-nodes.png');
   await closeAll(pages);
+});
+
+test('a page reload resumes the same peer from sessionStorage and the call is rebuilt', async () => {
+  const [n1] = cluster.nodes;
+  const room = roomName();
+  const alice = await openDemo(browser, n1, { room, name: 'alice' });
+  const bob = await openDemo(browser, n1, { room, name: 'bob' });
+  await connectedTo(alice, ['bob']);
+  await connectedTo(bob, ['alice']);
+  await alice.page.reload();
+  const back = await inPage(alice, () => window.demo?.seen.joins[0], undefined, 'the reloaded page in the room');
+  assert.deepEqual([back.peer, back.resumed], ['alice', true]);
+  // The new page has no RTCPeerConnection of the old one: both sides rebuild theirs.
+  await connectedTo(alice, ['bob']);
+  await alice.page.evaluate(() => window.demo.say('reloaded'));
+  await received(bob, 'alice', 'reloaded');
+  assert.equal(await bob.page.evaluate(() => document.getElementById('log').innerText.includes('alice left')), false);
+  await screenshot(alice, 'reloaded-page-resumed.png');
+  await closeAll([alice, bob]);
 });
 
 test('a node killed mid-call: its page resumes on the other node and the call goes on', async () => {

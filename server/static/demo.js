@@ -712,7 +712,7 @@ function canvasStream(label) {
     g.font = "24px system-ui, sans-serif";
     g.fillText(label, 16, 40);
     g.font = "16px system-ui, sans-serif";
-    g.fillText((/* @__PURE__ */ new Date()).toLocaleTimeString(), 16, 220);
+    g.fillText((/* @__PURE__ */ new Date()).toLocaleTimeString(), 16, 68);
   }, 100);
   return canvas.captureStream(10);
 }

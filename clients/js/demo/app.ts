@@ -44,7 +44,7 @@ function canvasStream(label: string): MediaStream {
     g.font = '24px system-ui, sans-serif';
     g.fillText(label, 16, 40);
     g.font = '16px system-ui, sans-serif';
-    g.fillText(new Date().toLocaleTimeString(), 16, 220);
+    g.fillText(new Date().toLocaleTimeString(), 16, 68);
   }, 100);
   return canvas.captureStream(10);
 }

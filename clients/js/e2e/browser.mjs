@@ -36,9 +36,10 @@ export async function launch() {
 
 /**
  * Opens the demo of `node` in a fresh context (its own sessionStorage) and
- * joins `room` as `name`, with `wsUrls` as the failover list.
+ * joins `room` as `name`, with `wsUrls` as the failover list; without
+ * `camera`, the page sends its generated canvas stream.
  */
-export async function openDemo(browser, node, { room, name, wsUrls }) {
+export async function openDemo(browser, node, { room, name, wsUrls, camera = true }) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
   // With the permission granted, Chromium offers host candidates (here:
   // loopback) instead of hiding them behind mDNS names; no device is opened.
@@ -46,7 +47,7 @@ export async function openDemo(browser, node, { room, name, wsUrls }) {
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
-  const q = new URLSearchParams({ room, name, join: '1', nodes: (wsUrls ?? [node.url]).join(',') });
+  const q = new URLSearchParams({ room, name, join: '1', nodes: (wsUrls ?? [node.url]).join(','), camera: camera ? '1' : '0' });
   await page.goto(`${node.http}/demo?${q}`);
   return { page, context, name, errors };
 }

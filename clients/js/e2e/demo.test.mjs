@@ -53,7 +53,8 @@ test('three pages across two nodes form a full mesh', async () => {
   for (const [i, name] of names.entries()) {
     const home = homes[i];
     const other = home === n1 ? n2 : n1;
-    pages.push(await openDemo(browser, home, { room, name, wsUrls: [home.url, other.url] }));
+    // cat has no camera: the others get its generated canvas video.
+    pages.push(await openDemo(browser, home, { room, name, wsUrls: [home.url, other.url], camera: name !== 'cat' }));
   }
   for (const [i, p] of pages.entries()) await connectedTo(p, names.filter((_, j) => j !== i));
   for (const [i, p] of pages.entries()) {
@@ -63,6 +64,7 @@ test('three pages across two nodes form a full mesh', async () => {
     for (const [j, from] of names.entries()) if (j !== i) await received(p, from, `from ${from}`);
   }
   await screenshot(pages[0], 'three-pages-two-nodes.png');
+  await screenshot(pages[2], 'three-pages-canvas-video.png');
   await closeAll(pages);
 });
 

@@ -96,6 +96,31 @@ test('recovered:false resets the seq baseline and is reported', async () => {
   await srv.close();
 });
 
+test('server events and unsolicited errors reach their listeners; a throwing listener stops nobody', async () => {
+  const srv = await fakeServer();
+  const c = client(srv.url, { room: 'r' });
+  const rec = record(c);
+  // Where a browser reports a listener's exception.
+  const thrown = [];
+  globalThis.reportError = (e) => thrown.push(e.message);
+  c.on('server', () => {
+    throw new Error('listener bug');
+  });
+  void c.connect();
+  const c1 = await srv.conn(1);
+  welcome(c1, await srv.message(c1, 'join'));
+  send(c1, { type: 'server', seq: 1, payload: { notice: 'maintenance' } });
+  send(c1, { type: 'error', code: 'BAD_REQUEST', message: 'not JSON' });
+  const err = await rec.nth('error', 1);
+  assert.deepEqual([err.code, err.message, err.retryable], ['BAD_REQUEST', 'not JSON', false]);
+  assert.deepEqual(rec.of('server')[0].payload, { notice: 'maintenance' });
+  delete globalThis.reportError;
+  assert.deepEqual(thrown, ['listener bug']);
+  assert.equal(c.connectionState, 'joined');
+  c.close();
+  await srv.close();
+});
+
 test('4001: the session is forgotten and the next join is fresh, with the same peer id', async () => {
   const srv = await fakeServer();
   const storage = memoryStorage();

@@ -1,5 +1,5 @@
 # One entry point for people and CI. `make help` lists the targets.
-.PHONY: help run test test-rust test-k8s test-terraform test-delivery fmt lint bench crd
+.PHONY: help run test test-rust test-k8s test-terraform test-delivery test-js fmt lint bench crd
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ test-terraform: ## Terraform init, validate, terraform test (mocked AWS), user-d
 
 test-delivery: ## workflows, Dockerfiles, compose and dependency policy only
 	./scripts/test-all.sh 40-delivery
+
+test-js: ## JavaScript client: typecheck, size, Node tests, browser e2e, npm pack
+	./scripts/test-all.sh 50-js
 
 fmt: ## format the workspace
 	cargo fmt --all

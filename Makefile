@@ -22,8 +22,9 @@ test-terraform: ## Terraform parse, fmt, policy scan and static assertions only
 test-delivery: ## workflows, Dockerfiles, compose and dependency policy only
 	./scripts/test-all.sh 40-delivery
 
-fmt: ## format the workspace
+fmt: ## format the workspace and the fuzz targets (server/fuzz)
 	cargo fmt --all
+	rustfmt --edition 2021 server/fuzz/fuzz_targets/*.rs
 
 lint: ## clippy with warnings as errors
 	cargo clippy --workspace --all-targets -- -D warnings

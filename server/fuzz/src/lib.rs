@@ -300,15 +300,11 @@ impl Model {
         assert_eq!(next.version, self.state.version + 1);
         let size = serde_json::to_vec(&next.data).map(|v| v.len()).unwrap();
         assert!(size <= max, "state of {size} bytes over {max}");
-        // RFC 7386: a merge patch is idempotent, and `null` deletes its key.
+        check_merged(&self.state.data, patch, &next.data);
+        // A merge patch is idempotent.
         let mut again = next.data.clone();
         state::merge_patch(&mut again, patch);
         assert_eq!(again, next.data, "patch not idempotent: {patch:?}");
-        for (key, value) in patch {
-            if value.is_null() {
-                assert!(!next.data.contains_key(key), "null kept key {key:?}");
-            }
-        }
         json(&reply::ok_version(id, next.version));
         let body = event::state(&next, "alice");
         self.state = next;
@@ -338,6 +334,43 @@ fn json(text: &str) -> Option<Value> {
         Ok(v) => Some(v),
         Err(e) if e.to_string().starts_with("recursion limit exceeded") => None,
         Err(e) => panic!("not JSON ({e}): {text}"),
+    }
+}
+
+/// RFC 7386, checked key by key on the result: a key the patch sets to `null`
+/// is gone, one it sets to an object is an object merged the same way, one it
+/// sets to anything else holds exactly that, and every other key is unchanged.
+fn check_merged(
+    before: &Map<String, Value>,
+    patch: &Map<String, Value>,
+    after: &Map<String, Value>,
+) {
+    for (key, value) in before {
+        if !patch.contains_key(key) {
+            assert_eq!(after.get(key), Some(value), "untouched key {key:?} changed");
+        }
+    }
+    for key in after.keys() {
+        if !patch.contains_key(key) {
+            assert!(
+                before.contains_key(key),
+                "key {key:?} appeared from nowhere"
+            );
+        }
+    }
+    for (key, change) in patch {
+        match change {
+            Value::Null => assert!(!after.contains_key(key), "null kept key {key:?}"),
+            Value::Object(inner) => {
+                let Some(Value::Object(merged)) = after.get(key) else {
+                    panic!("key {key:?} patched with an object is {:?}", after.get(key));
+                };
+                let empty = Map::new();
+                let old = before.get(key).and_then(Value::as_object).unwrap_or(&empty);
+                check_merged(old, inner, merged);
+            }
+            other => assert_eq!(after.get(key), Some(other), "key {key:?} not replaced"),
+        }
     }
 }
 

@@ -25,8 +25,9 @@ test-delivery: ## workflows, Dockerfiles, compose and dependency policy only
 test-js: ## JavaScript client: typecheck, size, Node tests, browser e2e, npm pack
 	./scripts/test-all.sh 50-js
 
-fmt: ## format the workspace
+fmt: ## format the workspace and the fuzz targets (server/fuzz)
 	cargo fmt --all
+	rustfmt --edition 2021 server/fuzz/fuzz_targets/*.rs
 
 lint: ## clippy with warnings as errors
 	cargo clippy --workspace --all-targets -- -D warnings

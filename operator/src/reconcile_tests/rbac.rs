@@ -190,7 +190,7 @@ async fn rbac_grants_exactly_what_the_operator_uses() {
     // The default (namespace-scoped) Role and the cluster-wide ClusterRole.
     for (file, kind) in [
         ("rbac.yaml", "Role"),
-        ("cluster-wide/rbac.yaml", "ClusterRole"),
+        ("../operator-cluster-wide/rbac.yaml", "ClusterRole"),
     ] {
         let have = granted(file, kind);
         let missing: Vec<_> = needed.difference(&have).collect();

@@ -19,6 +19,12 @@
 #   - NOTES.txt (client-side dry run) tells how to connect;
 #   - the CRD copy in the operator chart equals k8s/operator/crd.yaml, and the
 #     chart's RBAC and settings keep up with the operator's own manifests;
+#   - the charts' alerts: `promtool check rules` and `promtool test rules`
+#     (helm/*/monitoring-tests/), each alert's runbook a section of
+#     docs/runbooks.md; the Grafana dashboards: JSON, every metric registered
+#     by the server or the operator, every query parsed by promtool;
+#   - shellcheck of the end-to-end scripts (operator/e2e/), which run on kind
+#     in GitHub Actions only;
 #   - checkov (kubernetes framework) over every rendering, with no failed check:
 #     each exception is a checkov.io/skipN annotation with its reason.
 # Nothing here needs a cluster. Takes about a minute once the tools are there.
@@ -34,7 +40,7 @@ need_pip kubernetes-validate==1.37.0 jsonschema==4.26.0 pyyaml==6.0.3
 need_helm_kubectl
 # A local redis-server runs the bundled Redis's command, config and probes;
 # promtool (Debian's prometheus) checks and unit-tests the alerts.
-need_apt redis-server redis-tools prometheus
+need_apt redis-server redis-tools prometheus shellcheck
 
 # checkov pins many dependencies exactly: it gets a venv of its own (shared
 # with the terraform checks, same version).
@@ -857,6 +863,10 @@ dashboards_check() {
   promtool check rules "$TOOLS/dashboard-queries.yml"
 }
 step "Grafana dashboards: JSON, known metrics, PromQL that parses" dashboards_check
+
+# The end-to-end scripts run only on a real cluster (GitHub Actions, kind):
+# here they are at least linted.
+step "shellcheck operator/e2e/*.sh" shellcheck -x -S warning operator/e2e/run.sh operator/e2e/chart.sh operator/e2e/lib.sh
 
 # ------------------------------------------------------------------ policy scan
 

@@ -19,9 +19,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=operator/e2e/lib.sh
 source "$HERE/lib.sh"
-ROOT="$(cd "$HERE/../.." && pwd)"
 NS="${CHART_NAMESPACE:?set CHART_NAMESPACE to the namespace of the chart release}"
-T="${E2E_TIMEOUT:-300}"
+# shellcheck disable=SC2034 # used by lib.sh
 WORK="$(mktemp -d)"
 
 dump() {
@@ -33,19 +32,9 @@ dump() {
   kubectl get events -n "$NS" --sort-by=.lastTimestamp | tail -n 80
   kubectl logs -n "$NS" -l app.kubernetes.io/part-of=switchboard --all-containers --prefix --tail=100
   kubectl describe pods -n "$NS" | tail -n 150
-  for f in "$WORK"/pf-*.log; do
-    [ -e "$f" ] && { echo "---- $f ----"; cat "$f"; }
-  done
 }
 
-cleanup() {
-  local rc=$?
-  stop_port_forwards
-  [ "$rc" -ne 0 ] && dump
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
+trap on_exit EXIT
 
 need_python
 command -v helm >/dev/null || fail "helm is not on PATH"
@@ -72,16 +61,11 @@ wait_until "$T" "$min ready server pods" at_min
 echo "OK $min pods"
 
 log "relay a signal across two server pods (through Redis)"
-mapfile -t pods < <(kubectl -n "$NS" get pods -l app.kubernetes.io/component=server \
-  --field-selector=status.phase=Running -o name)
-[ "${#pods[@]}" -ge 2 ] || fail "expected 2 running server pods, found ${#pods[@]}"
-port_forward "${pods[0]}" 18281 8080
-port_forward "${pods[1]}" 18282 8080
-"$PY" "$HERE/signal_smoke.py" ws://127.0.0.1:18281/ws ws://127.0.0.1:18282/ws
-stop_port_forwards
+relay_across_pods app.kubernetes.io/component=server
 
 log "/metrics and /status on the internal port only"
-metrics_only_internal "${pods[0]}" 18283 18284
+pod="$(kubectl -n "$NS" get pods -l app.kubernetes.io/component=server -o name | head -n 1)"
+metrics_only_internal "$pod" 18283 18284
 
 log "an upgrade keeps the replica count the HPA chose"
 # Stand in for the HPA (without a metrics server it leaves a count within its

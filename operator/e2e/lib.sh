@@ -2,10 +2,17 @@
 # Helpers shared by the end-to-end scripts (run.sh: the operator; chart.sh:
 # the Helm chart): logging, bounded waits, port-forwards that wait until the
 # server answers, and a Python with the `websockets` package for
-# signal_smoke.py. Sourced, not run; the caller sets NS (the namespace
-# port-forwards go to) and WORK (a scratch directory it removes).
+# signal_smoke.py. Sourced, not run: it sets ROOT and T (E2E_TIMEOUT); the
+# caller sets HERE (this directory), NS (the namespace port-forwards go to)
+# and WORK (a scratch directory it removes).
 
 PF_PIDS=()
+# The repository, and the seconds allowed for each wait (used by the scripts
+# that source this file).
+# shellcheck disable=SC2034
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck disable=SC2034
+T="${E2E_TIMEOUT:-300}"
 
 log() { printf '\n==> %s\n' "$*"; }
 fail() {
@@ -50,6 +57,22 @@ port_forward() {
   wait_until 60 "port-forward to $target:$remote answering /health" http_ok "http://127.0.0.1:$local_port/health"
 }
 
+# on_exit : the EXIT trap of the scripts: stop the port-forwards, and on a
+# failure call the script's `dump` and print the port-forwards' logs; then
+# remove WORK and keep the exit status.
+on_exit() {
+  local rc=$? f
+  stop_port_forwards
+  if [ "$rc" -ne 0 ]; then
+    dump
+    for f in "$WORK"/pf-*.log; do
+      [ -e "$f" ] && { echo "---- $f ----"; cat "$f"; }
+    done
+  fi
+  rm -rf "$WORK"
+  exit "$rc"
+}
+
 stop_port_forwards() {
   local pid
   for pid in "${PF_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -70,6 +93,18 @@ need_python() {
     python3 -m pip install -q --user --break-system-packages 'websockets>=13' \
       || fail "cannot install the websockets package (python3 -m venv and pip --user both failed)"
   fi
+}
+
+# relay_across_pods SELECTOR : a signal relayed between two clients on two
+# different running pods of SELECTOR (in NS), so through Redis.
+relay_across_pods() {
+  local pods=()
+  mapfile -t pods < <(kubectl -n "$NS" get pods -l "$1" --field-selector=status.phase=Running -o name)
+  [ "${#pods[@]}" -ge 2 ] || fail "expected 2 running server pods ($1), found ${#pods[@]}"
+  port_forward "${pods[0]}" 18181 8080
+  port_forward "${pods[1]}" 18182 8080
+  "$PY" "$HERE/signal_smoke.py" ws://127.0.0.1:18181/ws ws://127.0.0.1:18182/ws
+  stop_port_forwards
 }
 
 # metrics_only_internal POD PUBLIC_LOCAL INTERNAL_LOCAL : with the internal

@@ -46,12 +46,7 @@ async fn storage_change_is_reported_while_the_rest_of_the_edit_applies() {
         .as_str()
         .unwrap();
     assert!(image.ends_with(":9.9.9"), "{image}");
-    let degraded = written_condition(&seen, "Degraded");
-    assert_eq!(
-        (degraded["status"].as_str(), degraded["reason"].as_str()),
-        (Some("True"), Some("ManualStepNeeded"))
-    );
-    let msg = degraded["message"].as_str().unwrap();
+    let msg = expect_condition(&seen, "Degraded", "True", "ManualStepNeeded");
     assert!(
         msg.starts_with(
             "spec.redis.managed.storage.size is 5Gi but the Redis volume was created with 1Gi"
@@ -134,12 +129,8 @@ async fn a_refused_object_never_blocks_the_others() {
         .as_str()
         .unwrap()
         .ends_with(":9.9.9"));
-    let degraded = written_condition(&seen, "Degraded");
-    assert_eq!(degraded["reason"], "ReconcileFailed");
-    assert!(degraded["message"]
-        .as_str()
-        .unwrap()
-        .contains("denied by policy"));
+    let msg = expect_condition(&seen, "Degraded", "True", "ReconcileFailed");
+    assert!(msg.contains("denied by policy"), "{msg}");
     let applied = body_of(&seen, Method::POST, "events");
     assert_eq!(applied["note"], "Applied Deployment chat");
 }
@@ -281,15 +272,8 @@ async fn autoscaling_without_requests_is_refused_and_changes_nothing() {
     let scenario = Scenario::default().status("chat").event().event();
     let (result, seen) = run_with(sc, &existing(&old), scenario).await;
     assert_eq!(result.unwrap(), Action::await_change());
-    let ready = written_condition(&seen, "Ready");
-    assert_eq!(
-        (ready["status"].as_str(), ready["reason"].as_str()),
-        (Some("False"), Some("InvalidSpec"))
-    );
-    let msg = written_condition(&seen, "Degraded")["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    expect_condition(&seen, "Ready", "False", "InvalidSpec");
+    let msg = expect_condition(&seen, "Degraded", "True", "InvalidSpec");
     assert!(
         msg.contains("spec.resources.requests.cpu is not set"),
         "{msg}"

@@ -104,6 +104,18 @@ fn written_condition(seen: &[Seen], type_: &str) -> Value {
         .clone()
 }
 
+/// Asserts the status and reason of the written condition `type_`; returns
+/// its message.
+fn expect_condition(seen: &[Seen], type_: &str, status: &str, reason: &str) -> String {
+    let c = written_condition(seen, type_);
+    assert_eq!(
+        (c["status"].as_str(), c["reason"].as_str()),
+        (Some(status), Some(reason)),
+        "{c}"
+    );
+    c["message"].as_str().unwrap_or_default().to_string()
+}
+
 /// A Secret holding one key.
 fn secret(name: &str, key: &str, value: &str) -> Secret {
     Secret {

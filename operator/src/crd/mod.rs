@@ -5,7 +5,7 @@
 //! test, and defaults declared with `#[serde(default)]` land in the schema so the
 //! API server fills them in. Rules the schema cannot express on one field (for
 //! example `minReplicas <= maxReplicas`) are CEL rules; the same rules, plus a few
-//! that need more context, are checked again in [`validate`](crate::validate) so a
+//! that need more context, are checked again in `validate` so a
 //! resource that slipped past the API server still gets a clear message.
 //!
 //! This file holds the resource itself, its status and what several parts share;

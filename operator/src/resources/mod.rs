@@ -2,7 +2,7 @@
 //! object the operator wants to exist.
 //!
 //! Nothing here talks to the API server, so every builder is unit-tested on its
-//! own. The reconcile loop ([`apply`](crate::apply)) applies what these return
+//! own. The reconcile loop (`apply.rs`) applies what these return
 //! with server-side apply. Each object carries an owner reference to its
 //! SignalingCluster (garbage collection on delete) and the operator's labels.
 //!

@@ -6,7 +6,7 @@
 -- (signal.lua takes one such key per sender and points PEERS and PREFIX at
 -- each in turn.)
 -- Per-peer keys: `p:<peer>` (hash: node, att, seq, secret, away, reason,
--- written) and `q:<peer>` (stream of events, entry id `<seq>-1`).
+-- written, qb, qf) and `q:<peer>` (stream of events, entry id `<seq>-1`).
 -- A delivery assigns the recipient's next seq, appends to its stream (bounded)
 -- and publishes one message per node that holds recipients, on the channel
 -- `sb:{ROOM}:node:<node>`:
@@ -14,39 +14,210 @@
 -- signal.lua delivers a batch and then sends each room's node one message
 -- with all of its events, each with its byte length:
 --   "M\n" then, per event, "<kind> <peer>=<seq> <length>\n<body>"
+--
+-- Replay budgets (server/src/backend/budget.rs says what is counted):
+-- - per peer: its stream keeps the newest events within MAXLEN events and
+--   PEER_BYTES bytes of bodies; `p:<peer>` tracks `qb` (body bytes held) and
+--   `qf` (seq of the oldest event held). Each stream entry has `k` (type), `n`
+--   (body length) and either `b` (the body) or `r` (the id of a shared body).
+-- - per room: `replay` (hash) stores each body sent to several peers once,
+--   `b:<id>` with `r:<id>` the number of stream entries that refer to it,
+--   `last` the last id, and `bytes`: everything the room keeps for replay
+--   (bodies once, plus OVERHEAD per body and per stream entry). Beyond
+--   ROOM_BYTES whole streams are dropped, largest first; their peers' resumes
+--   from before then answer recovered=0 (resume.lua finds the gap).
 
 local PEERS = KEYS[1]
 local PREFIX = string.sub(PEERS, 1, -6)
 local PUBLISH = 'PUBLISH'
 local MAXLEN = 512
+local PEER_BYTES = math.huge
+local ROOM_BYTES = math.huge
 local TTL = 3600000
+-- Bytes counted per stored body and per stream entry besides the body
+-- (ENTRY_OVERHEAD and BODY_OVERHEAD in budget.rs).
+local OVERHEAD = 64
+-- Events a stream may hold beyond MAXLEN before it is trimmed back to
+-- MAXLEN: trimming a batch at a time is much cheaper than one entry per
+-- event. resume.lua enforces the exact bound of MAXLEN recoverable events.
+local SLACK = 64
 -- Messages published by this script run, returned for metrics.
 local PUBLISHED = 0
+-- Change of the current room's replay bytes not yet written (see settle).
+local DELTA = 0
 
-local function configure(publish_cmd, maxlen, ttl)
+-- ARGV prefix of every script: the publish command, the replay limits
+-- `EVENTS:PEER_BYTES:ROOM_BYTES` (or only EVENTS: no byte budgets), the TTL.
+local function configure(publish_cmd, limits, ttl)
   PUBLISH = publish_cmd
-  MAXLEN = tonumber(maxlen)
+  local events, peer_bytes, room_bytes = string.match(limits, '^(%d+):(%d+):(%d+)$')
+  if events then
+    MAXLEN = tonumber(events)
+    PEER_BYTES = tonumber(peer_bytes)
+    ROOM_BYTES = tonumber(room_bytes)
+  else
+    MAXLEN = tonumber(limits)
+  end
   TTL = tonumber(ttl)
 end
 
 local function meta_key(peer) return PREFIX .. 'p:' .. peer end
 local function queue_key(peer) return PREFIX .. 'q:' .. peer end
 local function state_key() return PREFIX .. 'state' end
+local function replay_key() return PREFIX .. 'replay' end
 local function channel(node) return PREFIX .. 'node:' .. node end
 
--- Assigns the peer's next seq and appends the event to its stream.
-local function record(peer, kind, body)
-  local seq = redis.call('HINCRBY', meta_key(peer), 'seq', 1)
-  -- Approximate trimming is much cheaper than exact; resume.lua enforces
-  -- the exact bound of MAXLEN recoverable events.
-  redis.call('XADD', queue_key(peer), 'MAXLEN', '~', MAXLEN, seq .. '-1', 'k', kind, 'b', body)
+-- The seq of a stream entry (id `<seq>-1`).
+local function entry_seq(entry)
+  return tonumber(string.match(entry[1], '^(%d+)-'))
+end
+
+-- A field of a stream entry, or nil.
+local function entry_field(entry, name)
+  local f = entry[2]
+  for i = 1, #f, 2 do
+    if f[i] == name then return f[i + 1] end
+  end
+  return nil
+end
+
+-- The body length of an entry and the id of its shared body (nil if inline).
+local function entry_size(entry)
+  local ref = entry_field(entry, 'r')
+  local n = tonumber(entry_field(entry, 'n') or '')
+  if not n then n = #(entry_field(entry, 'b') or '') end
+  return n, ref
+end
+
+-- One stream entry less refers to shared body `id`; frees it with the last.
+local function release_body(id)
+  local key = replay_key()
+  if redis.call('HINCRBY', key, 'r:' .. id, -1) <= 0 then
+    DELTA = DELTA - OVERHEAD - redis.call('HSTRLEN', key, 'b:' .. id)
+    redis.call('HDEL', key, 'r:' .. id, 'b:' .. id)
+  end
+end
+
+-- Accounts for a stream entry that is gone.
+local function release_entry(entry)
+  local n, ref = entry_size(entry)
+  DELTA = DELTA - OVERHEAD
+  if ref then release_body(ref) else DELTA = DELTA - n end
+  return n
+end
+
+-- Drops the oldest events of a peer's stream until it holds at most MAXLEN
+-- events and PEER_BYTES bytes. `first` and `held` are the stream's oldest
+-- seq and body bytes, `seq` its newest; returns the new first and held.
+local function trim(queue, seq, first, held)
+  while first <= seq and (seq - first + 1 > MAXLEN or held > PEER_BYTES) do
+    local batch = redis.call('XRANGE', queue, first .. '-0', '+', 'COUNT', 32)
+    if #batch == 0 then
+      -- The stream is gone (expired): nothing is held.
+      first = seq + 1
+      break
+    end
+    for _, e in ipairs(batch) do
+      if not (seq - first + 1 > MAXLEN or held > PEER_BYTES) then break end
+      held = held - release_entry(e)
+      first = entry_seq(e) + 1
+    end
+    redis.call('XTRIM', queue, 'MINID', first .. '-0')
+  end
+  if first > seq or held < 0 then held = 0 end
+  return first, held
+end
+
+-- The seq of the oldest event in a stream, or nil when it is empty.
+local function oldest(queue)
+  local e = redis.call('XRANGE', queue, '-', '+', 'COUNT', 1)[1]
+  return e and entry_seq(e)
+end
+
+-- Assigns the peer's next seq and appends the event to its stream: the body
+-- itself, or with `shared` the id of the room's copy of it.
+local function record(peer, kind, body, shared)
+  local meta, queue = meta_key(peer), queue_key(peer)
+  local m = redis.call('HMGET', meta, 'seq', 'qb', 'qf')
+  local seq = tonumber(m[1] or '0') + 1
+  local n = #body
+  local held = tonumber(m[2] or '0') + n
+  -- Peers recorded before budgets existed have no `qf` yet.
+  local first = tonumber(m[3] or '') or oldest(queue) or seq
+  if shared then
+    redis.call('XADD', queue, seq .. '-1', 'k', kind, 'n', n, 'r', shared)
+    DELTA = DELTA + OVERHEAD
+  else
+    redis.call('XADD', queue, seq .. '-1', 'k', kind, 'n', n, 'b', body)
+    DELTA = DELTA + OVERHEAD + n
+  end
+  if seq - first + 1 > MAXLEN + SLACK or held > PEER_BYTES then
+    first, held = trim(queue, seq, first, held)
+  end
+  redis.call('HSET', meta, 'seq', seq, 'qb', held, 'qf', first)
   return seq
 end
 
+-- Forgets everything kept for the peer's replay: a resume from before now
+-- answers recovered=0, one from now on recovers.
+local function forget(peer)
+  local meta, queue = meta_key(peer), queue_key(peer)
+  for _, e in ipairs(redis.call('XRANGE', queue, '-', '+')) do
+    release_entry(e)
+  end
+  redis.call('DEL', queue)
+  local seq = redis.call('HGET', meta, 'seq')
+  if seq then redis.call('HSET', meta, 'qb', 0, 'qf', tonumber(seq) + 1) end
+end
+
+-- Writes the room's change of replay bytes; beyond ROOM_BYTES, drops whole
+-- streams, largest first, until the room is within it. Called before the
+-- script moves on to another room (signal.lua) and at the end of deliver.
+local function settle()
+  if DELTA == 0 then return end
+  local key = replay_key()
+  local bytes = redis.call('HINCRBY', key, 'bytes', DELTA)
+  DELTA = 0
+  if bytes > ROOM_BYTES then
+    local sizes = {}
+    for _, peer in ipairs(redis.call('HKEYS', PEERS)) do
+      local held = tonumber(redis.call('HGET', meta_key(peer), 'qb') or '0')
+      if held > 0 then table.insert(sizes, {peer, held}) end
+    end
+    table.sort(sizes, function(a, b) return a[2] > b[2] end)
+    for _, s in ipairs(sizes) do
+      forget(s[1])
+      bytes = bytes + DELTA
+      DELTA = 0
+      if bytes <= ROOM_BYTES then break end
+    end
+    if bytes > ROOM_BYTES then
+      -- Every stream is empty, so the count drifted (keys that expired on
+      -- their own): start again from nothing, but never reuse a body id.
+      local last = redis.call('HGET', key, 'last')
+      redis.call('DEL', key)
+      if last then redis.call('HSET', key, 'last', last) end
+      bytes = 0
+    end
+    redis.call('HSET', key, 'bytes', math.max(bytes, 0))
+  elseif bytes < 0 then
+    redis.call('HSET', key, 'bytes', 0)
+  end
+  redis.call('PEXPIRE', key, TTL)
+end
+
 local function deliver(recipients, kind, body)
+  local shared = nil
+  if #recipients > 1 then
+    -- One copy for every recipient's stream.
+    local key = replay_key()
+    shared = redis.call('HINCRBY', key, 'last', 1)
+    redis.call('HSET', key, 'b:' .. shared, body, 'r:' .. shared, #recipients)
+    DELTA = DELTA + OVERHEAD + #body
+  end
   local routes = {}
   for _, peer in ipairs(recipients) do
-    local seq = record(peer, kind, body)
+    local seq = record(peer, kind, body, shared)
     redis.call('PEXPIRE', queue_key(peer), TTL)
     local node = redis.call('HGET', meta_key(peer), 'node')
     if node and node ~= '' then
@@ -54,6 +225,7 @@ local function deliver(recipients, kind, body)
       if routes[node] then routes[node] = routes[node] .. ',' .. entry else routes[node] = entry end
     end
   end
+  settle()
   for node, list in pairs(routes) do
     redis.call(PUBLISH, channel(node), 'E ' .. kind .. ' ' .. list .. '\n' .. body)
     PUBLISHED = PUBLISHED + 1
@@ -80,14 +252,16 @@ end
 local function touch(peer)
   redis.call('PEXPIRE', PEERS, TTL)
   redis.call('PEXPIRE', state_key(), TTL)
+  redis.call('PEXPIRE', replay_key(), TTL)
   if peer then redis.call('PEXPIRE', meta_key(peer), TTL) end
 end
 
 local function remove(peer, reason, body)
   redis.call('HDEL', PEERS, peer)
+  forget(peer)
   redis.call('DEL', meta_key(peer), queue_key(peer))
   deliver(others(peer), 'peer_left', body)
   if redis.call('HLEN', PEERS) == 0 then
-    redis.call('DEL', state_key())
+    redis.call('DEL', state_key(), replay_key())
   end
 end

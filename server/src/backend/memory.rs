@@ -15,7 +15,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -241,9 +241,11 @@ impl Drop for Locked<'_> {
     fn drop(&mut self) {
         self.settle();
         let dropped = std::mem::take(&mut self.room.dropped);
-        self.backend
-            .drops
-            .dropped(dropped, "ROOM_RECOVERY_BYTES", now_ms());
+        if dropped > 0 {
+            self.backend
+                .drops
+                .dropped(dropped, "ROOM_RECOVERY_BYTES", now_ms());
+        }
     }
 }
 
@@ -283,9 +285,12 @@ impl MemoryBackend {
         if self.recovery_bytes() <= budget {
             return;
         }
-        // Another thread is already bringing the total down.
-        let Ok(_evicting) = self.evicting.try_lock() else {
-            return;
+        let _evicting = match self.evicting.try_lock() {
+            Ok(guard) => guard,
+            // A panic while evicting left nothing half-done worth refusing for.
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            // Another thread is already bringing the total down.
+            Err(TryLockError::WouldBlock) => return,
         };
         let target = budget - budget / 8;
         let rooms: Vec<Arc<Mutex<Room>>> = self
@@ -315,7 +320,9 @@ impl MemoryBackend {
                 guard.settle();
             }
         }
-        self.drops.dropped(dropped, "NODE_RECOVERY_BYTES", now_ms());
+        if dropped > 0 {
+            self.drops.dropped(dropped, "NODE_RECOVERY_BYTES", now_ms());
+        }
     }
 
     fn room(&self, name: &str) -> Option<Arc<Mutex<Room>>> {

@@ -6,7 +6,7 @@
 -- (signal.lua takes one such key per sender and points PEERS and PREFIX at
 -- each in turn.)
 -- Per-peer keys: `p:<peer>` (hash: node, att, seq, secret, away, reason,
--- written, qb, qf) and `q:<peer>` (stream of events, entry id `<seq>-1`).
+-- written, qb) and `q:<peer>` (stream of events, entry id `<seq>-1`).
 -- A delivery assigns the recipient's next seq, appends to its stream (bounded)
 -- and publishes one message per node that holds recipients, on the channel
 -- `sb:{ROOM}:node:<node>`:
@@ -17,15 +17,20 @@
 --
 -- Replay budgets (server/src/backend/budget.rs says what is counted):
 -- - per peer: its stream keeps the newest events within MAXLEN events and
---   PEER_BYTES bytes of bodies; `p:<peer>` tracks `qb` (body bytes held) and
---   `qf` (seq of the oldest event held). Each stream entry has `k` (type), `n`
---   (body length) and either `b` (the body) or `r` (the id of a shared body).
+--   PEER_BYTES bytes of bodies; `p:<peer>` tracks `qb` (body bytes held).
+--   A stream entry has one field: the
+--   event type with the body (`signal` -> `{...}`), or `r` with
+--   "<type> <body length> <id>" for a shared body (few fields are cheaper to
+--   write and read back; see entry_parts).
 -- - per room: `replay` (hash) stores each body sent to several peers once,
 --   `b:<id>` with `r:<id>` the number of stream entries that refer to it,
 --   `last` the last id, and `bytes`: everything the room keeps for replay
 --   (bodies once, plus OVERHEAD per body and per stream entry). Beyond
 --   ROOM_BYTES whole streams are dropped, largest first; their peers' resumes
 --   from before then answer recovered=0 (resume.lua finds the gap).
+-- A peer recorded before budgets existed has no `qb` and old-style entries:
+-- they are read correctly, and the bytes they were never counted with are
+-- not subtracted below zero.
 
 local PEERS = KEYS[1]
 local PREFIX = string.sub(PEERS, 1, -6)
@@ -37,9 +42,10 @@ local TTL = 3600000
 -- Bytes counted per stored body and per stream entry besides the body
 -- (ENTRY_OVERHEAD and BODY_OVERHEAD in budget.rs).
 local OVERHEAD = 64
--- Events a stream may hold beyond MAXLEN before it is trimmed back to
--- MAXLEN: trimming a batch at a time is much cheaper than one entry per
--- event. resume.lua enforces the exact bound of MAXLEN recoverable events.
+-- A stream is trimmed back to MAXLEN events every SLACK events, so it may
+-- hold up to SLACK - 1 more: trimming a batch at a time is much cheaper
+-- than one entry per event. resume.lua enforces the exact bound of MAXLEN
+-- recoverable events.
 local SLACK = 64
 -- Messages published by this script run, returned for metrics.
 local PUBLISHED = 0
@@ -72,21 +78,18 @@ local function entry_seq(entry)
   return tonumber(string.match(entry[1], '^(%d+)-'))
 end
 
--- A field of a stream entry, or nil.
-local function entry_field(entry, name)
+-- The type, body length, shared body id (nil if inline) and inline body
+-- (nil if shared) of a stream entry.
+local function entry_parts(entry)
   local f = entry[2]
-  for i = 1, #f, 2 do
-    if f[i] == name then return f[i + 1] end
+  if f[1] == 'r' then
+    local kind, n, id = string.match(f[2], '^(%S+) (%d+) (%d+)$')
+    return kind, tonumber(n) or 0, id, nil
+  elseif f[1] == 'k' then
+    -- Written before replay budgets: k <type> b <body>.
+    return f[2], #(f[4] or ''), nil, f[4]
   end
-  return nil
-end
-
--- The body length of an entry and the id of its shared body (nil if inline).
-local function entry_size(entry)
-  local ref = entry_field(entry, 'r')
-  local n = tonumber(entry_field(entry, 'n') or '')
-  if not n then n = #(entry_field(entry, 'b') or '') end
-  return n, ref
+  return f[1], #f[2], nil, f[2]
 end
 
 -- One stream entry less refers to shared body `id`; frees it with the last.
@@ -98,63 +101,63 @@ local function release_body(id)
   end
 end
 
--- Accounts for a stream entry that is gone.
+-- Accounts for a stream entry that is gone; returns its body length.
 local function release_entry(entry)
-  local n, ref = entry_size(entry)
+  local _, n, id = entry_parts(entry)
   DELTA = DELTA - OVERHEAD
-  if ref then release_body(ref) else DELTA = DELTA - n end
+  if id then release_body(id) else DELTA = DELTA - n end
   return n
 end
 
--- Drops the oldest events of a peer's stream until it holds at most MAXLEN
--- events and PEER_BYTES bytes. `first` and `held` are the stream's oldest
--- seq and body bytes, `seq` its newest; returns the new first and held.
-local function trim(queue, seq, first, held)
-  while first <= seq and (seq - first + 1 > MAXLEN or held > PEER_BYTES) do
-    local batch = redis.call('XRANGE', queue, first .. '-0', '+', 'COUNT', 32)
-    if #batch == 0 then
-      -- The stream is gone (expired): nothing is held.
-      first = seq + 1
-      break
-    end
+-- Drops the oldest events of a peer's stream while it holds more than
+-- PEER_BYTES bytes of bodies (`held`); returns the bytes then held.
+local function trim_bytes(queue, held)
+  while held > PEER_BYTES do
+    local batch = redis.call('XRANGE', queue, '-', '+', 'COUNT', 8)
+    -- An empty stream (expired on its own) holds nothing.
+    if #batch == 0 then return 0 end
+    local last
     for _, e in ipairs(batch) do
-      if not (seq - first + 1 > MAXLEN or held > PEER_BYTES) then break end
+      if held <= PEER_BYTES then break end
       held = held - release_entry(e)
-      first = entry_seq(e) + 1
+      last = entry_seq(e)
     end
-    redis.call('XTRIM', queue, 'MINID', first .. '-0')
+    redis.call('XTRIM', queue, 'MINID', (last + 1) .. '-0')
   end
-  if first > seq or held < 0 then held = 0 end
-  return first, held
-end
-
--- The seq of the oldest event in a stream, or nil when it is empty.
-local function oldest(queue)
-  local e = redis.call('XRANGE', queue, '-', '+', 'COUNT', 1)[1]
-  return e and entry_seq(e)
+  return held
 end
 
 -- Assigns the peer's next seq and appends the event to its stream: the body
--- itself, or with `shared` the id of the room's copy of it.
+-- itself, or with `shared` the id of the room's copy of it. Every SLACK
+-- events, the events more than MAXLEN back are dropped; whenever the stream
+-- holds more than PEER_BYTES, the oldest ones at once.
 local function record(peer, kind, body, shared)
   local meta, queue = meta_key(peer), queue_key(peer)
-  local m = redis.call('HMGET', meta, 'seq', 'qb', 'qf')
-  local seq = tonumber(m[1] or '0') + 1
+  local seq = redis.call('HINCRBY', meta, 'seq', 1)
   local n = #body
-  local held = tonumber(m[2] or '0') + n
-  -- Peers recorded before budgets existed have no `qf` yet.
-  local first = tonumber(m[3] or '') or oldest(queue) or seq
   if shared then
-    redis.call('XADD', queue, seq .. '-1', 'k', kind, 'n', n, 'r', shared)
+    redis.call('XADD', queue, seq .. '-1', 'r', kind .. ' ' .. n .. ' ' .. shared)
     DELTA = DELTA + OVERHEAD
   else
-    redis.call('XADD', queue, seq .. '-1', 'k', kind, 'n', n, 'b', body)
+    redis.call('XADD', queue, seq .. '-1', kind, body)
     DELTA = DELTA + OVERHEAD + n
   end
-  if seq - first + 1 > MAXLEN + SLACK or held > PEER_BYTES then
-    first, held = trim(queue, seq, first, held)
+  local held = redis.call('HINCRBY', meta, 'qb', n)
+  local trimmed = false
+  if seq % SLACK == 0 and seq > MAXLEN then
+    local cut = seq - MAXLEN
+    local old = redis.call('XRANGE', queue, '-', cut .. '-1')
+    if #old > 0 then
+      for _, e in ipairs(old) do held = held - release_entry(e) end
+      redis.call('XTRIM', queue, 'MINID', (cut + 1) .. '-0')
+      trimmed = true
+    end
   end
-  redis.call('HSET', meta, 'seq', seq, 'qb', held, 'qf', first)
+  if held > PEER_BYTES then
+    held = trim_bytes(queue, held)
+    trimmed = true
+  end
+  if trimmed then redis.call('HSET', meta, 'qb', math.max(held, 0)) end
   return seq
 end
 
@@ -166,8 +169,7 @@ local function forget(peer)
     release_entry(e)
   end
   redis.call('DEL', queue)
-  local seq = redis.call('HGET', meta, 'seq')
-  if seq then redis.call('HSET', meta, 'qb', 0, 'qf', tonumber(seq) + 1) end
+  if redis.call('HEXISTS', meta, 'qb') == 1 then redis.call('HSET', meta, 'qb', 0) end
 end
 
 -- Writes the room's change of replay bytes; beyond ROOM_BYTES, drops whole
@@ -177,6 +179,9 @@ local function settle()
   if DELTA == 0 then return end
   local key = replay_key()
   local bytes = redis.call('HINCRBY', key, 'bytes', DELTA)
+  -- The key was (probably) just created: give it its TTL. Existing keys are
+  -- kept alive by touch(), like the room's other keys.
+  local fresh = bytes == DELTA
   DELTA = 0
   if bytes > ROOM_BYTES then
     local sizes = {}
@@ -198,12 +203,13 @@ local function settle()
       redis.call('DEL', key)
       if last then redis.call('HSET', key, 'last', last) end
       bytes = 0
+      fresh = true
     end
     redis.call('HSET', key, 'bytes', math.max(bytes, 0))
   elseif bytes < 0 then
     redis.call('HSET', key, 'bytes', 0)
   end
-  redis.call('PEXPIRE', key, TTL)
+  if fresh then redis.call('PEXPIRE', key, TTL) end
 end
 
 local function deliver(recipients, kind, body)

@@ -32,9 +32,8 @@ elseif from < seq then
     from = seq
   else
     for _, e in ipairs(entries) do
-      local body = entry_field(e, 'b')
-      local ref = entry_field(e, 'r')
-      if not body and ref then body = redis.call('HGET', replay_key(), 'b:' .. ref) end
+      local kind, _, id, body = entry_parts(e)
+      if id then body = redis.call('HGET', replay_key(), 'b:' .. id) end
       if not body then
         -- A shared body is gone (its key expired): nothing rather than a gap.
         recovered = 0
@@ -43,7 +42,7 @@ elseif from < seq then
         break
       end
       table.insert(events, string.match(e[1], '^(%d+)-'))
-      table.insert(events, entry_field(e, 'k'))
+      table.insert(events, kind)
       table.insert(events, body)
     end
   end

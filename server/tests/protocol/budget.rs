@@ -114,6 +114,41 @@ pub async fn peer_byte_budget_binds(c: &Cluster) {
     bob.assert_quiet().await;
 }
 
+/// Events kept per peer in [`trimmed_buffer_recovers_its_tail`].
+pub const FEW_EVENTS: usize = 10;
+
+/// `RECOVERY_BUFFER_EVENTS=10`: 127 signals to an away peer, far more than
+/// its buffer keeps; a resume that needs exactly the 10 newest gets them, in
+/// order. The last one is seq 128, where Redis trims its stream back to 10
+/// events (it does so every 64), so the oldest one needed is right at the cut.
+pub async fn trimmed_buffer_recovers_its_tail(c: &Cluster) {
+    let (alice, joined) = join(c, 0, "r1", "alice").await;
+    let session = joined["session"].as_str().expect("session").to_owned();
+    alice.close().await;
+    let (mut bob, _) = join(c, 1, "r1", "bob").await;
+    // alice's seq 1 is bob's peer_joined; the signals are 2..=128.
+    for n in 0..127 {
+        bob.request_ok(json!({"type": "signal", "to": "alice", "payload": {"n": n}}))
+            .await;
+    }
+    let last_seq = 128 - FEW_EVENTS as u64;
+    let (mut alice, joined) = join_with(
+        c,
+        2,
+        json!({"type": "join", "room": "r1", "peer": "alice", "resume": session,
+               "last_seq": last_seq}),
+    )
+    .await;
+    assert_eq!(joined["recovered"], true, "the last 10 are kept: {joined}");
+    for n in 117..127 {
+        let ev = alice.recv_type("signal").await;
+        assert_eq!(ev["payload"]["n"], n, "{ev}");
+        assert_eq!(seq(&ev), n + 2, "{ev}");
+    }
+    alice.assert_quiet().await;
+    bob.assert_quiet().await;
+}
+
 /// Room budget of [`room_budget_drops_largest_buffer`].
 pub const ROOM_BYTES: usize = 1024 * 1024;
 

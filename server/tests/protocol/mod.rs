@@ -179,6 +179,8 @@ macro_rules! protocol_suite {
                 room_budget_drops_largest_buffer => Settings::new()
                     .set("ROOM_RECOVERY_BYTES", $crate::protocol::budget::ROOM_BYTES),
                 shared_events_replayed_to_each => Settings::new(),
+                trimmed_buffer_recovers_its_tail => Settings::new()
+                    .set("RECOVERY_BUFFER_EVENTS", $crate::protocol::budget::FEW_EVENTS),
                 away_flood_within_budgets => Settings::new()
                     .set("ROOM_RECOVERY_BYTES", $crate::protocol::budget::FLOOD_ROOM_BYTES)
                     .set("NODE_RECOVERY_BYTES", $crate::protocol::budget::FLOOD_NODE_BYTES),

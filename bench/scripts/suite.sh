@@ -12,7 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-SERVER=target/release/switchboard
+# SERVER may name another build of the server, e.g. to compare commits.
+SERVER=${SERVER:-target/release/switchboard}
 BENCH=target/release/switchboard-bench
 REDIS_PORT=${REDIS_PORT:-6399}
 # The relay runs exceed the default 100 msgs/s per connection on purpose.

@@ -61,12 +61,17 @@ pub struct Summary {
     pub flood_secs: f64,
     /// Error replies by code (rate-limited messages are counted and resent).
     pub errors: ErrorCounts,
-    /// Server VmRSS before connecting and after the flood, and VmHWM after it,
+    /// Server VmRSS before connecting, once every peer joined and the away
+    /// ones dropped (before the flood), and after the flood; VmHWM after it;
     /// summed over `--server-pid`s, in KiB.
     pub rss_before_kib: Option<u64>,
+    pub rss_ready_kib: Option<u64>,
     pub rss_after_kib: Option<u64>,
     pub rss_peak_kib: Option<u64>,
+    /// Redis memory at the same moments (the peak is Redis's own, since it
+    /// started).
     pub redis_before: Option<RedisMemory>,
+    pub redis_ready: Option<RedisMemory>,
     pub redis_after: Option<RedisMemory>,
 }
 
@@ -132,6 +137,11 @@ pub async fn measure(args: FloodArgs) -> anyhow::Result<Summary> {
     // frame, as a client that vanished would.
     drop(dropped);
     tokio::time::sleep(args.settle).await;
+    let rss_ready = rss_kib_sum(&t.server_pids)?;
+    let redis_ready = match redis {
+        Some(a) => Some(redis_memory(&a).await?),
+        None => None,
+    };
 
     let payload = serde_json::to_string(&"x".repeat(args.payload_bytes.saturating_sub(2)))?;
     eprintln!(
@@ -174,9 +184,11 @@ pub async fn measure(args: FloodArgs) -> anyhow::Result<Summary> {
         flood_secs,
         errors,
         rss_before_kib: rss_before,
+        rss_ready_kib: rss_ready,
         rss_after_kib: rss_kib_sum(&t.server_pids)?,
         rss_peak_kib: peak_rss_kib_sum(&t.server_pids)?,
         redis_before,
+        redis_ready,
         redis_after: match redis {
             Some(a) => Some(redis_memory(&a).await?),
             None => None,
@@ -350,20 +362,24 @@ fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {
         s.flood_secs
     );
     println!("  errors       {}", s.errors.line());
-    match (s.rss_before_kib, s.rss_after_kib, s.rss_peak_kib) {
-        (Some(b), Some(a), Some(p)) => println!(
-            "  server RSS   before {:.1} MiB, after {:.1} MiB, peak {:.1} MiB",
+    match (s.rss_before_kib, s.rss_ready_kib, s.rss_after_kib, s.rss_peak_kib) {
+        (Some(b), Some(r), Some(a), Some(p)) => println!(
+            "  server RSS   before {:.1} MiB, peers joined {:.1} MiB, after the flood {:.1} MiB (+{:.1}), peak {:.1} MiB",
             mib(b),
+            mib(r),
             mib(a),
+            mib(a.saturating_sub(r)),
             mib(p)
         ),
         _ => println!("  server RSS   - (pass --server-pid to measure)"),
     }
-    match (s.redis_before, s.redis_after) {
-        (Some(b), Some(a)) => println!(
-            "  Redis        used_memory before {:.1} MiB, after {:.1} MiB, peak {:.1} MiB",
+    match (s.redis_before, s.redis_ready, s.redis_after) {
+        (Some(b), Some(r), Some(a)) => println!(
+            "  Redis        used_memory before {:.1} MiB, peers joined {:.1} MiB, after the flood {:.1} MiB (+{:.1}), peak {:.1} MiB",
             mib(b.used / 1024),
+            mib(r.used / 1024),
             mib(a.used / 1024),
+            mib(a.used.saturating_sub(r.used) / 1024),
             mib(a.peak / 1024)
         ),
         _ => println!("  Redis        - (pass --redis to measure)"),

@@ -51,6 +51,10 @@ local SLACK = 64
 local PUBLISHED = 0
 -- Change of the current room's replay bytes not yet written (see settle).
 local DELTA = 0
+-- `seq` and `qb` of the peers this run recorded events for, by peer hash key,
+-- written back by settle(): a burst of events to one peer then costs two
+-- commands, not two per event.
+local PEER_CACHE = {}
 
 -- ARGV prefix of every script: the publish command, the replay limits
 -- `EVENTS:PEER_BYTES:ROOM_BYTES` (or only EVENTS: no byte budgets), the TTL.
@@ -127,13 +131,35 @@ local function trim_bytes(queue, held)
   return held
 end
 
+-- The cached `seq` and `qb` of a peer (see PEER_CACHE).
+local function peer_state(meta)
+  local s = PEER_CACHE[meta]
+  if not s then
+    local m = redis.call('HMGET', meta, 'seq', 'qb')
+    s = {seq = tonumber(m[1] or '0'), held = tonumber(m[2] or '0')}
+    PEER_CACHE[meta] = s
+  end
+  return s
+end
+
+-- Writes the cached peer states back.
+local function flush_peers()
+  for meta, s in pairs(PEER_CACHE) do
+    redis.call('HSET', meta, 'seq', s.seq, 'qb', math.max(s.held, 0))
+  end
+  PEER_CACHE = {}
+end
+
 -- Assigns the peer's next seq and appends the event to its stream: the body
 -- itself, or with `shared` the id of the room's copy of it. Every SLACK
 -- events, the events more than MAXLEN back are dropped; whenever the stream
--- holds more than PEER_BYTES, the oldest ones at once.
+-- holds more than PEER_BYTES, the oldest ones at once. settle() must follow
+-- before the script ends (it writes the seq back).
 local function record(peer, kind, body, shared)
-  local meta, queue = meta_key(peer), queue_key(peer)
-  local seq = redis.call('HINCRBY', meta, 'seq', 1)
+  local queue = queue_key(peer)
+  local s = peer_state(meta_key(peer))
+  s.seq = s.seq + 1
+  local seq = s.seq
   local n = #body
   if shared then
     redis.call('XADD', queue, seq .. '-1', 'r', kind .. ' ' .. n .. ' ' .. shared)
@@ -142,22 +168,16 @@ local function record(peer, kind, body, shared)
     redis.call('XADD', queue, seq .. '-1', kind, body)
     DELTA = DELTA + OVERHEAD + n
   end
-  local held = redis.call('HINCRBY', meta, 'qb', n)
-  local trimmed = false
+  s.held = s.held + n
   if seq % SLACK == 0 and seq > MAXLEN then
     local cut = seq - MAXLEN
     local old = redis.call('XRANGE', queue, '-', cut .. '-1')
     if #old > 0 then
-      for _, e in ipairs(old) do held = held - release_entry(e) end
+      for _, e in ipairs(old) do s.held = s.held - release_entry(e) end
       redis.call('XTRIM', queue, 'MINID', (cut + 1) .. '-0')
-      trimmed = true
     end
   end
-  if held > PEER_BYTES then
-    held = trim_bytes(queue, held)
-    trimmed = true
-  end
-  if trimmed then redis.call('HSET', meta, 'qb', math.max(held, 0)) end
+  if s.held > PEER_BYTES then s.held = trim_bytes(queue, s.held) end
   return seq
 end
 
@@ -165,6 +185,7 @@ end
 -- answers recovered=0, one from now on recovers.
 local function forget(peer)
   local meta, queue = meta_key(peer), queue_key(peer)
+  PEER_CACHE[meta] = nil
   for _, e in ipairs(redis.call('XRANGE', queue, '-', '+')) do
     release_entry(e)
   end
@@ -172,10 +193,12 @@ local function forget(peer)
   if redis.call('HEXISTS', meta, 'qb') == 1 then redis.call('HSET', meta, 'qb', 0) end
 end
 
--- Writes the room's change of replay bytes; beyond ROOM_BYTES, drops whole
--- streams, largest first, until the room is within it. Called before the
--- script moves on to another room (signal.lua) and at the end of deliver.
+-- Writes the recipients' seqs and the room's change of replay bytes; beyond
+-- ROOM_BYTES, drops whole streams, largest first, until the room is within
+-- it. Called before the script moves on to another room (signal.lua) and at
+-- the end of deliver.
 local function settle()
+  flush_peers()
   if DELTA == 0 then return end
   local key = replay_key()
   local bytes = redis.call('HINCRBY', key, 'bytes', DELTA)

@@ -111,7 +111,7 @@ impl Entry {
     }
 
     /// What this event counts against its peer's budget: the body's length.
-    pub fn len(&self) -> usize {
+    pub fn body_len(&self) -> usize {
         self.body.text.len()
     }
 }
@@ -181,7 +181,7 @@ mod tests {
         let b = Entry::new(4, "broadcast", &body);
         drop(body);
         assert_eq!(meter.bytes(), 7 + BODY_OVERHEAD + 2 * ENTRY_OVERHEAD);
-        assert_eq!((a.len(), a.body()), (7, "{\"a\":1}"));
+        assert_eq!((a.body_len(), a.body()), (7, "{\"a\":1}"));
         drop(a);
         assert_eq!(meter.bytes(), 7 + BODY_OVERHEAD + ENTRY_OVERHEAD);
         drop(b);

@@ -91,13 +91,13 @@ impl Peer {
             let _ = outbox.event(self.seq, kind, text);
         }
         let entry = Entry::new(self.seq, kind, body);
-        self.buffer_bytes += entry.len();
+        self.buffer_bytes += entry.body_len();
         self.buffer.push_back(entry);
         while self.buffer.len() > limits.recovery_buffer_events
             || self.buffer_bytes > limits.recovery_buffer_bytes
         {
             match self.buffer.pop_front() {
-                Some(e) => self.buffer_bytes -= e.len(),
+                Some(e) => self.buffer_bytes -= e.body_len(),
                 None => break,
             }
         }
@@ -307,7 +307,7 @@ impl MemoryBackend {
                 (bytes, room)
             })
             .collect();
-        sized.sort_by(|a, b| b.0.cmp(&a.0));
+        sized.sort_by_key(|(bytes, _)| std::cmp::Reverse(*bytes));
         let mut dropped = 0;
         for (_, room) in sized {
             if self.recovery_bytes() <= target {

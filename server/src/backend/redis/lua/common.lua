@@ -220,8 +220,10 @@ local function settle()
       if bytes <= ROOM_BYTES then break end
     end
     if bytes > ROOM_BYTES then
-      -- Every stream is empty, so the count drifted (keys that expired on
-      -- their own): start again from nothing, but never reuse a body id.
+      -- Every stream with counted bytes is gone, so the count drifted (keys
+      -- that expired on their own, entries written before budgets): start
+      -- again from nothing, but never reuse a body id (a stale reference
+      -- then finds no body, and its resume answers recovered=0).
       local last = redis.call('HGET', key, 'last')
       redis.call('DEL', key)
       if last then redis.call('HSET', key, 'last', last) end

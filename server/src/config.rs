@@ -25,6 +25,8 @@ pub const DEFAULT_OUTBOUND_QUEUE_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_RESUME_WINDOW_SECS: u64 = 30;
 pub const DEFAULT_RECOVERY_BUFFER_EVENTS: usize = 512;
 pub const DEFAULT_RECOVERY_BUFFER_BYTES: usize = 256 * 1024;
+pub const DEFAULT_ROOM_RECOVERY_BYTES: usize = 8 * 1024 * 1024;
+pub const DEFAULT_NODE_RECOVERY_BYTES: usize = 256 * 1024 * 1024;
 pub const DEFAULT_PING_INTERVAL_SECS: u64 = 25;
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_JOIN_TIMEOUT_SECS: u64 = 10;
@@ -184,9 +186,17 @@ pub struct ServeArgs {
     /// Events kept per peer for replay on resume.
     #[arg(long, env = "RECOVERY_BUFFER_EVENTS", default_value_t = DEFAULT_RECOVERY_BUFFER_EVENTS)]
     pub recovery_buffer_events: usize,
-    /// Bytes of events kept per peer for replay on resume.
+    /// Bytes of event bodies kept per peer for replay on resume (embedded and Redis).
     #[arg(long, env = "RECOVERY_BUFFER_BYTES", default_value_t = DEFAULT_RECOVERY_BUFFER_BYTES)]
     pub recovery_buffer_bytes: usize,
+    /// Bytes kept for replay per room, away peers included (each shared body
+    /// once, plus bookkeeping); beyond it the largest buffers are dropped.
+    #[arg(long, env = "ROOM_RECOVERY_BYTES", default_value_t = DEFAULT_ROOM_RECOVERY_BYTES)]
+    pub room_recovery_bytes: usize,
+    /// Bytes kept for replay on this node, all rooms together (embedded
+    /// backend; in a cluster the replay data lives in Redis).
+    #[arg(long, env = "NODE_RECOVERY_BYTES", default_value_t = DEFAULT_NODE_RECOVERY_BYTES)]
+    pub node_recovery_bytes: usize,
     /// Seconds between server WebSocket pings.
     #[arg(long, env = "PING_INTERVAL_SECS", default_value_t = DEFAULT_PING_INTERVAL_SECS)]
     pub ping_interval_secs: u64,
@@ -228,7 +238,12 @@ pub struct Limits {
     pub rate_limit_max_strikes: u32,
     pub outbound_queue_bytes: usize,
     pub recovery_buffer_events: usize,
+    /// Per peer: bytes of the event bodies its buffer would replay.
     pub recovery_buffer_bytes: usize,
+    /// Per room: bytes its buffers hold (see `backend::budget`).
+    pub room_recovery_bytes: usize,
+    /// Per node, embedded backend: bytes all buffers hold.
+    pub node_recovery_bytes: usize,
 }
 
 impl Default for Limits {
@@ -248,6 +263,8 @@ impl Default for Limits {
             outbound_queue_bytes: DEFAULT_OUTBOUND_QUEUE_BYTES,
             recovery_buffer_events: DEFAULT_RECOVERY_BUFFER_EVENTS,
             recovery_buffer_bytes: DEFAULT_RECOVERY_BUFFER_BYTES,
+            room_recovery_bytes: DEFAULT_ROOM_RECOVERY_BYTES,
+            node_recovery_bytes: DEFAULT_NODE_RECOVERY_BYTES,
         }
     }
 }
@@ -404,6 +421,24 @@ impl ServeArgs {
         positive("RESUME_WINDOW_SECS", self.resume_window_secs)?;
         positive("RECOVERY_BUFFER_EVENTS", self.recovery_buffer_events as u64)?;
         positive("RECOVERY_BUFFER_BYTES", self.recovery_buffer_bytes as u64)?;
+        if self.room_recovery_bytes < self.recovery_buffer_bytes {
+            return Err(invalid(
+                "ROOM_RECOVERY_BYTES",
+                format!(
+                    "{} is below RECOVERY_BUFFER_BYTES ({}); a room must be able to hold at least one full peer buffer",
+                    self.room_recovery_bytes, self.recovery_buffer_bytes
+                ),
+            ));
+        }
+        if self.node_recovery_bytes < self.room_recovery_bytes {
+            return Err(invalid(
+                "NODE_RECOVERY_BYTES",
+                format!(
+                    "{} is below ROOM_RECOVERY_BYTES ({}); the node must be able to hold at least one full room",
+                    self.node_recovery_bytes, self.room_recovery_bytes
+                ),
+            ));
+        }
         positive("PING_INTERVAL_SECS", self.ping_interval_secs)?;
         positive("IDLE_TIMEOUT_SECS", self.idle_timeout_secs)?;
         positive("JOIN_TIMEOUT_SECS", self.join_timeout_secs)?;
@@ -524,6 +559,8 @@ impl ServeArgs {
                 outbound_queue_bytes: self.outbound_queue_bytes,
                 recovery_buffer_events: self.recovery_buffer_events,
                 recovery_buffer_bytes: self.recovery_buffer_bytes,
+                room_recovery_bytes: self.room_recovery_bytes,
+                node_recovery_bytes: self.node_recovery_bytes,
             },
             timing: Timing {
                 ping_interval: Duration::from_secs(self.ping_interval_secs),
@@ -671,6 +708,23 @@ mod tests {
         assert_eq!(
             parse(&["--server-id", "a b"]).unwrap_err().setting,
             "SERVER_ID"
+        );
+        assert_eq!(
+            parse(&["--room-recovery-bytes", "1000"])
+                .unwrap_err()
+                .setting,
+            "ROOM_RECOVERY_BYTES"
+        );
+        assert_eq!(
+            parse(&[
+                "--room-recovery-bytes",
+                "1000000",
+                "--node-recovery-bytes",
+                "999999"
+            ])
+            .unwrap_err()
+            .setting,
+            "NODE_RECOVERY_BYTES"
         );
         assert_eq!(
             parse(&["--max-payload-bytes", "200000"])

@@ -537,7 +537,7 @@ impl RedisBackend {
     }
 
     /// Runs a room script: KEYS = the room's peer hash; ARGV = the common
-    /// prefix (publish command, stream length, TTL) plus `args`.
+    /// prefix (publish command, replay limits, TTL) plus `args`.
     async fn script(
         &self,
         op: &'static str,
@@ -563,7 +563,7 @@ impl RedisBackend {
         }
         invocation
             .arg(self.publish)
-            .arg(self.limits.recovery_buffer_events)
+            .arg(super::budget::redis_limits(&self.limits))
             .arg(ROOM_KEY_TTL.as_millis() as u64);
         for a in args {
             invocation.arg(*a);

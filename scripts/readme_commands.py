@@ -7,8 +7,9 @@ PATH (so `pip install` works as on a developer machine) and the repository's
 `target/debug` next (the `switchboard` a user would have installed). A node
 is started on a free loopback port first, and `localhost:8080` in a command
 is pointed at it. `make run` and `make test` are not run (one serves forever,
-the other is the command running this). Exits non-zero naming each command
-that failed.
+the other is the command running this), nor blocks tagged `bash`: the README
+keeps that tag for long runs (fuzzing), which the nightly workflow runs.
+Exits non-zero naming each command that failed.
 """
 import os
 import re

@@ -537,7 +537,13 @@ validate() {
     return 1
   fi
   for v in $KUBE_VERSIONS; do
-    kubernetes-validate --strict --quiet -k "$v" "$file" || rc=1
+    # Its "Couldn't find schema" lines name the custom resources (Prometheus
+    # Operator kinds) this validator has no schema for: expected, not shown.
+    local out status
+    out="$(kubernetes-validate --strict --quiet -k "$v" "$file" 2>&1)"
+    status=$?
+    grep -v "Couldn't find schema for kind" <<<"$out" || true
+    [ "$status" = 0 ] || rc=1
   done
   [ "$rc" = 0 ] && echo "OK $file valid for Kubernetes $KUBE_VERSIONS"
   return "$rc"

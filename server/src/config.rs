@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cli::invalid;
+pub use crate::cli::ConfigError;
+
 pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_HOST: &str = "0.0.0.0";
 pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 15;
@@ -205,10 +208,10 @@ pub struct ServeArgs {
     pub node_ttl_ms: u64,
     /// Authentication: JWT keys, origin allow-list, admin token.
     #[command(flatten)]
-    pub auth: crate::auth::AuthArgs,
+    pub auth: crate::cli::auth::AuthArgs,
     /// STUN/TURN servers handed to clients in `joined`.
     #[command(flatten)]
-    pub ice: crate::ice::IceArgs,
+    pub ice: crate::cli::ice::IceArgs,
 }
 
 /// Per-message and per-connection bounds.
@@ -360,21 +363,6 @@ impl Default for Config {
             },
             ice: crate::ice::IceConfig::default(),
         }
-    }
-}
-
-/// A configuration value that cannot be used.
-#[derive(Debug, thiserror::Error, PartialEq)]
-#[error("invalid configuration: {setting}: {reason}")]
-pub struct ConfigError {
-    pub setting: &'static str,
-    pub reason: String,
-}
-
-fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        setting,
-        reason: reason.into(),
     }
 }
 

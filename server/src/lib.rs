@@ -26,8 +26,8 @@
 
 pub mod auth;
 pub mod backend;
+pub mod cli;
 pub mod config;
-pub mod filters;
 pub mod http;
 pub mod ice;
 pub mod listener;
@@ -38,7 +38,7 @@ pub mod pending;
 pub mod protocol;
 pub mod session;
 pub mod shutdown;
-pub mod state;
+pub mod sync;
 pub mod telemetry;
 
 use std::future::Future;
@@ -122,42 +122,10 @@ pub async fn run(
         Some(verifier) => info!("authentication is on: {}", verifier.describe()),
         None => warn!("authentication is off: the server is open, any client may join any room (configure JWT_SECRET, JWT_PUBLIC_KEY_FILE or JWT_JWKS_FILE to require tokens)"),
     }
-    let internal = match node.config.internal_addr {
-        Some(at) => {
-            let internal = TcpListener::bind(at).await.map_err(|e| {
-                Error::Io(std::io::Error::new(
-                    e.kind(),
-                    format!("cannot listen on INTERNAL_ADDR {at}: {e}"),
-                ))
-            })?;
-            info!(addr = %internal.local_addr()?, "internal listener (metrics, status)");
-            Some(internal)
-        }
-        None => None,
-    };
+    let internal = bind_internal(&node).await?;
     info!(addr = %addr, "listening");
 
-    let drain_node = node.clone();
-    let drained = async move {
-        stopping.cancelled().await;
-        let node = drain_node;
-        info!(
-            connections = node.drain.active(),
-            "shutdown signal received: draining"
-        );
-        node.drain.start();
-        let timeout = node.config.timing.drain_timeout;
-        if tokio::time::timeout(timeout, node.drain.wait_idle())
-            .await
-            .is_err()
-        {
-            warn!(
-                connections = node.drain.active(),
-                "drain timeout ({}s) passed with connections still open; closing them",
-                timeout.as_secs()
-            );
-        }
-    };
+    let drained = drain(node.clone(), stopping);
     let stopped = tokio_util::sync::CancellationToken::new();
     let stop = stopped.clone();
     tokio::spawn(async move {
@@ -185,4 +153,41 @@ pub async fn run(
     node.backend.shutdown().await;
     info!("stopped");
     Ok(())
+}
+
+/// Binds the internal listener (metrics, status) when INTERNAL_ADDR is set.
+async fn bind_internal(node: &Node) -> Result<Option<TcpListener>, Error> {
+    let Some(at) = node.config.internal_addr else {
+        return Ok(None);
+    };
+    let internal = TcpListener::bind(at).await.map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on INTERNAL_ADDR {at}: {e}"),
+        ))
+    })?;
+    info!(addr = %internal.local_addr()?, "internal listener (metrics, status)");
+    Ok(Some(internal))
+}
+
+/// Once `stopping` fires: tells every connection to reconnect elsewhere and
+/// waits, at most the drain timeout, for them to go.
+async fn drain(node: Arc<Node>, stopping: tokio_util::sync::CancellationToken) {
+    stopping.cancelled().await;
+    info!(
+        connections = node.drain.active(),
+        "shutdown signal received: draining"
+    );
+    node.drain.start();
+    let timeout = node.config.timing.drain_timeout;
+    if tokio::time::timeout(timeout, node.drain.wait_idle())
+        .await
+        .is_err()
+    {
+        warn!(
+            connections = node.drain.active(),
+            "drain timeout ({}s) passed with connections still open; closing them",
+            timeout.as_secs()
+        );
+    }
 }

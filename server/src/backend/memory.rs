@@ -22,9 +22,9 @@ use super::{
 use crate::config::Limits;
 use crate::outbox::Outbox;
 use crate::protocol::{
-    event, stamp, EventBody, LeaveReason, PeerInfo, ProtocolError, RoomState, DEFAULT_ROLE,
+    event, stamp, state, CloseCode, EventBody, LeaveReason, MessageType, PeerInfo, ProtocolError,
+    RoomState, DEFAULT_ROLE,
 };
-use crate::state;
 
 /// The in-memory backend.
 pub struct MemoryBackend {
@@ -54,7 +54,7 @@ struct Peer {
     /// Last seq assigned to an event for this peer.
     seq: u64,
     /// Recent events, for replay on resume.
-    buffer: VecDeque<(u64, &'static str, Utf8Bytes)>,
+    buffer: VecDeque<(u64, MessageType, Utf8Bytes)>,
     buffer_bytes: usize,
     /// The connection's queue while attached.
     outbox: Option<Arc<Outbox>>,
@@ -96,7 +96,7 @@ impl Peer {
         }
         outbox.set_last_seq(from);
         for (seq, kind, text) in self.buffer.iter().filter(|(s, _, _)| *s > from) {
-            let _ = outbox.event(*seq, kind, text.clone());
+            let _ = outbox.event(*seq, *kind, text.clone());
         }
         true
     }
@@ -309,10 +309,7 @@ impl MemoryBackend {
             // The old connection is still open (the client noticed the break
             // before the server did): retire it.
             peer.written_seq = old.written_seq();
-            old.close(
-                crate::session::CLOSE_SESSION_MOVED,
-                "session resumed on another connection",
-            );
+            old.close(CloseCode::SessionMoved, CloseCode::SessionMoved.reason());
         }
         let from = args.request.last_seq.unwrap_or(peer.written_seq);
         let recovered = peer.replay(from, &args.outbox);

@@ -46,14 +46,12 @@ use super::{
     BackendHealth, BackendStats, JoinArgs, JoinOutcome, Member,
 };
 use crate::config::{Config, Limits, RedisConfig, Timing};
-use crate::metrics::{Metrics, MESSAGE_TYPES};
+use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::protocol::{
-    event, stamp, ErrorCode, EventBody, LeaveReason, PeerInfo, ProtocolError, RoomState,
-    DEFAULT_ROLE,
+    event, stamp, state, CloseCode, ErrorCode, EventBody, LeaveReason, MessageType, PeerInfo,
+    ProtocolError, RoomState, DEFAULT_ROLE,
 };
-use crate::session::{CLOSE_SESSION_LOST, CLOSE_SESSION_MOVED};
-use crate::state;
 
 /// TTL of every room key, refreshed on writes and by the periodic touch.
 const ROOM_KEY_TTL: Duration = Duration::from_secs(3600);
@@ -100,12 +98,10 @@ fn room_of_channel(channel: &str) -> Option<&str> {
     Some(&rest[..end])
 }
 
-fn static_kind(kind: &str) -> &'static str {
-    MESSAGE_TYPES
-        .iter()
-        .copied()
-        .find(|k| *k == kind)
-        .unwrap_or("invalid")
+/// The type of an event read back from Redis; one of ours always, and an
+/// unknown name (never written) is counted nowhere.
+fn static_kind(kind: &str) -> MessageType {
+    MessageType::event(kind).unwrap_or(MessageType::Invalid)
 }
 
 struct Scripts {
@@ -708,7 +704,7 @@ impl RedisBackend {
             // Never retire the connection that is joining right now.
             if !Arc::ptr_eq(&old.outbox, &local_outbox) {
                 old.outbox
-                    .close(CLOSE_SESSION_MOVED, "session resumed on another connection");
+                    .close(CloseCode::SessionMoved, CloseCode::SessionMoved.reason());
             }
             local.drop_room(room);
         }
@@ -738,8 +734,8 @@ impl RedisBackend {
         }
     }
 
-    /// Forgets a local connection and closes it with `code`.
-    fn retire(&self, member: &Member, code: u16, reason: &'static str) {
+    /// Forgets a local connection and closes it with `code` and its reason.
+    fn retire(&self, member: &Member, code: CloseCode) {
         let outbox = self
             .local()
             .active
@@ -748,7 +744,7 @@ impl RedisBackend {
             .map(|p| p.outbox.clone());
         if let Some(outbox) = outbox {
             self.remove_active(member);
-            outbox.close(code, reason);
+            outbox.close(code, code.reason());
         }
     }
 
@@ -781,21 +777,13 @@ impl RedisBackend {
         match v.first().and_then(text).as_deref() {
             Some("CREATED" | "KEPT") => Ok(Reattached::Restored),
             Some("MOVED") => {
-                self.retire(
-                    member,
-                    CLOSE_SESSION_MOVED,
-                    "session resumed on another connection",
-                );
+                self.retire(member, CloseCode::SessionMoved);
                 Ok(Reattached::Moved)
             }
             Some("GONE") => {
                 warn!(room = %member.room, peer = %member.peer,
                     "the cluster removed this live peer while this node was out of touch; closing it (4001)");
-                self.retire(
-                    member,
-                    CLOSE_SESSION_LOST,
-                    "session lost: the cluster no longer holds this peer; join again",
-                );
+                self.retire(member, CloseCode::SessionLost);
                 Ok(Reattached::Gone)
             }
             other => Err(internal(&format!("reattach status {other:?}"))),
@@ -935,11 +923,7 @@ impl RedisBackend {
                 peer: peer.to_owned(),
                 attachment: att,
             };
-            self.retire(
-                &member,
-                CLOSE_SESSION_MOVED,
-                "session resumed on another connection",
-            );
+            self.retire(&member, CloseCode::SessionMoved);
         }
     }
 

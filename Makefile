@@ -1,5 +1,5 @@
 # One entry point for people and CI. `make help` lists the targets.
-.PHONY: help run test test-rust test-k8s test-terraform test-delivery fmt lint bench crd
+.PHONY: help run test test-rust test-k8s test-terraform test-delivery test-js fmt lint bench crd
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -16,14 +16,18 @@ test-rust: ## fmt, clippy and all Rust tests only
 test-k8s: ## Helm charts, kustomize overlays, manifests and CRD copies only
 	./scripts/test-all.sh 20-kubernetes
 
-test-terraform: ## Terraform parse, fmt, policy scan and static assertions only
+test-terraform: ## Terraform init, validate, terraform test (mocked AWS), user-data sandbox, checkov only
 	./scripts/test-all.sh 30-terraform
 
 test-delivery: ## workflows, Dockerfiles, compose and dependency policy only
 	./scripts/test-all.sh 40-delivery
 
-fmt: ## format the workspace
+test-js: ## JavaScript client: typecheck, size, Node tests, browser e2e, npm pack
+	./scripts/test-all.sh 50-js
+
+fmt: ## format the workspace and the fuzz targets (server/fuzz)
 	cargo fmt --all
+	rustfmt --edition 2021 server/fuzz/fuzz_targets/*.rs
 
 lint: ## clippy with warnings as errors
 	cargo clippy --workspace --all-targets -- -D warnings

@@ -73,10 +73,22 @@ step() {
   local name="$1"; shift
   log "$name"
   mkdir -p "$RESULTS"
+  local start=$SECONDS
   if "$@"; then
     echo "$name" >>"$RESULTS/passed"
+    echo "(passed in $((SECONDS - start)) s)" >&2
   else
     echo "$name" >>"$RESULTS/failed"
-    echo "FAILED: $name" >&2
+    echo "FAILED: $name (after $((SECONDS - start)) s)" >&2
   fi
+}
+
+# skip_step NAME REASON : a check that cannot run on this machine; says why,
+# and lists it in the summary's skipped file (it counts neither way).
+skip_step() {
+  local name="$1" reason="$2"
+  log "$name"
+  echo "SKIPPED: $reason" >&2
+  mkdir -p "$RESULTS"
+  echo "$name (skipped: $reason)" >>"$RESULTS/skipped"
 }

@@ -5,6 +5,16 @@ region          = "eu-west-1"
 server_version  = "1.0.0"
 certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
 
+# The node image, pinned: changing it rolls every node. The current Amazon
+# Linux 2023 image for arm64:
+#   aws ssm get-parameter --name /aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64 \
+#     --query Parameter.Value --output text
+ami_id = "ami-0123456789abcdef0"
+
+# Who hears about alarms (each address confirms a subscription e-mail), or
+# alarm_topic_arn for an existing SNS topic.
+# alarm_emails = ["oncall@example.com"]
+
 # The name clients use; create a CNAME or alias record to the alb_dns_name output.
 domain_name = "signal.example.com"
 
@@ -22,6 +32,8 @@ domain_name = "signal.example.com"
 # min_size         = 1
 # max_size         = 5
 # desired_capacity = 2
+# max_connections    = 10000  # per node (MAX_CONNECTIONS)
+# connections_target = 5000   # average per node the group scales to
 # redis_node_type  = "cache.t4g.small"
 # redis_nodes      = 2
 

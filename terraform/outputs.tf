@@ -14,7 +14,7 @@ output "websocket_url" {
 }
 
 output "health_url" {
-  description = "Liveness endpoint through the load balancer."
+  description = "Liveness endpoint through the load balancer (the only path besides /ws it forwards by default)."
   value       = "${local.https ? "https" : "http"}://${local.public_host}/health"
 }
 
@@ -51,4 +51,44 @@ output "vpc_id" {
 output "node_security_group_id" {
   description = "Security group of the nodes."
   value       = aws_security_group.nodes.id
+}
+
+output "target_group_arn" {
+  description = "ARN of the nodes' target group (attach more listeners or rules to it)."
+  value       = module.alb.target_group_arn
+}
+
+output "alb_security_group_id" {
+  description = "Security group of the load balancer."
+  value       = module.alb.security_group_id
+}
+
+output "redis_security_group_id" {
+  description = "Security group of the Redis replication group."
+  value       = module.elasticache.security_group_id
+}
+
+output "instance_role_name" {
+  description = "IAM role of the nodes (attach extra policies to it, or name it in a KMS key policy)."
+  value       = module.asg.iam_role_name
+}
+
+output "instance_role_arn" {
+  description = "ARN of the nodes' IAM role."
+  value       = module.asg.iam_role_arn
+}
+
+output "dashboard_url" {
+  description = "CloudWatch dashboard of the stack."
+  value       = module.monitoring.dashboard_url
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic the alarms notify (null when they notify nobody)."
+  value       = module.monitoring.alarm_topic_arn
+}
+
+output "alarm_names" {
+  description = "Names of the CloudWatch alarms."
+  value       = module.monitoring.alarm_names
 }

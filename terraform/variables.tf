@@ -204,6 +204,28 @@ variable "access_logs_prefix" {
   default     = "switchboard-alb"
 }
 
+variable "public_paths" {
+  description = "Paths the load balancer forwards to the nodes: the WebSocket and the liveness check. Everything else (/metrics, /status, /ready, the status page) gets a 404 from the load balancer and is reachable from inside the VPC only."
+  type        = list(string)
+  default     = ["/ws", "/health"]
+
+  validation {
+    condition     = contains(var.public_paths, "/ws") && length(var.public_paths) <= 5 && alltrue([for p in var.public_paths : startswith(p, "/")])
+    error_message = "public_paths must contain /ws, hold at most 5 paths (one load balancer rule condition) and every path must start with /."
+  }
+}
+
+variable "metrics_source_security_group_ids" {
+  description = "Security groups inside the VPC (a Prometheus server's, say) allowed to reach the nodes' server port directly to scrape /metrics."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for s in var.metrics_source_security_group_ids : can(regex("^sg-[0-9a-f]{8,17}$", s))])
+    error_message = "metrics_source_security_group_ids must contain security group ids such as sg-0123456789abcdef0."
+  }
+}
+
 variable "waf_web_acl_arn" {
   description = "ARN of an existing regional WAFv2 web ACL to attach to the load balancer. null attaches none."
   type        = string
@@ -253,7 +275,7 @@ variable "binary_url" {
 }
 
 variable "binary_sha256" {
-  description = "Expected SHA-256 of the release tarball. When set, instances refuse a download that does not match."
+  description = "Expected SHA-256 of the release tarball. null: instances read it from the .sha256 file the release publishes beside the tarball (binary_url + \".sha256\"). Either way a download that does not match is never installed."
   type        = string
   default     = null
 
@@ -263,8 +285,35 @@ variable "binary_sha256" {
   }
 }
 
+variable "ami_id" {
+  description = "Image of the nodes: an Amazon Linux 2023 AMI id for architecture. Pinned on purpose: changing it rolls every node (and reconnects every client), so it changes only when you change it. Find the current one with `aws ssm get-parameter --name /aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64 --query Parameter.Value --output text` (x86_64 at the end for Intel/AMD). Set this or ami_ssm_parameter."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.ami_id == null || can(regex("^ami-[0-9a-f]{8,17}$", var.ami_id))
+    error_message = "ami_id must look like ami-0123456789abcdef0."
+  }
+
+  validation {
+    condition     = (var.ami_id == null) != (var.ami_ssm_parameter == null)
+    error_message = "Set exactly one of ami_id (a pinned image id) and ami_ssm_parameter (an SSM parameter that holds one)."
+  }
+}
+
+variable "ami_ssm_parameter" {
+  description = "Instead of ami_id: the name of an SSM parameter holding the image id, resolved by EC2 at each launch. Use a parameter you control and start an instance refresh after changing it; AWS's public /aws/service/ami-amazon-linux-latest/... parameters change under you, so new nodes would run newer images than old ones."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.ami_ssm_parameter == null || can(regex("^/[A-Za-z0-9_./-]+$", var.ami_ssm_parameter))
+    error_message = "ami_ssm_parameter must be an SSM parameter name starting with /, for example /myteam/switchboard/ami."
+  }
+}
+
 variable "architecture" {
-  description = "CPU architecture of the instances: arm64 (Graviton) or x86_64. Must match instance_type."
+  description = "CPU architecture of the instances: arm64 (Graviton) or x86_64. Must match instance_type and the image (checked at plan time)."
   type        = string
   default     = "arm64"
 
@@ -348,9 +397,9 @@ variable "server_environment" {
 
   validation {
     condition = length(setintersection(keys(var.server_environment), [
-      "PORT", "HOST", "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "SERVER_ID", "SERVER_REGION", "DRAIN_TIMEOUT_SECS", "PING_INTERVAL_SECS", "IDLE_TIMEOUT_SECS",
+      "PORT", "HOST", "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "SERVER_ID", "SERVER_REGION", "DRAIN_TIMEOUT_SECS", "PING_INTERVAL_SECS", "IDLE_TIMEOUT_SECS", "MAX_CONNECTIONS", "LOG_FORMAT",
     ])) == 0
-    error_message = "server_environment must not set PORT, HOST, REDIS_*, SERVER_ID, SERVER_REGION, DRAIN_TIMEOUT_SECS, PING_INTERVAL_SECS or IDLE_TIMEOUT_SECS: use the dedicated variables, they keep the load balancer settings consistent."
+    error_message = "server_environment must not set PORT, HOST, REDIS_*, SERVER_ID, SERVER_REGION, DRAIN_TIMEOUT_SECS, PING_INTERVAL_SECS, IDLE_TIMEOUT_SECS, MAX_CONNECTIONS or LOG_FORMAT: use the dedicated variables, they keep the load balancer, scaling and logging settings consistent."
   }
 }
 
@@ -414,14 +463,25 @@ variable "cpu_target" {
   }
 }
 
-variable "requests_per_target" {
-  description = "Target load balancer request count per node per minute for scaling (each WebSocket connection attempt is one request)."
+variable "max_connections" {
+  description = "WebSocket connections one node accepts (MAX_CONNECTIONS); more are refused with 503 and go to other nodes. The connections alarm goes off at 80% of it."
   type        = number
-  default     = 1000
+  default     = 10000
 
   validation {
-    condition     = var.requests_per_target >= 1
-    error_message = "requests_per_target must be a positive number."
+    condition     = var.max_connections >= 1
+    error_message = "max_connections must be a positive number."
+  }
+}
+
+variable "connections_target" {
+  description = "Target average of open WebSocket connections per node: the group scales out above it and in below it (besides the CPU target)."
+  type        = number
+  default     = 5000
+
+  validation {
+    condition     = var.connections_target >= 1 && var.connections_target < var.max_connections
+    error_message = "connections_target must be positive and below max_connections, or nodes refuse connections before the group scales out."
   }
 }
 
@@ -457,9 +517,15 @@ variable "redis_engine_version" {
   default     = "8.0"
 
   validation {
-    condition     = can(regex("^[0-9]+\\.[0-9]+$", var.redis_engine_version)) && tonumber(split(".", var.redis_engine_version)[0]) >= 7
-    error_message = "redis_engine_version must be major.minor with major 7 or later (for example 8.0 or 7.1)."
+    condition     = can(regex("^[0-9]+\\.[0-9]+$", var.redis_engine_version)) && contains(lookup({ valkey = ["7", "8"], redis = ["7"] }, var.redis_engine, []), split(".", var.redis_engine_version)[0])
+    error_message = "redis_engine_version must be a version of redis_engine that ElastiCache offers: valkey 7.2, 8.0 or 8.1, or redis 7.0 or 7.1 (the major version picks the parameter group family, valkey7, valkey8 or redis7)."
   }
+}
+
+variable "redis_apply_immediately" {
+  description = "Apply changes to the Redis replication group right away instead of in its maintenance window. Needed for an auth token rotation (see the README); node type or engine changes applied now restart Redis nodes at once."
+  type        = bool
+  default     = false
 }
 
 variable "redis_node_type" {
@@ -492,5 +558,31 @@ variable "redis_snapshot_retention_days" {
   validation {
     condition     = var.redis_snapshot_retention_days >= 1 && var.redis_snapshot_retention_days <= 35
     error_message = "redis_snapshot_retention_days must be between 1 and 35."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Monitoring
+# ---------------------------------------------------------------------------
+
+variable "alarm_topic_arn" {
+  description = "Existing SNS topic that every alarm notifies (when it goes off and when it recovers). null: see alarm_emails."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alarm_topic_arn == null || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:.+$", var.alarm_topic_arn))
+    error_message = "alarm_topic_arn must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)."
+  }
+}
+
+variable "alarm_emails" {
+  description = "Without alarm_topic_arn: e-mail addresses to notify; a topic (encrypted with the stack's key) is created and each address must confirm its subscription. With neither, the alarms only show in the console and on the dashboard."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.alarm_emails : can(regex("^[^@ ]+@[^@ ]+\\.[^@ ]+$", e))])
+    error_message = "alarm_emails must be e-mail addresses."
   }
 }

@@ -13,7 +13,12 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest >/dev/null
 fi
 
-step "cargo fmt --check" cargo fmt --all -- --check
+# The fuzz crate (server/fuzz) is a workspace of its own: its harness is checked
+# through the test that includes it (tests/fuzz_corpus.rs), its targets here.
+fmt_check() {
+  cargo fmt --all -- --check && rustfmt --check --edition 2021 server/fuzz/fuzz_targets/*.rs
+}
+step "cargo fmt --check" fmt_check
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --locked -- -D warnings
 
 run_tests() {

@@ -1,6 +1,6 @@
-//! HTTP routes: the WebSocket upgrade, health, readiness, metrics, status and
-//! the small status page. `app()` builds the router so tests and the binary
-//! serve the same thing.
+//! HTTP routes: the WebSocket upgrade, health, readiness, metrics, status,
+//! the small status page and the demo page. `app()` builds the router so
+//! tests and the binary serve the same thing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +17,8 @@ use crate::auth;
 use crate::node::Node;
 use crate::session;
 
+mod demo;
+
 /// Read buffer per WebSocket. tungstenite's default (128 KiB) would dominate
 /// the memory of an idle connection; larger frames still arrive in chunks.
 const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
@@ -30,6 +32,8 @@ pub fn app(node: Arc<Node>) -> Router {
     let public = Router::new()
         .route("/", get(index))
         .route("/ws", get(upgrade))
+        .route(demo::PAGE_PATH, get(demo::page))
+        .route(demo::SCRIPT_PATH, get(demo::script))
         .route("/health", get(health))
         .route("/ready", get(ready));
     let public = if node.config.internal_addr.is_some() {

@@ -1,5 +1,7 @@
-# Load balancer module against a mocked AWS provider: stickiness, readiness
-# health check, drain-friendly timeouts, listeners and security group rules.
+# Load balancer module against a mocked AWS provider, asserting planned and
+# applied values: stickiness, the readiness health check, which paths reach
+# the nodes (and that nothing else does), drain-friendly timeouts, listeners
+# and security group rules.
 
 mock_provider "aws" {
   # Runs that apply create these; the provider validates the ARNs that flow
@@ -15,8 +17,14 @@ mock_provider "aws" {
 
   mock_resource "aws_lb_target_group" {
     defaults = {
-      arn        = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/sb-test-nodes/0123456789abcdef"
-      arn_suffix = "targetgroup/sb-test-nodes/0123456789abcdef"
+      arn        = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/sbtes-20250101/0123456789abcdef"
+      arn_suffix = "targetgroup/sbtes-20250101/0123456789abcdef"
+    }
+  }
+
+  mock_resource "aws_lb_listener" {
+    defaults = {
+      arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/sb-test-alb/0123456789abcdef/0123456789abcdef"
     }
   }
 
@@ -44,28 +52,17 @@ run "target_group_defaults" {
   }
 
   assert {
-    condition     = aws_lb_target_group.this.stickiness[0].type == "lb_cookie"
-    error_message = "Stickiness must use the load balancer cookie (lb_cookie)."
+    condition = (
+      aws_lb_target_group.this.stickiness[0].type == "lb_cookie"
+      && aws_lb_target_group.this.stickiness[0].enabled == true
+      && aws_lb_target_group.this.stickiness[0].cookie_duration == 7200
+    )
+    error_message = "Reconnects must stick to their node: lb_cookie stickiness, enabled, 7200 s by default."
   }
 
   assert {
-    condition     = aws_lb_target_group.this.stickiness[0].enabled == true
-    error_message = "Stickiness must be enabled."
-  }
-
-  assert {
-    condition     = aws_lb_target_group.this.stickiness[0].cookie_duration == 7200
-    error_message = "Stickiness cookie must default to 7200 seconds."
-  }
-
-  assert {
-    condition     = aws_lb_target_group.this.health_check[0].path == "/ready"
-    error_message = "Health check must use the readiness endpoint /ready."
-  }
-
-  assert {
-    condition     = aws_lb_target_group.this.health_check[0].matcher == "200"
-    error_message = "Health check must expect 200, so a draining node (503) leaves rotation."
+    condition     = aws_lb_target_group.this.health_check[0].path == "/ready" && aws_lb_target_group.this.health_check[0].matcher == "200"
+    error_message = "The load balancer routes on readiness: /ready, 200 only (503 while draining or without Redis takes a node out of rotation)."
   }
 
   assert {
@@ -77,38 +74,47 @@ run "target_group_defaults" {
     condition     = aws_lb_target_group.this.port == 8080 && aws_lb_target_group.this.protocol == "HTTP"
     error_message = "Targets are the server's HTTP port 8080."
   }
+
+  # Defect: a fixed name made every replacement (new port) fail with a name
+  # conflict. A generated name lets the new group exist beside the old one.
+  assert {
+    condition     = aws_lb_target_group.this.name_prefix == "sbtes-" && length(aws_lb_target_group.this.name_prefix) <= 6
+    error_message = "The target group must have a generated name (name_prefix of at most 6 characters), so a replacement can be created before the old group is destroyed."
+  }
 }
 
-run "load_balancer_defaults" {
-  command = plan
+run "only_public_paths_reach_the_nodes" {
+  # Listener ARNs (which the rule names) exist once the mock applies.
+  command = apply
 
   module {
     source = "./modules/alb"
   }
 
   assert {
-    condition     = aws_lb.this.idle_timeout >= 2 * var.ping_interval
-    error_message = "Idle timeout must be well above the server's ping interval."
+    condition = (
+      aws_lb_listener.https[0].default_action[0].type == "fixed-response"
+      && aws_lb_listener.https[0].default_action[0].fixed_response[0].status_code == "404"
+    )
+    error_message = "Requests for any other path (/metrics, /status, /ready) must end at the load balancer with a 404."
   }
 
   assert {
-    condition     = aws_lb.this.drop_invalid_header_fields == true
-    error_message = "The load balancer must drop invalid header fields."
+    condition     = aws_lb_listener_rule.public.listener_arn == aws_lb_listener.https[0].arn
+    error_message = "The forwarding rule must sit on the HTTPS listener."
   }
 
   assert {
-    condition     = aws_lb.this.enable_deletion_protection == true
-    error_message = "Deletion protection must be on by default."
+    condition     = toset(flatten([for c in aws_lb_listener_rule.public.condition : c.path_pattern[0].values])) == toset(["/ws", "/health"])
+    error_message = "Only /ws and /health are forwarded by default."
   }
 
   assert {
-    condition     = aws_lb_listener.https[0].protocol == "HTTPS" && aws_lb_listener.https[0].port == 443
-    error_message = "There must be an HTTPS listener on 443."
-  }
-
-  assert {
-    condition     = aws_lb_listener.https[0].certificate_arn == var.certificate_arn
-    error_message = "The HTTPS listener must use the certificate variable."
+    condition = (
+      aws_lb_listener_rule.public.action[0].type == "forward"
+      && aws_lb_listener_rule.public.action[0].target_group_arn == aws_lb_target_group.this.arn
+    )
+    error_message = "The public paths must be forwarded to the nodes' target group."
   }
 
   assert {
@@ -120,36 +126,10 @@ run "load_balancer_defaults" {
     condition     = length(aws_lb_listener.http_forward) == 0
     error_message = "No plain HTTP forwarding listener unless HTTPS is disabled."
   }
-}
-
-run "security_group_rules" {
-  # Rules reference the security group's id, which the mock sets on apply.
-  command = apply
-
-  module {
-    source = "./modules/alb"
-  }
 
   assert {
-    condition     = length(aws_vpc_security_group_ingress_rule.listener) == 2
+    condition     = length(aws_vpc_security_group_ingress_rule.listener) == 2 && alltrue([for r in aws_vpc_security_group_ingress_rule.listener : contains([80, 443], r.from_port) && r.from_port == r.to_port && r.ip_protocol == "tcp"])
     error_message = "Only the two listener ports are open to clients."
-  }
-
-  assert {
-    condition = alltrue([
-      for r in aws_vpc_security_group_ingress_rule.listener :
-      contains([80, 443], r.from_port) && r.from_port == r.to_port && r.ip_protocol == "tcp"
-    ])
-    error_message = "Client ingress must be limited to TCP 80 and 443."
-  }
-
-  assert {
-    condition = (
-      aws_vpc_security_group_egress_rule.to_targets.referenced_security_group_id == var.target_security_group_id
-      && aws_vpc_security_group_egress_rule.to_targets.from_port == 8080
-      && aws_vpc_security_group_egress_rule.to_targets.cidr_ipv4 == null
-    )
-    error_message = "The load balancer may only send to the targets' security group on the server port."
   }
 
   assert {
@@ -160,10 +140,36 @@ run "security_group_rules" {
     )
     error_message = "The targets must admit the server port from the load balancer's security group only."
   }
+
+  assert {
+    condition     = length(aws_vpc_security_group_ingress_rule.targets_from_scrapers) == 0
+    error_message = "Without metrics_source_security_group_ids nothing else reaches the server port."
+  }
+}
+
+run "metrics_scrapers_inside_the_vpc" {
+  command = apply
+
+  module {
+    source = "./modules/alb"
+  }
+
+  variables {
+    metrics_source_security_group_ids = ["sg-0aaaaaaaaaaaaaaaa"]
+  }
+
+  assert {
+    condition = (
+      aws_vpc_security_group_ingress_rule.targets_from_scrapers["sg-0aaaaaaaaaaaaaaaa"].security_group_id == var.target_security_group_id
+      && aws_vpc_security_group_ingress_rule.targets_from_scrapers["sg-0aaaaaaaaaaaaaaaa"].from_port == 8080
+      && aws_vpc_security_group_ingress_rule.targets_from_scrapers["sg-0aaaaaaaaaaaaaaaa"].cidr_ipv4 == null
+    )
+    error_message = "A scraper's security group must reach the server port (and /metrics) directly, by security group, not by CIDR."
+  }
 }
 
 run "http_only_for_development" {
-  command = plan
+  command = apply
 
   module {
     source = "./modules/alb"
@@ -172,6 +178,7 @@ run "http_only_for_development" {
   variables {
     enable_https    = false
     certificate_arn = null
+    public_paths    = ["/ws"]
   }
 
   assert {
@@ -180,9 +187,27 @@ run "http_only_for_development" {
   }
 
   assert {
-    condition     = aws_lb_listener.http_forward[0].default_action[0].type == "forward"
-    error_message = "Without HTTPS, port 80 forwards to the targets."
+    condition = (
+      aws_lb_listener_rule.public.listener_arn == aws_lb_listener.http_forward[0].arn
+      && aws_lb_listener.http_forward[0].default_action[0].type == "fixed-response"
+      && toset(flatten([for c in aws_lb_listener_rule.public.condition : c.path_pattern[0].values])) == toset(["/ws"])
+    )
+    error_message = "Without HTTPS, port 80 forwards public_paths only."
   }
+}
+
+run "public_paths_must_include_the_websocket" {
+  command = plan
+
+  module {
+    source = "./modules/alb"
+  }
+
+  variables {
+    public_paths = ["/health"]
+  }
+
+  expect_failures = [var.public_paths]
 }
 
 run "https_requires_certificate" {

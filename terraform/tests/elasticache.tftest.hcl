@@ -1,5 +1,7 @@
-# ElastiCache module against mocked providers: encryption, auth token in
-# Secrets Manager, failover rules, parameters and the security group.
+# ElastiCache module against a mocked AWS provider: encryption, the auth
+# token (generated without any provider but aws) in Secrets Manager, failover
+# rules, parameters, engine/version checks, apply_immediately and the
+# security group.
 
 mock_provider "aws" {
   # Runs that apply create these; the provider validates what flows from them
@@ -21,15 +23,6 @@ mock_provider "aws" {
   mock_resource "aws_cloudwatch_log_group" {
     defaults = {
       arn = "arn:aws:logs:eu-west-1:123456789012:log-group:/sb-test/redis/slow-log"
-    }
-  }
-}
-
-mock_provider "random" {
-  # ElastiCache accepts 16 to 128 characters; the mock's default string is shorter.
-  mock_resource "random_password" {
-    defaults = {
-      result = "MockedAuthToken0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLM"
     }
   }
 }
@@ -60,7 +53,8 @@ run "encryption_and_failover" {
   }
 
   assert {
-    condition     = aws_elasticache_replication_group.this.at_rest_encryption_enabled == true
+    # A string in provider 5.x, a bool in 6.x.
+    condition     = tostring(aws_elasticache_replication_group.this.at_rest_encryption_enabled) == "true"
     error_message = "At-rest encryption must be enabled."
   }
 
@@ -104,8 +98,13 @@ run "encryption_and_failover" {
   }
 
   assert {
-    condition     = random_password.auth_token.length >= 32 && random_password.auth_token.special == false
-    error_message = "The auth token must be long and URL-safe (letters and digits)."
+    condition     = aws_elasticache_replication_group.this.apply_immediately == false
+    error_message = "By default changes wait for the maintenance window."
+  }
+
+  assert {
+    condition     = output.member_clusters == ["sb-test-redis-001", "sb-test-redis-002"]
+    error_message = "The member cluster ids (CloudWatch dimension) must be known at plan time: <group id>-001, -002."
   }
 }
 
@@ -118,12 +117,17 @@ run "auth_token_and_security_group" {
   }
 
   assert {
-    condition     = aws_elasticache_replication_group.this.auth_token == random_password.auth_token.result
-    error_message = "Redis must use the generated auth token."
+    condition     = can(regex("^[0-9a-f]{64}$", nonsensitive(terraform_data.auth_token.output)))
+    error_message = "The auth token must be 64 hex digits: long, and safe inside a rediss:// URL."
   }
 
   assert {
-    condition     = aws_secretsmanager_secret_version.auth_token.secret_string == random_password.auth_token.result
+    condition     = aws_elasticache_replication_group.this.auth_token == terraform_data.auth_token.output && aws_elasticache_replication_group.this.auth_token_update_strategy == "ROTATE"
+    error_message = "Redis must use the generated auth token, and a new one must be added beside the old one (ROTATE)."
+  }
+
+  assert {
+    condition     = aws_secretsmanager_secret_version.auth_token.secret_string == terraform_data.auth_token.output
     error_message = "The generated auth token must be stored in Secrets Manager."
   }
 
@@ -177,6 +181,68 @@ run "redis_engine" {
     condition     = aws_elasticache_parameter_group.this.family == "redis7"
     error_message = "Redis 7 uses the redis7 parameter group family."
   }
+}
+
+run "token_survives_the_next_plan" {
+  # uuid() yields a new value on every run; the token must not follow it, or
+  # every apply would rotate it. Planned after the apply above: a token
+  # planned for replacement would be unknown here and fail the assertion.
+  command = plan
+
+  module {
+    source = "./modules/elasticache"
+  }
+
+  assert {
+    condition     = nonsensitive(terraform_data.auth_token.output == aws_secretsmanager_secret_version.auth_token.secret_string) && length(nonsensitive(terraform_data.auth_token.output)) == 64
+    error_message = "The next plan must keep the auth token (no replacement, no new secret version)."
+  }
+}
+
+run "apply_immediately_for_rotations" {
+  command = plan
+
+  module {
+    source = "./modules/elasticache"
+  }
+
+  variables {
+    apply_immediately = true
+  }
+
+  assert {
+    condition     = aws_elasticache_replication_group.this.apply_immediately == true
+    error_message = "apply_immediately must reach the replication group."
+  }
+}
+
+run "rejects_a_version_the_engine_does_not_have" {
+  command = plan
+
+  module {
+    source = "./modules/elasticache"
+  }
+
+  variables {
+    engine         = "redis"
+    engine_version = "8.0"
+  }
+
+  expect_failures = [var.engine_version]
+}
+
+run "rejects_valkey_6" {
+  command = plan
+
+  module {
+    source = "./modules/elasticache"
+  }
+
+  variables {
+    engine_version = "6.2"
+  }
+
+  expect_failures = [var.engine_version]
 }
 
 run "rejects_zero_snapshot_retention" {

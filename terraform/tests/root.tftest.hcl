@@ -1,6 +1,9 @@
-# The whole stack (root configuration and all modules) against mocked
-# providers: it plans and applies, the outputs are what clients need, and the
-# root variables reject inconsistent settings with clear errors.
+# The whole stack (root configuration and all modules) against a mocked AWS
+# provider: it plans and applies, the modules are wired to each other (the
+# metrics the nodes publish are the ones scaling, alarms and dashboard read;
+# the refresh rolls back on an alarm that exists), the outputs are what
+# operators need, and the root variables reject inconsistent settings at
+# plan time with clear errors.
 
 mock_provider "aws" {
   # Data sources are read during plan and the provider validates what flows
@@ -22,7 +25,14 @@ mock_provider "aws" {
   mock_data "aws_ami" {
     defaults = {
       id               = "ami-0123456789abcdef0"
+      architecture     = "arm64"
       root_device_name = "/dev/xvda"
+    }
+  }
+
+  mock_data "aws_ec2_instance_type" {
+    defaults = {
+      supported_architectures = ["arm64"]
     }
   }
 
@@ -107,6 +117,24 @@ mock_provider "aws" {
     }
   }
 
+  mock_resource "aws_lb_listener" {
+    defaults = {
+      arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/switchboard-alb/0123456789abcdef/0123456789abcdef"
+    }
+  }
+
+  mock_resource "aws_cloudwatch_metric_alarm" {
+    defaults = {
+      arn = "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:switchboard-alarm"
+    }
+  }
+
+  mock_resource "aws_sns_topic" {
+    defaults = {
+      arn = "arn:aws:sns:eu-west-1:123456789012:switchboard-alarms"
+    }
+  }
+
   mock_resource "aws_secretsmanager_secret" {
     defaults = {
       id  = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:switchboard/redis-auth-token-AbCdEf"
@@ -130,18 +158,10 @@ mock_provider "aws" {
   }
 }
 
-mock_provider "random" {
-  # ElastiCache accepts 16 to 128 characters; the mock's default string is shorter.
-  mock_resource "random_password" {
-    defaults = {
-      result = "MockedAuthToken0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLM"
-    }
-  }
-}
-
 variables {
   region          = "eu-west-1"
   server_version  = "1.2.3"
+  ami_id          = "ami-0123456789abcdef0"
   certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/01234567-89ab-cdef-0123-456789abcdef"
 }
 
@@ -186,6 +206,52 @@ run "full_stack" {
   assert {
     condition     = aws_security_group.nodes.vpc_id == output.vpc_id
     error_message = "The nodes' security group must be in the stack's VPC."
+  }
+
+  assert {
+    condition = (
+      output.target_group_arn == module.alb.target_group_arn
+      && output.alb_security_group_id == module.alb.security_group_id
+      && output.redis_security_group_id == module.elasticache.security_group_id
+      && output.instance_role_name == module.asg.iam_role_name
+      && startswith(output.instance_role_arn, "arn:aws:iam::")
+      && strcontains(output.dashboard_url, "#dashboards/dashboard/switchboard")
+    )
+    error_message = "The stack must output its target group, security groups, instance role and dashboard."
+  }
+}
+
+run "modules_are_wired_together" {
+  command = apply
+
+  # What the nodes publish is what scaling and the alarms read.
+  assert {
+    condition = (
+      strcontains(module.asg.user_data, "ASG_NAME='${output.asg_name}'")
+      && strcontains(module.asg.user_data, "METRICS_NAMESPACE='Switchboard'")
+      && module.monitoring.alarm_names[2] == "switchboard-redis-unreachable"
+    )
+    error_message = "The nodes must publish under the group name and namespace the monitoring reads."
+  }
+
+  assert {
+    condition     = module.asg.units["switchboard.service"] != "" && strcontains(module.asg.user_data, "REDIS_HOST='master.switchboard-redis.abcdef.euw1.cache.amazonaws.com'")
+    error_message = "The nodes must connect to the replication group's primary endpoint."
+  }
+
+  assert {
+    condition     = contains(module.monitoring.alarm_names, "switchboard-unhealthy-targets") && contains(module.monitoring.alarm_names, "switchboard-redis-memory-switchboard-redis-002")
+    error_message = "Alarms must cover the target group and every Redis node."
+  }
+
+  assert {
+    condition     = strcontains(module.asg.user_data, "# Redis auth token version: ${module.elasticache.auth_token_version}")
+    error_message = "The user data must change with the auth token's secret version, so a rotation rolls the nodes."
+  }
+
+  assert {
+    condition     = strcontains(module.asg.user_data, "MAX_CONNECTIONS=\"10000\"")
+    error_message = "The server must get the max_connections the connections alarm is computed from."
   }
 }
 
@@ -286,4 +352,56 @@ run "rejects_desired_capacity_out_of_range" {
   }
 
   expect_failures = [var.desired_capacity]
+}
+
+run "rejects_two_image_inputs" {
+  command = plan
+
+  variables {
+    ami_ssm_parameter = "/switchboard/ami"
+  }
+
+  expect_failures = [var.ami_id]
+}
+
+run "rejects_no_image" {
+  command = plan
+
+  variables {
+    ami_id = null
+  }
+
+  expect_failures = [var.ami_id]
+}
+
+run "rejects_connections_target_at_max" {
+  command = plan
+
+  variables {
+    max_connections    = 1000
+    connections_target = 1000
+  }
+
+  expect_failures = [var.connections_target]
+}
+
+run "rejects_redis_8" {
+  command = plan
+
+  variables {
+    redis_engine         = "redis"
+    redis_engine_version = "8.0"
+  }
+
+  expect_failures = [var.redis_engine_version]
+}
+
+run "rejects_max_connections_in_server_environment" {
+  command = plan
+
+  variables {
+    server_environment = { MAX_CONNECTIONS = "5" }
+  }
+
+  expect_failures = [var.server_environment]
 }

@@ -1,4 +1,7 @@
 locals {
+  # AWS allows 6 characters; "sb-" for names that do not start with 5 usable ones.
+  target_group_prefix = "${substr(replace(var.name, "-", ""), 0, min(5, length(replace(var.name, "-", ""))))}-"
+
   listener_ports = var.enable_https ? [80, 443] : [80]
   ingress = {
     for pair in setproduct(local.listener_ports, var.allowed_ingress_cidrs) :
@@ -78,9 +81,27 @@ resource "aws_lb" "this" {
   tags = { Name = "${var.name}-alb" }
 }
 
+# Nodes inside the VPC that scrape /metrics (a Prometheus server, say) reach
+# the server port directly; the load balancer does not serve /metrics.
+resource "aws_vpc_security_group_ingress_rule" "targets_from_scrapers" {
+  for_each = toset(var.metrics_source_security_group_ids)
+
+  security_group_id            = var.target_security_group_id
+  description                  = "Server port (metrics) from a scraper inside the VPC"
+  ip_protocol                  = "tcp"
+  from_port                    = var.target_port
+  to_port                      = var.target_port
+  referenced_security_group_id = each.value
+}
+
 resource "aws_lb_target_group" "this" {
   #checkov:skip=CKV_AWS_378:TLS ends at the load balancer; targets are in private subnets and admit only the load balancer's security group. The server has no TLS listener of its own.
-  name        = "${var.name}-nodes"
+  # A generated name (AWS allows a 6-character prefix): a change that
+  # replaces the group (port, protocol, VPC) creates the new one first, moves
+  # the listener rules and the Auto Scaling group to it, then deletes the old
+  # one. A fixed name would collide with itself. The Name tag carries the
+  # readable name.
+  name_prefix = local.target_group_prefix
   vpc_id      = var.vpc_id
   target_type = "instance"
   protocol    = "HTTP"
@@ -110,6 +131,10 @@ resource "aws_lb_target_group" "this" {
   }
 
   tags = { Name = "${var.name}-nodes" }
+
+  lifecycle {
+    create_before_destroy = true
+  }
 }
 
 resource "aws_lb_listener" "https" {
@@ -121,9 +146,15 @@ resource "aws_lb_listener" "https" {
   ssl_policy        = var.ssl_policy
   certificate_arn   = var.certificate_arn
 
+  # Only public_paths reach the nodes (listener rule below); /metrics,
+  # /status, /ready and everything else end here.
   default_action {
-    type             = "forward"
-    target_group_arn = aws_lb_target_group.this.arn
+    type = "fixed-response"
+    fixed_response {
+      content_type = "text/plain"
+      message_body = "not found"
+      status_code  = "404"
+    }
   }
 }
 
@@ -155,8 +186,30 @@ resource "aws_lb_listener" "http_forward" {
   protocol          = "HTTP"
 
   default_action {
+    type = "fixed-response"
+    fixed_response {
+      content_type = "text/plain"
+      message_body = "not found"
+      status_code  = "404"
+    }
+  }
+}
+
+# The one way in to the nodes: the listener that serves clients (HTTPS, or
+# plain HTTP in development) forwards public_paths and nothing else.
+resource "aws_lb_listener_rule" "public" {
+  listener_arn = var.enable_https ? aws_lb_listener.https[0].arn : aws_lb_listener.http_forward[0].arn
+  priority     = 10
+
+  action {
     type             = "forward"
     target_group_arn = aws_lb_target_group.this.arn
+  }
+
+  condition {
+    path_pattern {
+      values = var.public_paths
+    }
   }
 }
 

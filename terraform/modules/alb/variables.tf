@@ -143,3 +143,25 @@ variable "waf_web_acl_arn" {
   type        = string
   default     = null
 }
+
+variable "public_paths" {
+  description = "Request paths the load balancer forwards to the nodes (ALB path patterns, * and ? wildcards). Everything else gets a 404 from the load balancer: /metrics, /status and /ready are for inside the VPC."
+  type        = list(string)
+  default     = ["/ws", "/health"]
+
+  validation {
+    condition     = length(var.public_paths) >= 1 && length(var.public_paths) <= 5 && alltrue([for p in var.public_paths : startswith(p, "/") && length(p) <= 128])
+    error_message = "public_paths must hold 1 to 5 path patterns (the limit of one ALB rule condition), each starting with / and at most 128 characters."
+  }
+
+  validation {
+    condition     = contains(var.public_paths, "/ws")
+    error_message = "public_paths must contain /ws: it is the WebSocket endpoint clients connect to."
+  }
+}
+
+variable "metrics_source_security_group_ids" {
+  description = "Security groups inside the VPC (for example a Prometheus server's) allowed to reach the server port of the nodes directly, to scrape /metrics."
+  type        = list(string)
+  default     = []
+}

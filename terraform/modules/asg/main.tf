@@ -5,30 +5,37 @@ data "aws_caller_identity" "current" {}
 # group, so they are repeated below in tag blocks and tag_specifications.
 data "aws_default_tags" "current" {}
 
-# Current Amazon Linux 2023 image for the chosen architecture. A newer image
-# makes a new launch template version, which rolls the group (patching).
-data "aws_ami" "al2023" {
-  most_recent = true
-  owners      = ["amazon"]
+# The image is an input, never "the latest": a new image id makes a new
+# launch template version, which rolls every node (and reconnects every
+# client), so it changes only when someone changes ami_id. With an SSM
+# parameter the launch template names the parameter and EC2 resolves it at
+# each launch: the template never changes by itself.
+data "aws_ami" "node" {
+  count = var.ami_id == null ? 0 : 1
 
   filter {
-    name   = "name"
-    values = ["al2023-ami-2023.*-kernel-*-${var.architecture}"]
+    name   = "image-id"
+    values = [var.ami_id]
   }
 
-  filter {
-    name   = "architecture"
-    values = [var.architecture]
+  lifecycle {
+    postcondition {
+      condition     = self.architecture == var.architecture
+      error_message = "ami_id ${var.ami_id} is an ${self.architecture} image, but architecture is ${var.architecture}: pick an image for ${var.architecture} or change architecture (and instance_type) to match."
+    }
   }
+}
 
-  filter {
-    name   = "virtualization-type"
-    values = ["hvm"]
-  }
+# Catches an instance type of the other architecture at plan time (EC2 would
+# refuse the launch only when the Auto Scaling group tries it).
+data "aws_ec2_instance_type" "node" {
+  instance_type = var.instance_type
 
-  filter {
-    name   = "root-device-type"
-    values = ["ebs"]
+  lifecycle {
+    postcondition {
+      condition     = contains(self.supported_architectures, var.architecture)
+      error_message = "instance_type ${var.instance_type} runs ${join(" or ", self.supported_architectures)}, not ${var.architecture}: use a Graviton type (t4g, m7g, ...) for arm64 or an Intel/AMD type (t3, m7i, ...) for x86_64, or change architecture."
+    }
   }
 }
 
@@ -55,26 +62,35 @@ locals {
     DRAIN_TIMEOUT_SECS = tostring(var.drain_timeout)
     PING_INTERVAL_SECS = tostring(var.ping_interval)
     IDLE_TIMEOUT_SECS  = tostring(var.server_idle_timeout)
+    MAX_CONNECTIONS    = tostring(var.max_connections)
   })
 
-  user_data = templatefile("${path.module}/templates/user-data.sh.tftpl", {
-    install_method = var.install_method
-    image          = "${var.container_image}:${var.server_version}"
-    binary_url     = local.binary_url
-    binary_sha256  = var.binary_sha256 == null ? "" : var.binary_sha256
-    environment    = join("\n", [for k, v in local.environment : "${k}=${v}"])
-    region         = var.region
-    redis_host     = var.redis_host
-    redis_port     = var.redis_port
-    secret_arn     = var.redis_secret_arn
-    server_secrets = var.server_secrets
-    stop_timeout   = local.stop_timeout
-    asg_name       = local.asg_name
-    hook_name      = local.hook_name
-    log_group      = aws_cloudwatch_log_group.server.name
-  })
+  image_id         = var.ami_id != null ? var.ami_id : "resolve:ssm:${var.ami_ssm_parameter}"
+  root_device_name = var.ami_id != null ? data.aws_ami.node[0].root_device_name : "/dev/xvda"
 
   instance_tags = merge(data.aws_default_tags.current.tags, { Name = "${var.name}-node" })
+}
+
+module "bootstrap" {
+  source = "../node-bootstrap"
+
+  install_method     = var.install_method
+  image              = "${var.container_image}:${var.server_version}"
+  binary_url         = local.binary_url
+  binary_sha256      = var.binary_sha256
+  environment        = local.environment
+  server_secrets     = var.server_secrets
+  region             = var.region
+  port               = var.server_port
+  redis_host         = var.redis_host
+  redis_port         = var.redis_port
+  redis_secret_arn   = var.redis_secret_arn
+  auth_token_version = var.redis_auth_token_version
+  stop_timeout       = local.stop_timeout
+  asg_name           = local.asg_name
+  hook_name          = local.hook_name
+  log_group          = aws_cloudwatch_log_group.server.name
+  metrics_namespace  = var.metrics_namespace
 }
 
 resource "aws_cloudwatch_log_group" "server" {
@@ -99,11 +115,13 @@ resource "aws_vpc_security_group_egress_rule" "https" {
 resource "aws_launch_template" "this" {
   name_prefix            = "${var.name}-node-"
   description            = "Switchboard ${var.server_version} (${var.install_method})"
-  image_id               = data.aws_ami.al2023.id
+  image_id               = local.image_id
   instance_type          = var.instance_type
   update_default_version = true
   ebs_optimized          = true
-  user_data              = base64encode(local.user_data)
+  # Compressed (cloud-init unpacks it): the script with its helpers is larger
+  # than the 16 KiB EC2 allows for user data as it is.
+  user_data = base64gzip(module.bootstrap.user_data)
 
   iam_instance_profile {
     arn = aws_iam_instance_profile.this.arn
@@ -124,7 +142,7 @@ resource "aws_launch_template" "this" {
   }
 
   block_device_mappings {
-    device_name = data.aws_ami.al2023.root_device_name
+    device_name = local.root_device_name
 
     ebs {
       volume_type           = "gp3"
@@ -155,6 +173,13 @@ resource "aws_launch_template" "this" {
   }
 
   tags = { Name = "${var.name}-node" }
+
+  lifecycle {
+    precondition {
+      condition     = length(base64gzip(module.bootstrap.user_data)) <= 21848
+      error_message = "The compressed user data is larger than the 16 KiB EC2 accepts: shorten server_environment or server_secrets."
+    }
+  }
 }
 
 resource "aws_autoscaling_group" "this" {
@@ -165,9 +190,13 @@ resource "aws_autoscaling_group" "this" {
   desired_capacity    = var.desired_capacity
   target_group_arns   = [var.target_group_arn]
 
-  # Replace instances the load balancer finds unhealthy (/ready failing), not
-  # only those EC2 finds broken.
-  health_check_type         = "ELB"
+  # Route on readiness, replace on liveness. The load balancer takes a node
+  # out of rotation while its /ready fails (draining, Redis unreachable), but
+  # that must not make the group terminate it: a Redis failover or outage
+  # would recycle the whole fleet. So the group replaces on EC2 status checks
+  # and on the node's own liveness report (switchboard-liveness.service:
+  # /health failing for a minute), not on the load balancer's view.
+  health_check_type         = "EC2"
   health_check_grace_period = var.health_check_grace_period
   default_instance_warmup   = 120
   wait_for_capacity_timeout = "15m"
@@ -186,16 +215,29 @@ resource "aws_autoscaling_group" "this" {
     version = aws_launch_template.this.latest_version
   }
 
-  # A new launch template version (new server_version, settings or image)
-  # rolls the group: new instances first, old ones drained and removed once
-  # the new ones pass the load balancer's health check.
+  # A new launch template version (new server_version, settings, image or
+  # Redis token) rolls the group: new instances first, old ones drained and
+  # removed after the warmup. The group's own health checks do not look at
+  # /ready (see above), so the refresh watches the load balancer through
+  # alarms instead: unhealthy targets during the refresh stop it and roll it
+  # back.
   instance_refresh {
     strategy = "Rolling"
     preferences {
       min_healthy_percentage = 100
       max_healthy_percentage = 200
-      instance_warmup        = 120
-      auto_rollback          = true
+      # Longer than the alarm needs to go off (3 minutes of unhealthy
+      # targets), so a version whose nodes never turn ready is rolled back
+      # before the old nodes are gone.
+      instance_warmup = 300
+      auto_rollback   = true
+
+      dynamic "alarm_specification" {
+        for_each = length(var.refresh_rollback_alarms) > 0 ? [1] : []
+        content {
+          alarms = var.refresh_rollback_alarms
+        }
+      }
     }
   }
 
@@ -238,17 +280,29 @@ resource "aws_autoscaling_policy" "cpu" {
   }
 }
 
-resource "aws_autoscaling_policy" "requests" {
-  name                   = "${var.name}-requests"
+# The real load of a signaling node is its open WebSocket connections (each
+# costs memory and fan-out work even when idle), published by every node as
+# Switchboard/Connections (switchboard-metrics.timer). The group average is
+# kept near connections_target; the CPU policy above catches message-heavy
+# load. Whichever asks for more capacity wins.
+resource "aws_autoscaling_policy" "connections" {
+  name                   = "${var.name}-connections"
   autoscaling_group_name = aws_autoscaling_group.this.name
   policy_type            = "TargetTrackingScaling"
 
   target_tracking_configuration {
-    predefined_metric_specification {
-      predefined_metric_type = "ALBRequestCountPerTarget"
-      resource_label         = var.alb_request_count_label
+    customized_metric_specification {
+      namespace   = var.metrics_namespace
+      metric_name = "Connections"
+      statistic   = "Average"
+      unit        = "Count"
+
+      metric_dimension {
+        name  = "AutoScalingGroupName"
+        value = local.asg_name
+      }
     }
-    target_value = var.requests_per_target
+    target_value = var.connections_target
   }
 }
 
@@ -268,7 +322,7 @@ data "aws_iam_policy_document" "assume" {
 
 resource "aws_iam_role" "this" {
   name_prefix        = "${var.name}-node-"
-  description        = "Switchboard nodes: read the Redis secret, write logs, SSM access, complete the drain hook"
+  description        = "Switchboard nodes: read their secrets, write logs and metrics, SSM access, complete the drain hook, report their health"
   assume_role_policy = data.aws_iam_policy_document.assume.json
 }
 
@@ -316,11 +370,33 @@ data "aws_iam_policy_document" "node" {
   }
 
   statement {
-    sid     = "CompleteDrainHook"
-    actions = ["autoscaling:CompleteLifecycleAction"]
+    sid     = "CompleteDrainHookAndReportHealth"
+    actions = ["autoscaling:CompleteLifecycleAction", "autoscaling:SetInstanceHealth"]
     # By name: the group's ARN contains a generated id.
     resources = ["arn:${data.aws_partition.current.partition}:autoscaling:${var.region}:${data.aws_caller_identity.current.account_id}:autoScalingGroup:*:autoScalingGroupName/${local.asg_name}"]
   }
+}
+
+# PutMetricData has no resource-level permissions: "*" restricted to the
+# stack's own namespace.
+data "aws_iam_policy_document" "metrics" {
+  #checkov:skip=CKV_AWS_356:cloudwatch:PutMetricData supports no resource ARNs; the statement is limited to the stack's namespace by the cloudwatch:namespace condition.
+  statement {
+    sid       = "PublishMetrics"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "cloudwatch:namespace"
+      values   = [var.metrics_namespace]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "metrics" {
+  name   = "switchboard-metrics"
+  role   = aws_iam_role.this.id
+  policy = data.aws_iam_policy_document.metrics.json
 }
 
 resource "aws_iam_role_policy" "node" {

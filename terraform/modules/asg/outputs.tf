@@ -22,3 +22,18 @@ output "iam_role_name" {
   description = "Name of the instances' IAM role."
   value       = aws_iam_role.this.name
 }
+
+output "iam_role_arn" {
+  description = "ARN of the instances' IAM role (for example to let it use a customer-managed KMS key)."
+  value       = aws_iam_role.this.arn
+}
+
+output "user_data" {
+  description = "The rendered user data script, before compression (what runs on first boot)."
+  value       = module.bootstrap.user_data
+}
+
+output "units" {
+  description = "The systemd units the user data installs, by file name."
+  value       = module.bootstrap.units
+}

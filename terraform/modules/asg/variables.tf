@@ -34,9 +34,10 @@ variable "target_group_arn" {
   type        = string
 }
 
-variable "alb_request_count_label" {
-  description = "Resource label for ALBRequestCountPerTarget scaling: <load balancer ARN suffix>/<target group ARN suffix>."
-  type        = string
+variable "refresh_rollback_alarms" {
+  description = "CloudWatch alarm names that stop and roll back an instance refresh when they go off (the load balancer's unhealthy targets alarm, from the monitoring module). Empty: the refresh watches nothing but EC2 health."
+  type        = list(string)
+  default     = []
 }
 
 variable "install_method" {
@@ -68,9 +69,41 @@ variable "binary_url" {
 }
 
 variable "binary_sha256" {
-  description = "Expected SHA-256 of the release tarball, or null to skip the check."
+  description = "Expected SHA-256 of the release tarball; null makes instances read it from the .sha256 file published beside the tarball. A mismatch is never installed."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.binary_sha256 == null || can(regex("^[0-9a-f]{64}$", var.binary_sha256))
+    error_message = "binary_sha256 must be 64 lowercase hexadecimal characters."
+  }
+}
+
+variable "ami_id" {
+  description = "Image of the instances (Amazon Linux 2023 for architecture). Changing it rolls every instance; set either this or ami_ssm_parameter."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.ami_id == null || can(regex("^ami-[0-9a-f]{8,17}$", var.ami_id))
+    error_message = "ami_id must look like ami-0123456789abcdef0."
+  }
+
+  validation {
+    condition     = (var.ami_id == null) != (var.ami_ssm_parameter == null)
+    error_message = "Set exactly one of ami_id and ami_ssm_parameter."
+  }
+}
+
+variable "ami_ssm_parameter" {
+  description = "SSM parameter holding the image id, resolved by EC2 at each launch (the launch template keeps the parameter name, so a new value rolls nothing by itself)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.ami_ssm_parameter == null || can(regex("^/[A-Za-z0-9_./-]+$", var.ami_ssm_parameter))
+    error_message = "ami_ssm_parameter must be an SSM parameter name starting with /, for example /myteam/switchboard/ami."
+  }
 }
 
 variable "architecture" {
@@ -126,6 +159,12 @@ variable "server_idle_timeout" {
   default     = 60
 }
 
+variable "max_connections" {
+  description = "MAX_CONNECTIONS of the server: WebSocket connections one instance accepts before refusing upgrades with 503."
+  type        = number
+  default     = 10000
+}
+
 variable "log_level" {
   description = "RUST_LOG of the server."
   type        = string
@@ -165,6 +204,12 @@ variable "redis_secret_arn" {
   type        = string
 }
 
+variable "redis_auth_token_version" {
+  description = "Version id of the Redis auth token secret; a new one (a rotation) rolls the instances onto the new token."
+  type        = string
+  default     = ""
+}
+
 variable "kms_key_arn" {
   description = "KMS key of the Redis secret and of the log group."
   type        = string
@@ -199,10 +244,21 @@ variable "cpu_target" {
   default     = 60
 }
 
-variable "requests_per_target" {
-  description = "Target ALB request count per instance."
+variable "connections_target" {
+  description = "Target average of open WebSocket connections per instance for scaling."
   type        = number
-  default     = 1000
+  default     = 5000
+
+  validation {
+    condition     = var.connections_target >= 1
+    error_message = "connections_target must be a positive number."
+  }
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace the nodes publish their metrics to (and the instance role may write)."
+  type        = string
+  default     = "Switchboard"
 }
 
 variable "health_check_grace_period" {

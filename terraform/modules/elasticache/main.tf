@@ -3,27 +3,46 @@ locals {
   major      = split(".", var.engine_version)[0]
   # Parameter group families are per engine and major version: valkey8, redis7.
   family = "${var.engine}${local.major}"
+  # Also the prefix of the member cluster ids (-001, -002, ...), which the
+  # monitoring module needs at plan time.
+  replication_group_id = "${var.name}-redis"
 }
 
 # The auth token: generated here, stored in Secrets Manager, read by the nodes
-# at start. ElastiCache allows 16-128 printable characters without / " @ and
-# spaces; letters and digits also keep it safe inside a rediss:// URL.
-resource "random_password" "auth_token" {
-  length  = 64
-  special = false
+# at each start. ElastiCache allows 16-128 printable characters without
+# / " @ and spaces; hex digits also keep it safe inside a rediss:// URL.
+# Two random UUIDs (crypto/rand in Terraform's uuid()) make 64 hex digits,
+# 244 random bits. uuid() changes on every run, so the value is taken once,
+# when this resource is created, and kept: ignore_changes. Rotate it by
+# replacing this resource (see the README, "Rotating the Redis auth token").
+# Built in to Terraform: no extra provider to download.
+resource "terraform_data" "auth_token" {
+  input = replace("${uuid()}${uuid()}", "-", "")
+
+  lifecycle {
+    ignore_changes = [input]
+  }
+}
+
+locals {
+  auth_token = sensitive(terraform_data.auth_token.output)
 }
 
 resource "aws_secretsmanager_secret" "auth_token" {
-  #checkov:skip=CKV2_AWS_57:Rotating an ElastiCache auth token needs a rotation Lambda that also updates the replication group (ROTATE strategy); rotate by tainting random_password.auth_token and applying, which rolls the nodes.
+  #checkov:skip=CKV2_AWS_57:Secrets Manager rotation would need a Lambda that also changes the replication group's token; rotation is a Terraform apply that replaces terraform_data.auth_token (ElastiCache then accepts both tokens) and rolls the nodes onto the new one, see the README.
   name_prefix             = "${var.name}/redis-auth-token-"
   description             = "Auth token of the ${var.name} Redis replication group"
   kms_key_id              = var.kms_key_arn
   recovery_window_in_days = 7
 }
 
+# Written only after the replication group has taken the token: a node that
+# starts in between must still find a token Redis accepts.
 resource "aws_secretsmanager_secret_version" "auth_token" {
   secret_id     = aws_secretsmanager_secret.auth_token.id
-  secret_string = random_password.auth_token.result
+  secret_string = local.auth_token
+
+  depends_on = [aws_elasticache_replication_group.this]
 }
 
 resource "aws_security_group" "this" {
@@ -92,7 +111,7 @@ resource "aws_cloudwatch_log_group" "slow_log" {
 }
 
 resource "aws_elasticache_replication_group" "this" {
-  replication_group_id = "${var.name}-redis"
+  replication_group_id = local.replication_group_id
   description          = "Switchboard shared state (${var.name})"
 
   engine               = var.engine
@@ -111,14 +130,18 @@ resource "aws_elasticache_replication_group" "this" {
   kms_key_id                 = var.kms_key_arn
   transit_encryption_enabled = true
   transit_encryption_mode    = "required"
-  auth_token                 = random_password.auth_token.result
+  auth_token                 = local.auth_token
+  # A new token is added beside the old one, so nodes that still use the old
+  # one keep working until the instance refresh has replaced them.
   auth_token_update_strategy = "ROTATE"
 
   snapshot_retention_limit   = var.snapshot_retention_days
   snapshot_window            = var.snapshot_window
   maintenance_window         = var.maintenance_window
   auto_minor_version_upgrade = true
-  apply_immediately          = false
+  # false: changes that restart or reconfigure nodes wait for the maintenance
+  # window. A token rotation needs true (see the README).
+  apply_immediately = var.apply_immediately
 
   log_delivery_configuration {
     destination      = aws_cloudwatch_log_group.slow_log.name

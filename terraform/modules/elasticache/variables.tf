@@ -40,8 +40,8 @@ variable "engine_version" {
   default     = "8.0"
 
   validation {
-    condition     = can(regex("^[0-9]+\\.[0-9]+$", var.engine_version)) && tonumber(split(".", var.engine_version)[0]) >= 7
-    error_message = "engine_version must be major.minor with major 7 or later."
+    condition     = can(regex("^[0-9]+\\.[0-9]+$", var.engine_version)) && contains(lookup({ valkey = ["7", "8"], redis = ["7"] }, var.engine, []), split(".", var.engine_version)[0])
+    error_message = "engine_version must be major.minor of a major version ElastiCache offers with a parameter group family for the engine: valkey 7.2, 8.0 or 8.1 (families valkey7, valkey8), or redis 7.0 or 7.1 (family redis7)."
   }
 }
 
@@ -100,4 +100,10 @@ variable "log_retention_days" {
   description = "Retention of the slow-log group."
   type        = number
   default     = 365
+}
+
+variable "apply_immediately" {
+  description = "Apply changes to the replication group now instead of in the next maintenance window. Needed for an auth token rotation; engine or node type changes applied now restart nodes during the day."
+  type        = bool
+  default     = false
 }

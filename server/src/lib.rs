@@ -1,25 +1,32 @@
 //! Switchboard: a WebRTC signaling server.
 //!
 //! # Layout
-//! - [`config`]: flags and environment into a validated [`config::Config`].
-//! - [`protocol`]: wire types; parses client frames, serializes replies and
-//!   events (no I/O).
-//! - [`filters`], [`state`]: `discover` filters and room-state merge patches,
-//!   pure functions shared by every backend.
-//! - [`backend`]: rooms, peers, state, per-peer event sequencing and routing,
-//!   behind one trait with an in-memory ([`backend::memory`]) and a Redis
-//!   ([`backend::redis`]) implementation.
-//! - [`session`]: one WebSocket connection (read loop, write loop, limits).
-//! - [`outbox`]: the bounded outbound queue of a connection.
-//! - [`http`]: routes (`/ws`, `/health`, `/ready`, `/metrics`, `/status`, `/`).
-//! - [`listener`]: the accept loop and HTTP/1.1 serving (request-head
-//!   deadline, accept-error backoff); [`pending`]: the count of sockets not
-//!   upgraded yet, against its overall and per-address limits.
-//! - [`auth`]: JWT verification and room/peer/role grants, origin allow-list,
+//! Each module imports only the ones listed after it (docs/architecture.md
+//! has the picture and the check):
+//! - [`cli`]: flags and environment into validated settings (`ServeArgs`,
+//!   `AuthArgs`, `IceArgs`, [`cli::ConfigError`]).
+//! - [`http`]: routes (`/ws`, `/health`, `/ready`, `/metrics`, `/status`,
+//!   `/`, `/demo`); [`listener`]: the accept loop and HTTP/1.1 serving
+//!   (request-head deadline, accept-error backoff); [`pending`]: sockets not
+//!   upgraded yet, against their overall and per-address limits.
+//! - [`session`]: one WebSocket connection (read loop, dispatch, write loop,
+//!   lingering close, rate limit).
+//! - [`node`]: the shared handle of one node; [`shutdown`]: the graceful
+//!   drain.
+//! - [`backend`]: rooms, peers, state, per-peer event sequencing, replay and
+//!   routing, behind one trait with an in-memory ([`backend::memory`]) and a
+//!   Redis ([`backend::redis`]) implementation; the join/resume rules both
+//!   follow are in [`backend::rules`].
+//! - [`config`]: the validated settings; [`telemetry`]: logging.
+//! - [`auth`]: JWT verification, room/peer/role grants, origin allow-list,
 //!   admin token, token minting; [`ice`]: STUN/TURN servers with TURN REST
-//!   credentials for `joined.ice_servers`.
-//! - [`node`]: the shared handle; [`shutdown`]: the graceful drain;
-//!   [`metrics`]: Prometheus; [`telemetry`]: logging.
+//!   credentials; [`metrics`]: Prometheus; [`outbox`]: the bounded outbound
+//!   queue of a connection.
+//! - [`protocol`]: the wire vocabulary — message types, close codes, error
+//!   codes, parsing, events, replies, `discover` filters, state merge
+//!   patches (no I/O).
+//! - [`limits`]: the sizes and rates every layer checks; [`sync`]: locks
+//!   that survive poisoning.
 //!
 //! The binary (`main.rs`) only parses the command line and calls [`run`].
 #![forbid(unsafe_code)]
@@ -30,6 +37,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod ice;
+pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod node;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Map;
 use switchboard::backend::memory::MemoryBackend;
 use switchboard::backend::{Backend, JoinArgs, JoinOutcome};
-use switchboard::config::Limits;
+use switchboard::limits::Limits;
 use switchboard::outbox::Outbox;
 use switchboard::protocol::{ErrorCode, JoinRequest, ProtocolError};
 

@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use switchboard::auth::Claims;
 use switchboard::backend::token;
-use switchboard::config::Limits;
+use switchboard::limits::Limits;
 use switchboard::protocol::filters::{self, Filters, Op};
 use switchboard::protocol::{
     self, event, reply, state, ErrorCode, JoinRequest, PeerInfo, Request, RequestId, RoomState,

@@ -52,18 +52,16 @@ impl MessageType {
 
     /// What an inbound frame can be counted as: a request, or a frame that
     /// was not one.
-    pub const INBOUND: [MessageType; 10] = [
-        MessageType::Join,
-        MessageType::Leave,
-        MessageType::Signal,
-        MessageType::Broadcast,
-        MessageType::Discover,
-        MessageType::SetState,
-        MessageType::Update,
-        MessageType::Ping,
-        MessageType::Invalid,
-        MessageType::Unknown,
-    ];
+    pub const INBOUND: [MessageType; 10] = {
+        let mut all = [MessageType::Invalid; 10];
+        let mut i = 0;
+        while i < Self::REQUESTS.len() {
+            all[i] = Self::REQUESTS[i];
+            i += 1;
+        }
+        all[9] = MessageType::Unknown;
+        all
+    };
 
     /// What the server sends: replies and events.
     pub const OUTBOUND: [MessageType; 12] = [

@@ -13,7 +13,7 @@ use super::{
     ErrorCode, Filters, JoinRequest, MessageType, ProtocolError, Request, RequestId,
     MAX_NAME_CHARS, MAX_RESUME_BYTES, MAX_ROLE_CHARS,
 };
-use crate::config::Limits;
+use crate::limits::Limits;
 
 /// A client frame after parsing: its id (when valid) and the request or the
 /// error to answer with.

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use axum::extract::ws::Utf8Bytes;
 use serde_json::{Map, Value};
 
+use super::rules::{new_peer, ResumeAttempt};
 use super::{
     new_peer_id, not_joined, now_ms, peer_id_taken, peer_not_found, room_full, token, Backend,
     BackendHealth, BackendStats, JoinArgs, JoinOutcome, Member,
@@ -23,7 +24,7 @@ use crate::config::Limits;
 use crate::outbox::Outbox;
 use crate::protocol::{
     event, stamp, state, CloseCode, EventBody, LeaveReason, MessageType, PeerInfo, ProtocolError,
-    RoomState, DEFAULT_ROLE,
+    RoomState,
 };
 
 /// The in-memory backend.
@@ -214,29 +215,21 @@ impl MemoryBackend {
     ) -> Result<JoinOutcome, ProtocolError> {
         let req = args.request;
         let limits = &self.limits;
-        let mut recovered = None;
-        let mut peer_id = req.peer.clone();
-
-        if let Some(resume) = &req.resume {
-            // A token resumes only its own peer of its own room; anything else
-            // (garbage, another peer's or room's token, an expired session) is
-            // no valid resume: the join proceeds afresh, and a taken id is
-            // `PEER_ID_TAKEN`.
-            recovered = Some(false);
-            let parsed = token::for_join(req);
-            if let Some(t) = parsed {
-                let valid = room
-                    .peers
-                    .get(&t.peer)
-                    .is_some_and(|p| token::same_hash(&p.secret_hash, &t.secret_hash));
-                if valid {
-                    return Ok(self.resume_locked(room, &t.peer, resume, args));
-                }
-                peer_id = Some(t.peer);
+        // The rules of `rules::ResumeAttempt`: only a token of this room and
+        // peer resumes, and only while the room holds its session.
+        let attempt = ResumeAttempt::of(req);
+        let recovered = attempt.recovered;
+        if let (Some(t), Some(resume)) = (&attempt.token, &req.resume) {
+            let valid = room
+                .peers
+                .get(&t.peer)
+                .is_some_and(|p| token::same_hash(&p.secret_hash, &t.secret_hash));
+            if valid {
+                return Ok(self.resume_locked(room, &t.peer, resume, args));
             }
         }
 
-        let peer_id = match peer_id {
+        let peer_id = match attempt.fresh_peer(req) {
             Some(id) => {
                 if room.peers.contains_key(&id) {
                     return Err(peer_id_taken(&id));
@@ -253,12 +246,7 @@ impl MemoryBackend {
         if room.peers.len() >= limits.max_peers_per_room {
             return Err(room_full(limits.max_peers_per_room));
         }
-        let info = PeerInfo {
-            peer: peer_id.clone(),
-            role: req.role.clone().unwrap_or_else(|| DEFAULT_ROLE.to_owned()),
-            metadata: req.metadata.clone(),
-            joined_at: now_ms(),
-        };
+        let info = new_peer(req, peer_id.clone(), now_ms());
         room.deliver_all_but(&peer_id, &event::peer_joined(&info), limits);
         let minted = token::mint(&req.room, &peer_id);
         let attachment = self.attachments.fetch_add(1, Ordering::Relaxed);

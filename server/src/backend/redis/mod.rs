@@ -17,236 +17,59 @@
 //! - **Faults**: operations fail with `UNAVAILABLE` while Redis is
 //!   unreachable; sockets stay open. When Redis comes back without our
 //!   heartbeat key (it restarted empty), the node re-registers its live peers.
+//!
+//! Files: [`keys`] (names), [`client`] (scripts and metered calls),
+//! [`reply`] (decoding), [`local`] (this node's connections and fan-out),
+//! [`liveness`] (heartbeat, re-register, reap, expire), [`signals`]
+//! (batching), [`conn`] (the connection); this file holds the backend
+//! itself and the `Backend` implementation.
 
+mod client;
 mod conn;
+mod keys;
+mod liveness;
+mod local;
+mod reply;
 mod signals;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::extract::ws::Utf8Bytes;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use redis::{PushInfo, PushKind, Script, Value};
+use redis::Value;
 use serde_json::{Map, Value as Json};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use self::client::RedisErrorExt;
+use self::client::{unavailable, RedisMetrics, Scripts};
 use self::conn::Conn;
+use self::keys::{node_key, node_rooms_key, peers_key, state_key, NODES_KEY};
+use self::liveness::{maintenance, restoring, PendingDetach};
+use self::local::{dispatch_pushes, Local};
+use self::reply::{int, internal, items, pairs, parse_peers, parse_state, static_kind, text};
 use self::signals::{Batching, Job, Outcome};
+use super::rules::{new_peer, ResumeAttempt};
 use super::{
     new_peer_id, not_joined, now_ms, peer_id_taken, peer_not_found, room_full, token, Backend,
     BackendHealth, BackendStats, JoinArgs, JoinOutcome, Member,
 };
 use crate::config::{Config, Limits, RedisConfig, Timing};
 use crate::metrics::Metrics;
-use crate::outbox::Outbox;
 use crate::protocol::{
-    event, stamp, state, CloseCode, ErrorCode, EventBody, LeaveReason, MessageType, PeerInfo,
-    ProtocolError, RoomState, DEFAULT_ROLE,
+    event, stamp, state, ErrorCode, EventBody, LeaveReason, PeerInfo, ProtocolError,
 };
 
-/// TTL of every room key, refreshed on writes and by the periodic touch.
-const ROOM_KEY_TTL: Duration = Duration::from_secs(3600);
-/// How often rooms with local peers get their TTL refreshed.
-const TOUCH_INTERVAL: Duration = Duration::from_secs(300);
-/// TTL of the cluster-wide indexes (`sb:nodes`, `sb:away`), refreshed by every
-/// heartbeat of every node.
-const INDEX_TTL: Duration = Duration::from_secs(86_400);
-/// How long one node holds the right to clean up after a dead node.
-const REAP_LOCK: Duration = Duration::from_secs(30);
-/// Away peers expired per sweep (the rest wait for the next one).
-const EXPIRE_BATCH: isize = 256;
 /// Compare-and-set attempts of `set_state` without `if_version` under contention.
 const STATE_CAS_ATTEMPTS: usize = 64;
+
 /// How long startup keeps trying to reach Redis.
 const STARTUP_CONNECT_DEADLINE: Duration = Duration::from_secs(30);
-
-const NODES_KEY: &str = "sb:nodes";
-const AWAY_KEY: &str = "sb:away";
-
-fn peers_key(room: &str) -> String {
-    format!("sb:{{{room}}}:peers")
-}
-fn state_key(room: &str) -> String {
-    format!("sb:{{{room}}}:state")
-}
-fn channel(room: &str, node: &str) -> String {
-    format!("sb:{{{room}}}:node:{node}")
-}
-fn node_key(node: &str) -> String {
-    format!("sb:n:{node}")
-}
-fn node_rooms_key(node: &str) -> String {
-    format!("sb:n:{node}:rooms")
-}
-fn reap_key(node: &str) -> String {
-    format!("sb:reap:{node}")
-}
-
-/// The room of a channel name `sb:{room}:node:<node>`.
-fn room_of_channel(channel: &str) -> Option<&str> {
-    let rest = channel.strip_prefix("sb:{")?;
-    let end = rest.find("}:node:")?;
-    Some(&rest[..end])
-}
-
-/// The type of an event read back from Redis; one of ours always, and an
-/// unknown name (never written) is counted nowhere.
-fn static_kind(kind: &str) -> MessageType {
-    MessageType::event(kind).unwrap_or(MessageType::Invalid)
-}
-
-struct Scripts {
-    join: Script,
-    resume: Script,
-    signal: Script,
-    broadcast: Script,
-    leave: Script,
-    detach: Script,
-    expire: Script,
-    node_lost: Script,
-    set_state: Script,
-    update: Script,
-    reattach: Script,
-    touch: Script,
-}
-
-impl Scripts {
-    fn load() -> Self {
-        let common = include_str!("lua/common.lua");
-        let s = |body: &str| Script::new(&format!("{common}\n{body}"));
-        Self {
-            join: s(include_str!("lua/join.lua")),
-            resume: s(include_str!("lua/resume.lua")),
-            signal: s(include_str!("lua/signal.lua")),
-            broadcast: s(include_str!("lua/broadcast.lua")),
-            leave: s(include_str!("lua/leave.lua")),
-            detach: s(include_str!("lua/detach.lua")),
-            expire: s(include_str!("lua/expire.lua")),
-            node_lost: s(include_str!("lua/node_lost.lua")),
-            set_state: s(include_str!("lua/set_state.lua")),
-            update: s(include_str!("lua/update.lua")),
-            reattach: s(include_str!("lua/reattach.lua")),
-            touch: s(include_str!("lua/touch.lua")),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OpLabel {
-    op: &'static str,
-}
-
-/// Redis metrics, registered into the node's registry.
-struct RedisMetrics {
-    latency: Family<OpLabel, Histogram>,
-    errors: Family<OpLabel, Counter>,
-    pubsub_in: Counter,
-    pubsub_out: Counter,
-    reconnects: Counter,
-    data_loss_recoveries: Counter,
-}
-
-impl RedisMetrics {
-    fn register(metrics: &mut Metrics) -> Self {
-        let latency = Family::<OpLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.000_05, 2.0, 14))
-        });
-        let errors = Family::<OpLabel, Counter>::default();
-        let pubsub_in = Counter::default();
-        let pubsub_out = Counter::default();
-        let reconnects = Counter::default();
-        let data_loss_recoveries = Counter::default();
-        let r = metrics.registry_mut();
-        r.register(
-            "redis_op_seconds",
-            "Latency of Redis operations, by operation",
-            latency.clone(),
-        );
-        r.register(
-            "redis_errors",
-            "Failed Redis operations, by operation",
-            errors.clone(),
-        );
-        r.register(
-            "redis_pubsub_received",
-            "Pub/sub messages received from Redis",
-            pubsub_in.clone(),
-        );
-        r.register(
-            "redis_pubsub_published",
-            "Pub/sub messages published by this node's scripts",
-            pubsub_out.clone(),
-        );
-        r.register(
-            "redis_reconnects",
-            "Times the Redis connection was lost",
-            reconnects.clone(),
-        );
-        r.register(
-            "redis_reregistrations",
-            "Times this node re-registered its peers after Redis lost its data",
-            data_loss_recoveries.clone(),
-        );
-        Self {
-            latency,
-            errors,
-            pubsub_in,
-            pubsub_out,
-            reconnects,
-            data_loss_recoveries,
-        }
-    }
-}
-
-/// A connection of this node joined to a room.
-struct LocalPeer {
-    outbox: Arc<Outbox>,
-    attachment: u64,
-    info: PeerInfo,
-    secret: String,
-}
-
-/// This node's connections, by room and peer.
-#[derive(Default)]
-struct Local {
-    active: HashMap<(String, String), LocalPeer>,
-    /// Joins and resumes in flight: they receive events before the script
-    /// returns, so nothing published right after it is missed.
-    pending: HashMap<(String, String), (u64, Arc<Outbox>)>,
-    /// Active plus pending entries per room (subscriptions follow this).
-    rooms: HashMap<String, usize>,
-}
-
-impl Local {
-    fn add_room(&mut self, room: &str) {
-        *self.rooms.entry(room.to_owned()).or_default() += 1;
-    }
-    fn drop_room(&mut self, room: &str) {
-        if let Some(n) = self.rooms.get_mut(room) {
-            *n -= 1;
-            if *n == 0 {
-                self.rooms.remove(room);
-            }
-        }
-    }
-}
-
-/// A detach that could not reach Redis; retried until it does.
-struct PendingDetach {
-    member: Member,
-    reason: LeaveReason,
-    written: u64,
-    deadline: u64,
-}
 
 /// The Redis-backed cluster backend.
 pub struct RedisBackend {
@@ -270,161 +93,6 @@ pub struct RedisBackend {
     reregister_needed: AtomicBool,
     /// Wakes the maintenance loop before its next tick.
     wake: Arc<tokio::sync::Notify>,
-}
-
-/// What re-registering one live local peer found (see lua/reattach.lua).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reattached {
-    /// The peer is the connection's again (re-created, or still there).
-    Restored,
-    /// Its session was resumed on another connection.
-    Moved,
-    /// The room saw it leave; it cannot be restored.
-    Gone,
-}
-
-/// The error for a request of a connection whose peer the cluster removed.
-fn session_lost() -> ProtocolError {
-    ProtocolError::new(
-        ErrorCode::NotJoined,
-        "this peer was removed from the room while its node was out of touch; join again",
-    )
-}
-
-/// The error for a request made while the node was restoring the peer.
-fn restoring() -> ProtocolError {
-    ProtocolError::unavailable(
-        "the cluster is restoring this connection's membership (Redis lost its data); retry",
-    )
-}
-
-fn unavailable(op: &str, e: &redis::RedisError) -> ProtocolError {
-    ProtocolError::unavailable(format!(
-        "the shared backend is unreachable ({op}: {}); retry shortly",
-        e.kind_str()
-    ))
-}
-
-trait RedisErrorExt {
-    fn kind_str(&self) -> String;
-}
-
-impl RedisErrorExt for redis::RedisError {
-    fn kind_str(&self) -> String {
-        if self.is_timeout() {
-            "timeout".into()
-        } else if self.is_io_error() || self.is_connection_dropped() || self.is_connection_refusal()
-        {
-            "connection lost".into()
-        } else {
-            format!("{:?}", self.kind())
-        }
-    }
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Okay => Some("OK".into()),
-        Value::Int(n) => Some(n.to_string()),
-        Value::VerbatimString { text, .. } => Some(text.clone()),
-        _ => None,
-    }
-}
-
-fn int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Int(n) => Some(*n),
-        other => text(other)?.parse().ok(),
-    }
-}
-
-fn items(v: &Value) -> &[Value] {
-    match v {
-        Value::Array(a) | Value::Set(a) => a,
-        _ => &[],
-    }
-}
-
-/// Flat `HGETALL` reply (array of field, value; or a RESP3 map) to pairs.
-fn pairs(v: &Value) -> Vec<(String, String)> {
-    match v {
-        Value::Map(m) => m
-            .iter()
-            .filter_map(|(k, v)| Some((text(k)?, text(v)?)))
-            .collect(),
-        other => items(other)
-            .chunks(2)
-            .filter_map(|c| Some((text(c.first()?)?, text(c.get(1)?)?)))
-            .collect(),
-    }
-}
-
-fn parse_peers(v: &Value, except: &str) -> Vec<PeerInfo> {
-    let mut peers: Vec<PeerInfo> = pairs(v)
-        .into_iter()
-        .filter(|(id, _)| id != except)
-        .filter_map(|(_, json)| serde_json::from_str(&json).ok())
-        .collect();
-    peers.sort_by(|a, b| {
-        a.joined_at
-            .cmp(&b.joined_at)
-            .then_with(|| a.peer.cmp(&b.peer))
-    });
-    peers
-}
-
-fn parse_state(version: &Value, data: &Value) -> RoomState {
-    let version = int(version).unwrap_or(0).max(0) as u64;
-    let data = text(data)
-        .and_then(|d| serde_json::from_str::<Map<String, Json>>(&d).ok())
-        .unwrap_or_default();
-    RoomState { version, data }
-}
-
-/// One event of a room channel message: its type, `peer=seq,...` and body.
-#[derive(Debug, PartialEq)]
-struct Published<'a> {
-    kind: &'a str,
-    recipients: &'a str,
-    body: &'a str,
-}
-
-/// Parses `E <kind> <recipients>\n<body>` (one event) or `M\n` followed by
-/// `<kind> <recipients> <length>\n<body>` per event (see lua/common.lua).
-/// `None` when the message is malformed.
-fn parse_events(payload: &str) -> Option<Vec<Published<'_>>> {
-    if let Some(rest) = payload.strip_prefix("E ") {
-        let (head, body) = rest.split_once('\n')?;
-        let (kind, recipients) = head.split_once(' ')?;
-        return Some(vec![Published {
-            kind,
-            recipients,
-            body,
-        }]);
-    }
-    let mut rest = payload.strip_prefix("M\n")?;
-    let mut events = Vec::new();
-    while !rest.is_empty() {
-        let (head, tail) = rest.split_once('\n')?;
-        let (kind, head) = head.split_once(' ')?;
-        let (recipients, len) = head.rsplit_once(' ')?;
-        let len = len.parse::<usize>().ok()?;
-        let body = tail.get(..len)?;
-        events.push(Published {
-            kind,
-            recipients,
-            body,
-        });
-        rest = &tail[len..];
-    }
-    Some(events)
-}
-
-fn internal(what: &str) -> ProtocolError {
-    warn!("unexpected reply from Redis: {what}");
-    ProtocolError::internal()
 }
 
 fn new_attachment() -> u64 {
@@ -511,12 +179,6 @@ impl RedisBackend {
         Ok(backend)
     }
 
-    fn local(&self) -> MutexGuard<'_, Local> {
-        // Critical sections only move map entries; a panic in one cannot leave
-        // the maps inconsistent in a way worth crashing the node for.
-        self.local.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn set_health(&self, healthy: bool, detail: impl Into<String>) {
         let was = self.healthy.swap(healthy, Ordering::AcqRel);
         let detail = detail.into();
@@ -529,298 +191,7 @@ impl RedisBackend {
                 );
             }
         }
-        *self.detail.lock().unwrap_or_else(|e| e.into_inner()) = detail;
-    }
-
-    /// Runs a room script: KEYS = the room's peer hash; ARGV = the common
-    /// prefix (publish command, stream length, TTL) plus `args`.
-    async fn script(
-        &self,
-        op: &'static str,
-        script: &Script,
-        room: &str,
-        args: &[&str],
-    ) -> Result<Vec<Value>, ProtocolError> {
-        self.script_keys(op, script, &[peers_key(room)], args).await
-    }
-
-    /// [`Self::script`] with the peer hashes of several rooms (one room, or
-    /// rooms in one hash slot, on a Redis Cluster).
-    async fn script_keys(
-        &self,
-        op: &'static str,
-        script: &Script,
-        keys: &[String],
-        args: &[&str],
-    ) -> Result<Vec<Value>, ProtocolError> {
-        let mut invocation = script.prepare_invoke();
-        for key in keys {
-            invocation.key(key);
-        }
-        invocation
-            .arg(self.publish)
-            .arg(self.limits.recovery_buffer_events)
-            .arg(ROOM_KEY_TTL.as_millis() as u64);
-        for a in args {
-            invocation.arg(*a);
-        }
-        let started = Instant::now();
-        let mut conn = self.conn.clone();
-        let result: redis::RedisResult<Value> = invocation.invoke_async(&mut conn).await;
-        self.metrics
-            .latency
-            .get_or_create(&OpLabel { op })
-            .observe(started.elapsed().as_secs_f64());
-        match result {
-            Ok(Value::Array(values)) => {
-                if let Some(n) = values.get(1).and_then(int) {
-                    self.metrics.pubsub_out.inc_by(n.max(0) as u64);
-                }
-                Ok(values)
-            }
-            Ok(other) => Err(internal(&format!("{op} returned {other:?}"))),
-            Err(e) => {
-                self.metrics.errors.get_or_create(&OpLabel { op }).inc();
-                Err(unavailable(op, &e))
-            }
-        }
-    }
-
-    async fn command<T: redis::FromRedisValue>(
-        &self,
-        op: &'static str,
-        cmd: &redis::Cmd,
-    ) -> Result<T, redis::RedisError> {
-        let started = Instant::now();
-        let mut conn = self.conn.clone();
-        let result = cmd.query_async(&mut conn).await;
-        self.metrics
-            .latency
-            .get_or_create(&OpLabel { op })
-            .observe(started.elapsed().as_secs_f64());
-        if result.is_err() {
-            self.metrics.errors.get_or_create(&OpLabel { op }).inc();
-        }
-        result
-    }
-
-    /// Runs commands one after the other (keys in different cluster slots).
-    async fn each(&self, op: &'static str, cmds: &[redis::Cmd]) -> Result<(), redis::RedisError> {
-        for cmd in cmds {
-            self.command::<Value>(op, cmd).await?;
-        }
-        Ok(())
-    }
-
-    /// Subscribes to the room's channel for this node unless subscribed.
-    async fn ensure_subscribed(&self, room: &str) -> Result<(), ProtocolError> {
-        let mut subscribed = self.subscribed.lock().await;
-        if subscribed.contains(room) {
-            return Ok(());
-        }
-        let mut conn = self.conn.clone();
-        conn.subscribe(&channel(room, &self.node))
-            .await
-            .map_err(|e| unavailable("subscribe", &e))?;
-        self.command::<i64>(
-            "sadd",
-            redis::cmd("SADD").arg(node_rooms_key(&self.node)).arg(room),
-        )
-        .await
-        .map_err(|e| unavailable("sadd", &e))?;
-        subscribed.insert(room.to_owned());
-        Ok(())
-    }
-
-    /// Drops subscriptions of rooms where this node has no connection left.
-    async fn unsubscribe_idle(&self) {
-        let mut subscribed = self.subscribed.lock().await;
-        let idle: Vec<String> = {
-            let local = self.local();
-            subscribed
-                .iter()
-                .filter(|r| !local.rooms.contains_key(*r))
-                .cloned()
-                .collect()
-        };
-        for room in idle {
-            let mut conn = self.conn.clone();
-            if conn.unsubscribe(&channel(&room, &self.node)).await.is_err() {
-                return;
-            }
-            let _ = self
-                .command::<i64>(
-                    "srem",
-                    redis::cmd("SREM")
-                        .arg(node_rooms_key(&self.node))
-                        .arg(&room),
-                )
-                .await;
-            subscribed.remove(&room);
-        }
-    }
-
-    fn add_pending(&self, room: &str, peer: &str, attachment: u64, outbox: &Arc<Outbox>) -> bool {
-        let mut local = self.local();
-        let key = (room.to_owned(), peer.to_owned());
-        if local.pending.contains_key(&key) {
-            return false;
-        }
-        local.pending.insert(key, (attachment, outbox.clone()));
-        local.add_room(room);
-        true
-    }
-
-    fn drop_pending(&self, room: &str, peer: &str) {
-        let mut local = self.local();
-        if local
-            .pending
-            .remove(&(room.to_owned(), peer.to_owned()))
-            .is_some()
-        {
-            local.drop_room(room);
-        }
-    }
-
-    /// Turns a pending entry into the active one, retiring any older
-    /// connection of the same peer on this node.
-    fn activate(&self, room: &str, peer: &str, info: PeerInfo, secret: String) {
-        let mut local = self.local();
-        let key = (room.to_owned(), peer.to_owned());
-        let Some((attachment, outbox)) = local.pending.remove(&key) else {
-            return;
-        };
-        let local_outbox = outbox.clone();
-        let previous = local.active.insert(
-            key,
-            LocalPeer {
-                outbox,
-                attachment,
-                info,
-                secret,
-            },
-        );
-        if let Some(old) = previous {
-            // Never retire the connection that is joining right now.
-            if !Arc::ptr_eq(&old.outbox, &local_outbox) {
-                old.outbox
-                    .close(CloseCode::SessionMoved, CloseCode::SessionMoved.reason());
-            }
-            local.drop_room(room);
-        }
-    }
-
-    fn current(&self, member: &Member) -> Result<(), ProtocolError> {
-        let local = self.local();
-        match local
-            .active
-            .get(&(member.room.clone(), member.peer.clone()))
-        {
-            Some(p) if p.attachment == member.attachment => Ok(()),
-            _ => Err(not_joined()),
-        }
-    }
-
-    fn remove_active(&self, member: &Member) -> bool {
-        let mut local = self.local();
-        let key = (member.room.clone(), member.peer.clone());
-        match local.active.get(&key) {
-            Some(p) if p.attachment == member.attachment => {
-                local.active.remove(&key);
-                local.drop_room(&member.room);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Forgets a local connection and closes it with `code` and its reason.
-    fn retire(&self, member: &Member, code: CloseCode) {
-        let outbox = self
-            .local()
-            .active
-            .get(&(member.room.clone(), member.peer.clone()))
-            .filter(|p| p.attachment == member.attachment)
-            .map(|p| p.outbox.clone());
-        if let Some(outbox) = outbox {
-            self.remove_active(member);
-            outbox.close(code, code.reason());
-        }
-    }
-
-    /// Re-registers one live local peer (lua/reattach.lua).
-    async fn reattach(&self, member: &Member) -> Result<Reattached, ProtocolError> {
-        let found = {
-            let local = self.local();
-            local
-                .active
-                .get(&(member.room.clone(), member.peer.clone()))
-                .filter(|p| p.attachment == member.attachment)
-                .map(|p| {
-                    let info = serde_json::to_string(&p.info).unwrap_or_default();
-                    (info, p.secret.clone(), p.outbox.last_seq())
-                })
-        };
-        let Some((info, secret, seq)) = found else {
-            return Err(not_joined());
-        };
-        let att = member.attachment.to_string();
-        let seq = seq.to_string();
-        let v = self
-            .script(
-                "reattach",
-                &self.scripts.reattach,
-                &member.room,
-                &[&member.peer, &info, &self.node, &att, &secret, &seq],
-            )
-            .await?;
-        match v.first().and_then(text).as_deref() {
-            Some("CREATED" | "KEPT") => Ok(Reattached::Restored),
-            Some("MOVED") => {
-                self.retire(member, CloseCode::SessionMoved);
-                Ok(Reattached::Moved)
-            }
-            Some("GONE") => {
-                warn!(room = %member.room, peer = %member.peer,
-                    "the cluster removed this live peer while this node was out of touch; closing it (4001)");
-                self.retire(member, CloseCode::SessionLost);
-                Ok(Reattached::Gone)
-            }
-            other => Err(internal(&format!("reattach status {other:?}"))),
-        }
-    }
-
-    /// A script answered `STALE` (Redis no longer has this attachment) for a
-    /// connection this node holds. A joined connection is never left
-    /// answering `NOT_JOINED`: when Redis lost the peer (it restarted empty,
-    /// or this node was out of touch) it is re-created here and every other
-    /// local peer soon after, and `Ok` says the operation may be tried again;
-    /// otherwise the connection is closed (4000 resumed elsewhere, 4001
-    /// removed) and the error is what to answer meanwhile.
-    async fn restore(&self, member: &Member) -> Result<(), ProtocolError> {
-        match self.reattach(member).await? {
-            Reattached::Restored => {
-                // Redis lost this peer, so probably the node's other peers too.
-                self.reregister_needed.store(true, Ordering::Release);
-                self.wake.notify_one();
-                Ok(())
-            }
-            Reattached::Moved => Err(not_joined()),
-            Reattached::Gone => Err(session_lost()),
-        }
-    }
-
-    /// Maps the status of a room script run for `member`: `OK`, or `STALE`
-    /// handled by [`Self::restore`]. `Ok(false)` asks to run it once more.
-    async fn settle(&self, status: &str, member: &Member) -> Result<bool, ProtocolError> {
-        match status {
-            "OK" => Ok(true),
-            "STALE" => self.restore(member).await.map(|()| false),
-            other => Err(internal(&format!(
-                "status {other} for {}/{}",
-                member.room, member.peer
-            ))),
-        }
+        *crate::sync::lock(&self.detail) = detail;
     }
 
     /// Runs one `signal.lua` call for a lot of jobs and answers each job.
@@ -866,369 +237,6 @@ impl RedisBackend {
             };
             // The connection may be gone meanwhile.
             let _ = job.done.send(results);
-        }
-    }
-
-    /// Queues one published event for the listed local peers (`peer=seq,...`).
-    fn deliver_local(&self, local: &Local, room: &str, kind: &str, list: &str, body: &str) {
-        let kind = static_kind(kind);
-        for entry in list.split(',') {
-            let Some((peer, seq)) = entry.split_once('=') else {
-                continue;
-            };
-            let Ok(seq) = seq.parse::<u64>() else {
-                continue;
-            };
-            let key = (room.to_owned(), peer.to_owned());
-            let active = local.active.get(&key).map(|p| &p.outbox);
-            let pending = local.pending.get(&key).map(|(_, o)| o);
-            if active.is_none() && pending.is_none() {
-                continue;
-            }
-            let text = Utf8Bytes::from(stamp(seq, body));
-            for outbox in active.into_iter().chain(pending) {
-                let _ = outbox.event(seq, kind, text.clone());
-            }
-        }
-    }
-
-    /// Delivers a pub/sub message to local connections.
-    fn on_message(&self, channel: &str, payload: &[u8]) {
-        self.metrics.pubsub_in.inc();
-        let Some(room) = room_of_channel(channel) else {
-            return;
-        };
-        let Ok(payload) = std::str::from_utf8(payload) else {
-            return;
-        };
-        if payload.starts_with("E ") || payload.starts_with("M\n") {
-            let Some(events) = parse_events(payload) else {
-                warn!(
-                    channel,
-                    "malformed event message on a room channel; dropped"
-                );
-                return;
-            };
-            let local = self.local();
-            for e in events {
-                self.deliver_local(&local, room, e.kind, e.recipients, e.body);
-            }
-        } else if let Some(rest) = payload.strip_prefix("K ") {
-            let Some((peer, att)) = rest.split_once(' ') else {
-                return;
-            };
-            let Ok(att) = att.parse::<u64>() else { return };
-            let member = Member {
-                room: room.to_owned(),
-                peer: peer.to_owned(),
-                attachment: att,
-            };
-            self.retire(&member, CloseCode::SessionMoved);
-        }
-    }
-
-    /// One heartbeat: refresh this node's liveness keys; when Redis lost them
-    /// (it restarted empty), re-register every live local peer.
-    async fn heartbeat(&self, registered: bool) -> bool {
-        let ttl = self.timing.node_ttl.as_millis() as u64;
-        let previous: Result<Option<String>, _> = self
-            .command(
-                "heartbeat",
-                redis::cmd("SET")
-                    .arg(node_key(&self.node))
-                    .arg(now_ms())
-                    .arg("PX")
-                    .arg(ttl)
-                    .arg("GET"),
-            )
-            .await;
-        let previous = match previous {
-            Ok(p) => p,
-            Err(e) => {
-                self.set_health(false, format!("heartbeat failed: {}", e.kind_str()));
-                return false;
-            }
-        };
-        // Separate commands, not a pipeline: in a Redis Cluster these keys
-        // live in different slots.
-        let refresh = [
-            redis::cmd("ZADD")
-                .arg(NODES_KEY)
-                .arg(now_ms())
-                .arg(&self.node)
-                .clone(),
-            redis::cmd("PEXPIRE")
-                .arg(NODES_KEY)
-                .arg(INDEX_TTL.as_millis() as u64)
-                .clone(),
-            redis::cmd("PEXPIRE")
-                .arg(AWAY_KEY)
-                .arg(INDEX_TTL.as_millis() as u64)
-                .clone(),
-            redis::cmd("PEXPIRE")
-                .arg(node_rooms_key(&self.node))
-                .arg(INDEX_TTL.as_millis() as u64)
-                .clone(),
-        ];
-        if let Err(e) = self.each("heartbeat", &refresh).await {
-            self.set_health(false, format!("heartbeat failed: {}", e.kind_str()));
-            return false;
-        }
-        if registered && previous.is_none() {
-            warn!("this node's heartbeat key was missing: Redis lost its data or this node was declared dead; re-registering live peers");
-            self.metrics.data_loss_recoveries.inc();
-            self.reregister_needed.store(true, Ordering::Release);
-        }
-        // Until one pass succeeds: a failure halfway (Redis gone again) must
-        // not leave the rest of the peers unregistered.
-        if self.reregister_needed.swap(false, Ordering::AcqRel) && !self.reregister().await {
-            self.reregister_needed.store(true, Ordering::Release);
-            return false;
-        }
-        self.set_health(true, "connected");
-        true
-    }
-
-    /// Re-creates the Redis records of every live local peer; closes those
-    /// the cluster cannot give back (4000 resumed elsewhere, 4001 removed).
-    /// False when Redis failed meanwhile (the caller tries again later).
-    async fn reregister(&self) -> bool {
-        let members: Vec<Member> = {
-            let local = self.local();
-            local
-                .active
-                .iter()
-                .map(|((room, peer), p)| Member {
-                    room: room.clone(),
-                    peer: peer.clone(),
-                    attachment: p.attachment,
-                })
-                .collect()
-        };
-        let rooms: HashSet<&String> = members.iter().map(|m| &m.room).collect();
-        for room in rooms {
-            if self
-                .command::<i64>(
-                    "sadd",
-                    redis::cmd("SADD").arg(node_rooms_key(&self.node)).arg(room),
-                )
-                .await
-                .is_err()
-            {
-                return false;
-            }
-        }
-        let (mut restored, mut closed) = (0usize, 0usize);
-        for member in &members {
-            match self.reattach(member).await {
-                Ok(Reattached::Restored) => restored += 1,
-                Ok(Reattached::Moved | Reattached::Gone) => closed += 1,
-                // Closed meanwhile: nothing to restore.
-                Err(e) if e.code == ErrorCode::NotJoined => {}
-                Err(_) => return false,
-            }
-        }
-        info!(
-            peers = restored,
-            closed, "re-registered live peers after Redis lost them"
-        );
-        true
-    }
-
-    async fn retry_pending_detaches(&self) {
-        let pending: Vec<PendingDetach> = std::mem::take(
-            &mut *self
-                .pending_detaches
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        for p in pending {
-            if let Err(p) = self.detach_remote(p).await {
-                self.pending_detaches
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(p);
-            }
-        }
-    }
-
-    async fn detach_remote(&self, p: PendingDetach) -> Result<(), PendingDetach> {
-        let m = &p.member;
-        let att = m.attachment.to_string();
-        let deadline = p.deadline.to_string();
-        let written = p.written.to_string();
-        let result = self
-            .script(
-                "detach",
-                &self.scripts.detach,
-                &m.room,
-                &[&m.peer, &att, &deadline, p.reason.as_str(), &written],
-            )
-            .await;
-        match result {
-            Ok(v) if v.first().and_then(text).as_deref() == Some("OK") => {
-                let member = format!("{}\n{}\n{}", m.room, m.peer, m.attachment);
-                let added: Result<i64, _> = self
-                    .command(
-                        "zadd",
-                        redis::cmd("ZADD").arg(AWAY_KEY).arg(p.deadline).arg(member),
-                    )
-                    .await;
-                added.map(|_| ()).map_err(|_| p)
-            }
-            Ok(_) => Ok(()), // stale: resumed elsewhere already
-            Err(_) => Err(p),
-        }
-    }
-
-    /// Marks the peers of nodes whose heartbeat stopped as away.
-    async fn reap_dead_nodes(&self) {
-        let cutoff = now_ms().saturating_sub(self.timing.node_ttl.as_millis() as u64);
-        let dead: Vec<String> = match self
-            .command(
-                "reap",
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(NODES_KEY)
-                    .arg("-inf")
-                    .arg(cutoff),
-            )
-            .await
-        {
-            Ok(d) => d,
-            Err(_) => return,
-        };
-        for node in dead.into_iter().filter(|n| n != &self.node) {
-            let claimed: Option<String> = self
-                .command(
-                    "reap",
-                    redis::cmd("SET")
-                        .arg(reap_key(&node))
-                        .arg(&self.node)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(REAP_LOCK.as_millis() as u64),
-                )
-                .await
-                .unwrap_or(None);
-            if claimed.is_none() {
-                continue;
-            }
-            let rooms: Vec<String> = match self
-                .command("reap", redis::cmd("SMEMBERS").arg(node_rooms_key(&node)))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => continue,
-            };
-            let deadline = now_ms() + self.timing.resume_window.as_millis() as u64;
-            let deadline_s = deadline.to_string();
-            let mut lost = 0usize;
-            let mut complete = true;
-            for room in &rooms {
-                let Ok(v) = self
-                    .script(
-                        "node_lost",
-                        &self.scripts.node_lost,
-                        room,
-                        &[&node, &deadline_s],
-                    )
-                    .await
-                else {
-                    complete = false;
-                    continue;
-                };
-                let marked = v.get(2).map(items).unwrap_or(&[]);
-                for pair in marked.chunks(2) {
-                    let (Some(peer), Some(att)) =
-                        (pair.first().and_then(text), pair.get(1).and_then(text))
-                    else {
-                        continue;
-                    };
-                    let member = format!("{room}\n{peer}\n{att}");
-                    if self
-                        .command::<i64>(
-                            "zadd",
-                            redis::cmd("ZADD").arg(AWAY_KEY).arg(deadline).arg(member),
-                        )
-                        .await
-                        .is_err()
-                    {
-                        complete = false;
-                    }
-                    lost += 1;
-                }
-            }
-            if complete {
-                let cleanup = [
-                    redis::cmd("DEL").arg(node_rooms_key(&node)).clone(),
-                    redis::cmd("ZREM").arg(NODES_KEY).arg(&node).clone(),
-                    redis::cmd("DEL").arg(reap_key(&node)).clone(),
-                ];
-                let _ = self.each("reap", &cleanup).await;
-            }
-            warn!(dead_node = %node, rooms = rooms.len(), peers = lost,
-                "node stopped heartbeating: its peers are away until they resume or the window ends");
-        }
-    }
-
-    /// Removes away peers whose window passed.
-    async fn expire_away(&self) {
-        let now = now_ms();
-        let due: Vec<String> = match self
-            .command(
-                "expire",
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(AWAY_KEY)
-                    .arg("-inf")
-                    .arg(now)
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(EXPIRE_BATCH),
-            )
-            .await
-        {
-            Ok(d) => d,
-            Err(_) => return,
-        };
-        let now_s = now.to_string();
-        for member in due {
-            let mut parts = member.splitn(3, '\n');
-            let (Some(room), Some(peer), Some(att)) = (parts.next(), parts.next(), parts.next())
-            else {
-                let _: Result<i64, _> = self
-                    .command("expire", redis::cmd("ZREM").arg(AWAY_KEY).arg(&member))
-                    .await;
-                continue;
-            };
-            let bodies: Vec<String> = [
-                LeaveReason::Disconnected,
-                LeaveReason::Timeout,
-                LeaveReason::NodeLost,
-            ]
-            .into_iter()
-            .map(|r| event::peer_left(peer, r).json)
-            .collect();
-            if self
-                .script(
-                    "expire",
-                    &self.scripts.expire,
-                    room,
-                    &[peer, att, &now_s, &bodies[0], &bodies[1], &bodies[2]],
-                )
-                .await
-                .is_ok()
-            {
-                let _: Result<i64, _> = self
-                    .command("expire", redis::cmd("ZREM").arg(AWAY_KEY).arg(&member))
-                    .await;
-            }
-        }
-    }
-
-    async fn touch_local_rooms(&self) {
-        let rooms: Vec<String> = self.local().rooms.keys().cloned().collect();
-        for room in rooms {
-            let _ = self.script("touch", &self.scripts.touch, &room, &[]).await;
         }
     }
 
@@ -1324,62 +332,6 @@ impl RedisBackend {
     }
 }
 
-/// Routes pushes (pub/sub messages, disconnect notices) to the backend.
-async fn dispatch_pushes(backend: Weak<RedisBackend>, mut rx: UnboundedReceiver<PushInfo>) {
-    while let Some(push) = rx.recv().await {
-        let Some(backend) = backend.upgrade() else {
-            return;
-        };
-        match push.kind {
-            PushKind::Message | PushKind::SMessage => {
-                if let (Some(Value::BulkString(ch)), Some(Value::BulkString(payload))) =
-                    (push.data.first(), push.data.get(1))
-                {
-                    if let Ok(ch) = std::str::from_utf8(ch) {
-                        backend.on_message(ch, payload);
-                    }
-                }
-            }
-            PushKind::Disconnection => {
-                backend.metrics.reconnects.inc();
-                backend.set_health(false, "connection to Redis lost; reconnecting");
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Heartbeats, retries, failure detection, expiry, TTL refresh, and dropping
-/// idle subscriptions, every heartbeat interval until shutdown.
-async fn maintenance(backend: Weak<RedisBackend>) {
-    let (interval, stop, wake) = match backend.upgrade() {
-        Some(b) => (b.timing.heartbeat_interval, b.stop.clone(), b.wake.clone()),
-        None => return,
-    };
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_touch = Instant::now();
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-            _ = wake.notified() => {}
-        }
-        let Some(b) = backend.upgrade() else { return };
-        if !b.heartbeat(true).await {
-            continue;
-        }
-        b.retry_pending_detaches().await;
-        b.reap_dead_nodes().await;
-        b.expire_away().await;
-        b.unsubscribe_idle().await;
-        if last_touch.elapsed() >= TOUCH_INTERVAL {
-            b.touch_local_rooms().await;
-            last_touch = Instant::now();
-        }
-    }
-}
-
 #[async_trait]
 impl Backend for RedisBackend {
     fn kind(&self) -> &'static str {
@@ -1388,32 +340,21 @@ impl Backend for RedisBackend {
 
     async fn join(&self, args: JoinArgs<'_>) -> Result<JoinOutcome, ProtocolError> {
         let req = args.request;
-        let mut recovered = None;
-        let mut peer = req.peer.clone();
-        if let Some(resume) = &req.resume {
-            // Same rules as the embedded backend: only a token of this room
-            // and peer resumes; anything else joins afresh.
-            recovered = Some(false);
-            let parsed = token::for_join(req);
-            if let Some(t) = parsed {
-                if let Some(outcome) = self.try_resume(&t, resume, &args).await? {
-                    return Ok(outcome);
-                }
-                peer = Some(t.peer);
+        // The rules of `rules::ResumeAttempt`, as on the embedded backend.
+        let attempt = ResumeAttempt::of(req);
+        let recovered = attempt.recovered;
+        if let (Some(t), Some(resume)) = (&attempt.token, &req.resume) {
+            if let Some(outcome) = self.try_resume(t, resume, &args).await? {
+                return Ok(outcome);
             }
         }
-        let peer = peer.unwrap_or_else(new_peer_id);
+        let peer = attempt.fresh_peer(req).unwrap_or_else(new_peer_id);
         let room = &req.room;
         let attachment = new_attachment();
         if !self.add_pending(room, &peer, attachment, &args.outbox) {
             return Err(peer_id_taken(&peer));
         }
-        let info = PeerInfo {
-            peer: peer.clone(),
-            role: req.role.clone().unwrap_or_else(|| DEFAULT_ROLE.to_owned()),
-            metadata: req.metadata.clone(),
-            joined_at: now_ms(),
-        };
+        let info = new_peer(req, peer.clone(), now_ms());
         let minted = token::mint(room, &peer);
         let secret = hex::encode(minted.secret_hash);
         let result = async {
@@ -1506,10 +447,7 @@ impl Backend for RedisBackend {
         };
         if let Err(p) = self.detach_remote(pending).await {
             debug!(room = %member.room, peer = %member.peer, "detach deferred until Redis is back");
-            self.pending_detaches
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(p);
+            crate::sync::lock(&self.pending_detaches).push(p);
         }
     }
 
@@ -1699,11 +637,7 @@ impl Backend for RedisBackend {
     fn health(&self) -> BackendHealth {
         BackendHealth {
             healthy: self.healthy.load(Ordering::Acquire),
-            detail: self
-                .detail
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            detail: crate::sync::lock(&self.detail).clone(),
         }
     }
 
@@ -1727,81 +661,5 @@ impl Backend for RedisBackend {
         if let Err(e) = self.each("deregister", &deregister).await {
             warn!("could not deregister from Redis on shutdown ({}); other nodes will time this node out", e.kind_str());
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn channel_names_round_trip() {
-        let ch = channel("room:1@x", "node-a");
-        assert_eq!(ch, "sb:{room:1@x}:node:node-a");
-        assert_eq!(room_of_channel(&ch), Some("room:1@x"));
-        assert_eq!(room_of_channel("other"), None);
-        assert_eq!(peers_key("r"), "sb:{r}:peers");
-    }
-
-    #[test]
-    fn event_messages_parse() {
-        let one = |kind, recipients, body| Published {
-            kind,
-            recipients,
-            body,
-        };
-        assert_eq!(
-            parse_events("E peer_left a=1,b=7\n{\"x\":\"y z\\n\"}"),
-            Some(vec![one("peer_left", "a=1,b=7", "{\"x\":\"y z\\n\"}")])
-        );
-        // Bodies may hold anything, newlines and multi-byte text included:
-        // only the length says where they end.
-        let body2 = "{\"é\":\"\n3 \"}";
-        let multi = format!("M\nsignal b=4 2\n{{}}signal c=9 {}\n{body2}", body2.len());
-        assert_eq!(
-            parse_events(&multi),
-            Some(vec![
-                one("signal", "b=4", "{}"),
-                one("signal", "c=9", body2)
-            ])
-        );
-        for bad in [
-            "E signal",
-            "E signal b=1",
-            "M\nsignal b=1 3\n{}",
-            "M\nsignal b=1 x\n{}",
-            "M\nsignal 2\n{}",
-            "M\nsignal b=1 2\n{}trailing",
-            "M\nsignal b=1 1\né",
-            "K b 1",
-        ] {
-            assert_eq!(parse_events(bad), None, "{bad:?}");
-        }
-        assert_eq!(parse_events("M\n"), Some(vec![]));
-    }
-
-    #[test]
-    fn replies_parse() {
-        let v = Value::Array(vec![
-            Value::BulkString(b"bob".to_vec()),
-            Value::BulkString(
-                br#"{"peer":"bob","role":"peer","metadata":{},"joined_at":2}"#.to_vec(),
-            ),
-            Value::BulkString(b"al".to_vec()),
-            Value::BulkString(
-                br#"{"peer":"al","role":"peer","metadata":{},"joined_at":1}"#.to_vec(),
-            ),
-        ]);
-        let peers = parse_peers(&v, "x");
-        assert_eq!(
-            peers.iter().map(|p| p.peer.as_str()).collect::<Vec<_>>(),
-            ["al", "bob"]
-        );
-        let s = parse_state(
-            &Value::BulkString(b"3".to_vec()),
-            &Value::BulkString(br#"{"a":1}"#.to_vec()),
-        );
-        assert_eq!(s.version, 3);
-        assert_eq!(parse_state(&Value::Nil, &Value::Nil), RoomState::default());
     }
 }

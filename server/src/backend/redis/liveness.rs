@@ -336,77 +336,83 @@ impl RedisBackend {
             Err(_) => return,
         };
         for node in dead.into_iter().filter(|n| n != &self.node) {
-            let claimed: Option<String> = self
-                .command(
-                    "reap",
-                    redis::cmd("SET")
-                        .arg(reap_key(&node))
-                        .arg(&self.node)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(REAP_LOCK.as_millis() as u64),
+            self.reap_node(&node).await;
+        }
+    }
+
+    /// Claims a dead node (one reaper per node) and marks its peers away,
+    /// room by room; the node's records go once every room was handled.
+    async fn reap_node(&self, node: &str) {
+        let claimed: Option<String> = self
+            .command(
+                "reap",
+                redis::cmd("SET")
+                    .arg(reap_key(node))
+                    .arg(&self.node)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(REAP_LOCK.as_millis() as u64),
+            )
+            .await
+            .unwrap_or(None);
+        if claimed.is_none() {
+            return;
+        }
+        let rooms: Vec<String> = match self
+            .command("reap", redis::cmd("SMEMBERS").arg(node_rooms_key(node)))
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        let deadline = now_ms() + self.timing.resume_window.as_millis() as u64;
+        let deadline_s = deadline.to_string();
+        let mut lost = 0usize;
+        let mut complete = true;
+        for room in &rooms {
+            let Ok(v) = self
+                .script(
+                    "node_lost",
+                    &self.scripts.node_lost,
+                    room,
+                    &[node, &deadline_s],
                 )
                 .await
-                .unwrap_or(None);
-            if claimed.is_none() {
+            else {
+                complete = false;
                 continue;
-            }
-            let rooms: Vec<String> = match self
-                .command("reap", redis::cmd("SMEMBERS").arg(node_rooms_key(&node)))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => continue,
             };
-            let deadline = now_ms() + self.timing.resume_window.as_millis() as u64;
-            let deadline_s = deadline.to_string();
-            let mut lost = 0usize;
-            let mut complete = true;
-            for room in &rooms {
-                let Ok(v) = self
-                    .script(
-                        "node_lost",
-                        &self.scripts.node_lost,
-                        room,
-                        &[&node, &deadline_s],
-                    )
-                    .await
+            let marked = v.get(2).map(items).unwrap_or(&[]);
+            for pair in marked.chunks(2) {
+                let (Some(peer), Some(att)) =
+                    (pair.first().and_then(text), pair.get(1).and_then(text))
                 else {
-                    complete = false;
                     continue;
                 };
-                let marked = v.get(2).map(items).unwrap_or(&[]);
-                for pair in marked.chunks(2) {
-                    let (Some(peer), Some(att)) =
-                        (pair.first().and_then(text), pair.get(1).and_then(text))
-                    else {
-                        continue;
-                    };
-                    let member = format!("{room}\n{peer}\n{att}");
-                    if self
-                        .command::<i64>(
-                            "zadd",
-                            redis::cmd("ZADD").arg(AWAY_KEY).arg(deadline).arg(member),
-                        )
-                        .await
-                        .is_err()
-                    {
-                        complete = false;
-                    }
-                    lost += 1;
+                let member = format!("{room}\n{peer}\n{att}");
+                if self
+                    .command::<i64>(
+                        "zadd",
+                        redis::cmd("ZADD").arg(AWAY_KEY).arg(deadline).arg(member),
+                    )
+                    .await
+                    .is_err()
+                {
+                    complete = false;
                 }
+                lost += 1;
             }
-            if complete {
-                let cleanup = [
-                    redis::cmd("DEL").arg(node_rooms_key(&node)).clone(),
-                    redis::cmd("ZREM").arg(NODES_KEY).arg(&node).clone(),
-                    redis::cmd("DEL").arg(reap_key(&node)).clone(),
-                ];
-                let _ = self.each("reap", &cleanup).await;
-            }
-            warn!(dead_node = %node, rooms = rooms.len(), peers = lost,
-                "node stopped heartbeating: its peers are away until they resume or the window ends");
         }
+        if complete {
+            let cleanup = [
+                redis::cmd("DEL").arg(node_rooms_key(node)).clone(),
+                redis::cmd("ZREM").arg(NODES_KEY).arg(node).clone(),
+                redis::cmd("DEL").arg(reap_key(node)).clone(),
+            ];
+            let _ = self.each("reap", &cleanup).await;
+        }
+        warn!(dead_node = %node, rooms = rooms.len(), peers = lost,
+            "node stopped heartbeating: its peers are away until they resume or the window ends");
     }
 
     /// Removes away peers whose window passed.

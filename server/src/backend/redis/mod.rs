@@ -21,11 +21,12 @@
 //! Files: [`keys`] (names), [`client`] (scripts and metered calls),
 //! [`reply`] (decoding), [`local`] (this node's connections and fan-out),
 //! [`liveness`] (heartbeat, re-register, reap, expire), [`signals`]
-//! (batching), [`conn`] (the connection); this file holds the backend
-//! itself and the `Backend` implementation.
+//! (batching), [`join`] (join and resume), [`conn`] (the connection); this
+//! file holds the backend itself and the `Backend` implementation.
 
 mod client;
 mod conn;
+mod join;
 mod keys;
 mod liveness;
 mod local;
@@ -38,7 +39,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use axum::extract::ws::Utf8Bytes;
 use redis::Value;
 use serde_json::{Map, Value as Json};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
@@ -52,18 +52,15 @@ use self::conn::Conn;
 use self::keys::{node_key, node_rooms_key, peers_key, state_key, NODES_KEY};
 use self::liveness::{maintenance, restoring, PendingDetach};
 use self::local::{dispatch_pushes, Local};
-use self::reply::{int, internal, items, pairs, parse_peers, parse_state, static_kind, text};
+use self::reply::{int, internal, parse_peers, parse_state, text};
 use self::signals::{Batching, Job, Outcome};
-use super::rules::{new_peer, ResumeAttempt};
 use super::{
-    new_peer_id, not_joined, now_ms, peer_id_taken, peer_not_found, room_full, token, Backend,
-    BackendHealth, BackendStats, JoinArgs, JoinOutcome, Member,
+    not_joined, now_ms, peer_not_found, Backend, BackendHealth, BackendStats, JoinArgs,
+    JoinOutcome, Member,
 };
 use crate::config::{Config, Limits, RedisConfig, Timing};
 use crate::metrics::Metrics;
-use crate::protocol::{
-    event, stamp, state, ErrorCode, EventBody, LeaveReason, PeerInfo, ProtocolError,
-};
+use crate::protocol::{event, state, ErrorCode, EventBody, LeaveReason, PeerInfo, ProtocolError};
 
 /// Compare-and-set attempts of `set_state` without `if_version` under contention.
 const STATE_CAS_ATTEMPTS: usize = 64;
@@ -95,7 +92,7 @@ pub struct RedisBackend {
     wake: Arc<tokio::sync::Notify>,
 }
 
-fn new_attachment() -> u64 {
+pub(super) fn new_attachment() -> u64 {
     // Never 0, so that "no attachment" is never a valid one.
     rand::random::<u64>() | 1
 }
@@ -239,97 +236,6 @@ impl RedisBackend {
             let _ = job.done.send(results);
         }
     }
-
-    async fn try_resume(
-        &self,
-        parsed: &token::Parsed,
-        token: &str,
-        args: &JoinArgs<'_>,
-    ) -> Result<Option<JoinOutcome>, ProtocolError> {
-        let room = &args.request.room;
-        let peer = &parsed.peer;
-        let attachment = new_attachment();
-        if !self.add_pending(room, peer, attachment, &args.outbox) {
-            return Err(peer_id_taken(peer));
-        }
-        let secret = hex::encode(parsed.secret_hash);
-        let result = async {
-            self.ensure_subscribed(room).await?;
-            let att = attachment.to_string();
-            let last = args
-                .request
-                .last_seq
-                .map(|s| s as i64)
-                .unwrap_or(-1)
-                .to_string();
-            self.script(
-                "resume",
-                &self.scripts.resume,
-                room,
-                &[peer, &secret, &self.node, &att, &last],
-            )
-            .await
-        }
-        .await;
-        let v = match result {
-            Ok(v) => v,
-            Err(e) => {
-                self.drop_pending(room, peer);
-                return Err(e);
-            }
-        };
-        if v.first().and_then(text).as_deref() != Some("OK") {
-            self.drop_pending(room, peer);
-            return Ok(None);
-        }
-        let (Some(peers), Some(version), Some(data), Some(recovered), Some(from)) = (
-            v.get(2),
-            v.get(3),
-            v.get(4),
-            v.get(5).and_then(int),
-            v.get(6).and_then(int),
-        ) else {
-            self.drop_pending(room, peer);
-            return Err(internal("resume reply"));
-        };
-        let all = pairs(peers);
-        let me: Option<PeerInfo> = all
-            .iter()
-            .find(|(id, _)| id == peer)
-            .and_then(|(_, j)| serde_json::from_str(j).ok());
-        let Some(me) = me else {
-            self.drop_pending(room, peer);
-            return Err(internal("resumed peer missing from its room"));
-        };
-        args.outbox.set_last_seq(from.max(0) as u64);
-        let events = v.get(7).map(items).unwrap_or(&[]);
-        for e in events.chunks(3) {
-            let (Some(seq), Some(kind), Some(body)) = (
-                e.first().and_then(int),
-                e.get(1).and_then(text),
-                e.get(2).and_then(text),
-            ) else {
-                continue;
-            };
-            let seq = seq.max(0) as u64;
-            let _ = args
-                .outbox
-                .event(seq, static_kind(&kind), Utf8Bytes::from(stamp(seq, &body)));
-        }
-        self.activate(room, peer, me.clone(), secret);
-        Ok(Some(JoinOutcome {
-            member: Member {
-                room: room.clone(),
-                peer: peer.clone(),
-                attachment,
-            },
-            me,
-            session: token.to_owned(),
-            peers: parse_peers(peers, peer),
-            state: parse_state(version, data),
-            recovered: Some(recovered == 1),
-        }))
-    }
 }
 
 #[async_trait]
@@ -339,78 +245,7 @@ impl Backend for RedisBackend {
     }
 
     async fn join(&self, args: JoinArgs<'_>) -> Result<JoinOutcome, ProtocolError> {
-        let req = args.request;
-        // The rules of `rules::ResumeAttempt`, as on the embedded backend.
-        let attempt = ResumeAttempt::of(req);
-        let recovered = attempt.recovered;
-        if let (Some(t), Some(resume)) = (&attempt.token, &req.resume) {
-            if let Some(outcome) = self.try_resume(t, resume, &args).await? {
-                return Ok(outcome);
-            }
-        }
-        let peer = attempt.fresh_peer(req).unwrap_or_else(new_peer_id);
-        let room = &req.room;
-        let attachment = new_attachment();
-        if !self.add_pending(room, &peer, attachment, &args.outbox) {
-            return Err(peer_id_taken(&peer));
-        }
-        let info = new_peer(req, peer.clone(), now_ms());
-        let minted = token::mint(room, &peer);
-        let secret = hex::encode(minted.secret_hash);
-        let result = async {
-            self.ensure_subscribed(room).await?;
-            let info_json = serde_json::to_string(&info).map_err(|_| ProtocolError::internal())?;
-            let att = attachment.to_string();
-            let max = self.limits.max_peers_per_room.to_string();
-            let body = event::peer_joined(&info).json;
-            self.script(
-                "join",
-                &self.scripts.join,
-                room,
-                &[&peer, &info_json, &self.node, &att, &secret, &max, &body],
-            )
-            .await
-        }
-        .await;
-        let v = match result {
-            Ok(v) => v,
-            Err(e) => {
-                self.drop_pending(room, &peer);
-                return Err(e);
-            }
-        };
-        match v.first().and_then(text).as_deref() {
-            Some("OK") => {}
-            Some("TAKEN") => {
-                self.drop_pending(room, &peer);
-                return Err(peer_id_taken(&peer));
-            }
-            Some("FULL") => {
-                self.drop_pending(room, &peer);
-                return Err(room_full(self.limits.max_peers_per_room));
-            }
-            other => {
-                self.drop_pending(room, &peer);
-                return Err(internal(&format!("join status {other:?}")));
-            }
-        }
-        let (Some(peers), Some(version), Some(data)) = (v.get(2), v.get(3), v.get(4)) else {
-            self.drop_pending(room, &peer);
-            return Err(internal("join reply"));
-        };
-        self.activate(room, &peer, info.clone(), secret);
-        Ok(JoinOutcome {
-            member: Member {
-                room: room.clone(),
-                peer: peer.clone(),
-                attachment,
-            },
-            me: info,
-            session: minted.token,
-            peers: parse_peers(peers, &peer),
-            state: parse_state(version, data),
-            recovered,
-        })
+        self.join_room(args).await
     }
 
     async fn leave(&self, member: &Member) -> Result<(), ProtocolError> {

@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # End-to-end test of switchboard-operator on a real Kubernetes cluster (kind in
-# CI). Installs the CRD and the operator from k8s/operator, creates
-# SignalingClusters, waits for Ready, relays a WebRTC signal between two
-# WebSocket clients (through the Service, and across two server pods), checks
-# that an unchanged cluster is left alone, scales, rolls a config change, deletes
-# and checks that everything was garbage-collected.
+# CI). Installs the CRD and the operator from k8s/operator (namespace-scoped:
+# it manages namespace "switchboard" only), creates SignalingClusters, waits
+# for Ready, relays a WebRTC signal between two WebSocket clients (through the
+# Service, and across two server pods), checks that /metrics and /status are
+# on the internal port only, that an unchanged cluster is left alone and that
+# a cluster in another namespace is not touched; scales, rolls a config
+# change, hands the replica count to an HPA without a dip, reports a Redis
+# storage change (and clears once the documented procedure is followed) while
+# the rest of the same edit applies, fails the leader over (released and
+# expired Lease), deletes and checks the garbage collection.
 #
 # Interface:
 #   needs   a working kube context (kubectl), python3 (3.8+), and both images
 #           already present on the nodes (for kind: `kind load docker-image`)
-#   env     SERVER_IMAGE    server image, repository:tag (required)
+#   env     SERVER_IMAGE    server image, repository:tag (required); its server
+#                           must support INTERNAL_ADDR
 #           OPERATOR_IMAGE  operator image, repository:tag (required)
-#           E2E_NAMESPACE   namespace for the SignalingClusters (switchboard-e2e)
+#           E2E_NAMESPACE   namespace of the SignalingClusters (switchboard: the
+#                           one k8s/operator/rbac.yaml grants the operator)
 #           E2E_TIMEOUT     seconds allowed for each wait (300)
 #           E2E_KEEP        1 (default): leave SignalingCluster "signaling" running
 #                           in E2E_NAMESPACE for later steps (load tests); 0:
@@ -21,23 +28,17 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
+# shellcheck source=operator/e2e/lib.sh
+source "$HERE/lib.sh"
 MANIFESTS="$ROOT/k8s/operator"
-NS="${E2E_NAMESPACE:-switchboard-e2e}"
-T="${E2E_TIMEOUT:-300}"
+NS="${E2E_NAMESPACE:-switchboard}"
 KEEP="${E2E_KEEP:-1}"
 OP_NS=switchboard-system
 : "${SERVER_IMAGE:?set SERVER_IMAGE to the server image (repository:tag) loaded into the cluster}"
 : "${OPERATOR_IMAGE:?set OPERATOR_IMAGE to the operator image (repository:tag) loaded into the cluster}"
 
 WORK="$(mktemp -d)"
-PF_PIDS=()
-
-log() { printf '\n==> %s\n' "$*"; }
-fail() {
-  echo "E2E FAILED: $*" >&2
-  exit 1
-}
+OTHER_NS=switchboard-e2e-elsewhere
 
 dump() {
   set +e
@@ -47,6 +48,7 @@ dump() {
   kubectl get signalingclusters -A -o yaml
   kubectl get all,pvc,configmaps,secrets,pdb,hpa,networkpolicies,leases -n "$NS" -o wide
   kubectl get all,leases -n "$OP_NS" -o wide
+  kubectl get leases -n "$OP_NS" -o yaml
   echo "---- events ($NS) ----"
   kubectl get events -n "$NS" --sort-by=.lastTimestamp | tail -n 80
   echo "---- events ($OP_NS) ----"
@@ -57,52 +59,15 @@ dump() {
   echo "---- server and redis logs ----"
   kubectl logs -n "$NS" -l app.kubernetes.io/name=switchboard --all-containers --prefix --tail=100
   kubectl describe pods -n "$NS" | tail -n 150
-  for f in "$WORK"/pf-*.log; do
-    [ -e "$f" ] && { echo "---- $f ----"; cat "$f"; }
-  done
 }
 
-cleanup() {
-  local rc=$?
-  for pid in "${PF_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [ "$rc" -ne 0 ] && dump
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-
-# wait_until SECONDS DESCRIPTION CMD... : retry CMD every 2 s until it succeeds.
-wait_until() {
-  local secs="$1" what="$2" deadline
-  shift 2
-  deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -ge "$deadline" ] && fail "timed out after ${secs}s waiting for: $what"
-    sleep 2
-  done
-}
-
-# port_forward TARGET LOCAL REMOTE : kubectl port-forward in the background, wait
-# until the server behind it answers /health.
-port_forward() {
-  local target="$1" local_port="$2" remote="$3"
-  kubectl -n "$NS" port-forward "$target" "$local_port:$remote" >"$WORK/pf-$local_port.log" 2>&1 &
-  PF_PIDS+=($!)
-  wait_until 60 "port-forward to $target answering /health" \
-    "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$local_port/health', timeout=2)"
-}
-
-stop_port_forwards() {
-  for pid in "${PF_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  PF_PIDS=()
-}
+trap on_exit EXIT
 
 jsonpath() { kubectl -n "$NS" get "$1" -o jsonpath="$2"; }
 
 # ------------------------------------------------------------------ prerequisites
 log "prerequisites"
 command -v kubectl >/dev/null || fail "kubectl is not on PATH"
-command -v python3 >/dev/null || fail "python3 is not on PATH"
 kubectl version >/dev/null || fail "no working kube context (kubectl version failed)"
 case "$SERVER_IMAGE" in
   *@*) fail "SERVER_IMAGE must be repository:tag, not a digest" ;;
@@ -113,17 +78,7 @@ if [ "$server_repo" = "$SERVER_IMAGE" ] || [[ "$server_tag" == */* ]]; then
   server_repo="$SERVER_IMAGE"
   server_tag=latest
 fi
-PY=python3
-if ! python3 -c 'import websockets' 2>/dev/null; then
-  if python3 -m venv "$WORK/venv" >/dev/null 2>&1; then
-    "$WORK/venv/bin/pip" install -q 'websockets>=13' || fail "cannot install the websockets package"
-    PY="$WORK/venv/bin/python"
-  else
-    # No venv module (Debian without python3-venv): a user install instead.
-    python3 -m pip install -q --user --break-system-packages 'websockets>=13' \
-      || fail "cannot install the websockets package (python3 -m venv and pip --user both failed)"
-  fi
-fi
+need_python
 
 # ---------------------------------------------------------------------------- CRD
 log "install the CRD"
@@ -143,6 +98,21 @@ EOF
   fail "a SignalingCluster with minReplicas > maxReplicas was accepted: $out"
 fi
 grep -q "minReplicas must not exceed" <<<"$out" || fail "unexpected rejection message: $out"
+echo "OK rejected: $out"
+log "the API server rejects two JWT key sources (CEL rule)"
+if out="$(kubectl apply --dry-run=server -f - 2>&1 <<EOF
+apiVersion: switchboard.dev/v1alpha1
+kind: SignalingCluster
+metadata: {name: cel-check, namespace: $NS}
+spec:
+  auth:
+    jwtSecretRef: {name: keys, key: jwt}
+    jwksSecretRef: {name: keys, key: jwks}
+EOF
+)"; then
+  fail "a SignalingCluster with two JWT key sources was accepted: $out"
+fi
+grep -q "auth takes one key source" <<<"$out" || fail "unexpected rejection message: $out"
 echo "OK rejected: $out"
 
 # ----------------------------------------------------------------------- operator
@@ -192,6 +162,10 @@ spec:
 EOF
 } >"$WORK/clusters.yaml"
 kubectl apply -f "$WORK/clusters.yaml"
+# The default RBAC covers namespace $NS only: a SignalingCluster elsewhere is
+# not the operator's to touch.
+kubectl create namespace "$OTHER_NS" --dry-run=client -o yaml | kubectl apply -f -
+cluster outside 1 false | sed "s/namespace: $NS}/namespace: $OTHER_NS}/" | kubectl apply -f -
 
 log "wait for Ready"
 kubectl -n "$NS" wait signalingcluster/smoke signalingcluster/signaling \
@@ -226,19 +200,27 @@ done
   || fail "the persistent managed Redis has no PersistentVolumeClaim"
 echo "OK"
 
+log "a SignalingCluster outside the managed namespace is left alone"
+[ -z "$(kubectl -n "$OTHER_NS" get signalingcluster/outside -o jsonpath='{.status}')" ] \
+  || fail "the operator wrote status to $OTHER_NS/outside, outside its namespace"
+[ -z "$(kubectl -n "$OTHER_NS" get deployments,statefulsets -o name)" ] \
+  || fail "the operator created objects in $OTHER_NS"
+echo "OK nothing in $OTHER_NS"
+
+log "/metrics and /status on the internal port only"
+pod="$(kubectl -n "$NS" get pods -l app.kubernetes.io/instance=smoke,app.kubernetes.io/component=server \
+  --field-selector=status.phase=Running -o name | head -n 1)"
+metrics_only_internal "$pod" 18170 18171
+[ "$(jsonpath service/smoke '{.spec.ports[*].name}')" = http ] \
+  || fail "the public Service carries more than the http port: $(jsonpath service/smoke '{.spec.ports[*].name}')"
+
 # ------------------------------------------------------------------------ signal
 log "relay a signal through the Service"
 port_forward service/smoke 18180 80
 "$PY" "$HERE/signal_smoke.py" ws://127.0.0.1:18180/ws
 
 log "relay a signal across two server pods (through Redis)"
-mapfile -t pods < <(kubectl -n "$NS" get pods -l app.kubernetes.io/instance=smoke,app.kubernetes.io/component=server \
-  --field-selector=status.phase=Running -o name)
-[ "${#pods[@]}" -ge 2 ] || fail "expected 2 running server pods, found ${#pods[@]}"
-port_forward "${pods[0]}" 18181 8080
-port_forward "${pods[1]}" 18182 8080
-"$PY" "$HERE/signal_smoke.py" ws://127.0.0.1:18181/ws ws://127.0.0.1:18182/ws
-stop_port_forwards
+relay_across_pods app.kubernetes.io/instance=smoke,app.kubernetes.io/component=server
 
 # ----------------------------------------------------------------- idempotency
 log "an unchanged cluster is left alone (no self-triggered writes)"
@@ -266,6 +248,89 @@ kubectl -n "$NS" rollout status deployment/smoke --timeout="${T}s"
 kubectl -n "$NS" wait signalingcluster/smoke --for=condition=Ready --timeout="${T}s"
 echo "OK rolled out"
 
+# ------------------------------------------------------------------ HPA handoff
+log "autoscaling on: the HPA takes the replica count over, without a dip"
+kubectl -n "$NS" patch signalingcluster/smoke --type=merge -p \
+  '{"spec":{"autoscaling":{"enabled":true,"minReplicas":2,"maxReplicas":5,"scaleDown":{"stabilizationWindowSeconds":900}}}}'
+wait_until 60 "the HPA smoke" kubectl -n "$NS" get hpa/smoke
+[ "$(jsonpath hpa/smoke '{.spec.behavior.scaleDown.stabilizationWindowSeconds}')" = 900 ] \
+  || fail "the HPA's scale-down window is not the one asked for"
+[ "$(jsonpath hpa/smoke '{.spec.behavior.scaleDown.policies[0].value}')" = 1 ] \
+  || fail "the HPA scales down more than one pod per period"
+owns_replicas() {
+  kubectl -n "$NS" get deployment/smoke -o json | "$PY" -c '
+import json, sys
+d = json.load(sys.stdin)
+owners = [m.get("manager") for m in d["metadata"].get("managedFields", [])
+          if "f:replicas" in (m.get("fieldsV1") or {}).get("f:spec", {})]
+sys.exit(0 if "switchboard-operator" in owners else 1)'
+}
+handed_over() { ! owns_replicas; }
+wait_until 60 "the operator to give up spec.replicas of deployment/smoke" handed_over
+for _ in 1 2 3 4 5; do
+  n="$(jsonpath deployment/smoke '{.spec.replicas}')"
+  [ "$n" = 3 ] || fail "deployment/smoke went from 3 to $n replicas when the HPA took over"
+  sleep 2
+done
+echo "OK 3 replicas kept; the HPA owns the count"
+
+# ------------------------------------------------------- storage cannot change
+log "a Redis storage change is reported; the rest of the same edit applies"
+kubectl -n "$NS" patch signalingcluster/smoke --type=merge -p \
+  '{"spec":{"redis":{"managed":{"storage":{"size":"512Mi"}}},"server":{"logLevel":"info"}}}'
+degraded_reason() { [ "$(jsonpath signalingcluster/smoke '{.status.conditions[?(@.type=="Degraded")].reason}')" = "$1" ]; }
+wait_until 60 "Degraded=ManualStepNeeded on smoke" degraded_reason ManualStepNeeded
+message="$(jsonpath signalingcluster/smoke '{.status.conditions[?(@.type=="Degraded")].message}')"
+grep -q "storage.size is 512Mi" <<<"$message" || fail "the message does not name the field: $message"
+grep -q "patch pvc data-smoke-redis-0" <<<"$message" || fail "the message gives no procedure: $message"
+[ "$(jsonpath configmap/smoke-config '{.data.RUST_LOG}')" = info ] \
+  || fail "the log level of the same edit was not applied"
+[ "$(jsonpath statefulset/smoke-redis '{.spec.volumeClaimTemplates[0].spec.resources.requests.storage}')" = 256Mi ] \
+  || fail "the StatefulSet's claim template changed"
+echo "OK $message"
+log "the procedure for a volume that cannot grow: recreate Redis empty"
+kubectl -n "$NS" delete statefulset/smoke-redis --wait=true --timeout="${T}s"
+kubectl -n "$NS" delete pvc/data-smoke-redis-0 --ignore-not-found --wait=true --timeout="${T}s"
+wait_until "$T" "Degraded=AsExpected on smoke" degraded_reason AsExpected
+kubectl -n "$NS" wait signalingcluster/smoke --for=condition=Ready --timeout="${T}s"
+[ "$(jsonpath statefulset/smoke-redis '{.spec.volumeClaimTemplates[0].spec.resources.requests.storage}')" = 512Mi ] \
+  || fail "the recreated StatefulSet does not have the new size"
+port_forward service/smoke 18184 80
+"$PY" "$HERE/signal_smoke.py" ws://127.0.0.1:18184/ws
+stop_port_forwards
+echo "OK Redis recreated with 512Mi; signals relay"
+
+# ---------------------------------------------------------------- leader failover
+holder() { kubectl -n "$OP_NS" get lease switchboard-operator -o jsonpath='{.spec.holderIdentity}'; }
+# fail_over HOW : delete the leader pod (gracefully: it releases the Lease; or
+# forced: its Lease must expire) and wait for the other replica to lead and
+# reconcile a change.
+fail_over() {
+  local how="$1" old new replicas
+  old="$(holder)"
+  [ -n "$old" ] || fail "no leader before the failover"
+  if [ "$how" = forced ]; then
+    kubectl -n "$OP_NS" delete pod "$old" --grace-period=0 --force
+  else
+    kubectl -n "$OP_NS" delete pod "$old" --wait=false
+  fi
+  new_leader() { local h; h="$(holder)"; [ -n "$h" ] && [ "$h" != "$old" ]; }
+  # Released: at the next attempt (2 s); expired: 15 s after the last renewal.
+  wait_until 60 "a new leader after deleting $old ($how)" new_leader
+  new="$(holder)"
+  replicas=$(($(jsonpath signalingcluster/signaling '{.spec.replicas}') == 2 ? 3 : 2))
+  kubectl -n "$NS" scale signalingcluster/signaling --replicas="$replicas"
+  scaled() { [ "$(jsonpath deployment/signaling '{.spec.replicas}')" = "$replicas" ]; }
+  wait_until 60 "the new leader $new to scale deployment/signaling to $replicas" scaled
+  echo "OK $how failover: $old -> $new, which reconciles"
+}
+log "leader failover: the leader shuts down and releases the Lease"
+fail_over graceful
+kubectl -n "$OP_NS" rollout status deployment/switchboard-operator --timeout="${T}s"
+log "leader failover: the leader vanishes and its Lease expires"
+fail_over forced
+kubectl -n "$OP_NS" rollout status deployment/switchboard-operator --timeout="${T}s"
+
 # ------------------------------------------------------------------------ delete
 # gone NAME : nothing labelled with instance NAME is left in the namespace.
 gone() {
@@ -285,6 +350,7 @@ port_forward service/signaling 18183 80
 stop_port_forwards
 
 kubectl -n "$NS" delete signalingcluster/broken --wait=true --timeout="${T}s"
+kubectl delete namespace "$OTHER_NS" --wait=false
 if [ "$KEEP" = 0 ]; then
   log "delete signaling"
   kubectl -n "$NS" delete signalingcluster/signaling --wait=true --timeout="${T}s"

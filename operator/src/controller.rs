@@ -1,49 +1,38 @@
 //! The reconcile loop: validate, apply the desired objects, write status.
 //!
-//! `reconcile` is thin: it validates the spec and hands over to an [`Applier`],
-//! which applies each object built by [`resources`] with server-side apply under
-//! one field manager. Before writing, it reads the current object and skips the
-//! write when the spec-hash annotation matches, so reconciling an unchanged
-//! cluster writes nothing (and status is written only when it changed), which keeps
-//! the operator from triggering itself. Errors go to [`error_policy`], which backs
-//! off per SignalingCluster.
+//! `reconcile` is thin: it validates the spec and hands over to an
+//! [`Applier`], which applies each object built by
+//! [`resources`](crate::resources) with server-side apply under one field
+//! manager, reading the current objects from the controller's caches
+//! ([`caches`](crate::caches)) and skipping the write when the spec-hash
+//! annotation matches. So reconciling an unchanged cluster writes nothing (and
+//! status is written only when it changed), which keeps the operator from
+//! triggering itself. Errors go to [`error_policy`], which backs off per
+//! SignalingCluster.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Debug;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tracing::{info, warn};
 
+use crate::apply::{Applier, MANAGER};
+use crate::caches::{self, Caches};
 use crate::crd::{SignalingCluster, SignalingClusterStatus};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::resources::{self, SPEC_HASH_ANNOTATION};
+use crate::resources::ServiceMonitor;
 use crate::status::{self, Observed, Outcome};
 use crate::validate;
 
-/// The one field manager for every write of the operator.
-pub const MANAGER: &str = "switchboard-operator";
-/// A second manager that briefly co-owns `spec.replicas` when autoscaling is turned
-/// on, so dropping the field from the operator's apply hands it to the HPA instead
-/// of resetting it.
-pub const HANDOFF_MANAGER: &str = "switchboard-operator-hpa-handoff";
 /// Periodic resync of a healthy cluster.
 pub const RESYNC: Duration = Duration::from_secs(300);
 /// First retry delay after a failure; doubled per consecutive failure.
@@ -62,6 +51,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The owned objects, as the controller's watches last saw them.
+    pub caches: Caches,
     /// Consecutive failures per SignalingCluster. A std Mutex: it is only held for a
     /// map lookup, never across an await.
     failures: Mutex<HashMap<ObjectRef<SignalingCluster>, u32>>,
@@ -72,7 +63,12 @@ pub struct Context {
 
 impl Context {
     /// A context for `client`, reporting Events as `instance` (the pod name).
-    pub fn new(client: Client, instance: Option<String>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        client: Client,
+        instance: Option<String>,
+        metrics: Arc<Metrics>,
+        caches: Caches,
+    ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
             instance,
@@ -81,6 +77,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
+            caches,
             failures: Mutex::new(HashMap::new()),
             full_applies: Mutex::new(HashMap::new()),
         }
@@ -122,15 +119,17 @@ impl Context {
         let n = f.entry(obj.clone()).or_insert(0);
         *n = n.saturating_add(1);
         let factor = 1u32.checked_shl(*n - 1).unwrap_or(u32::MAX);
+        let waiting = i64::try_from(f.len()).unwrap_or(i64::MAX);
+        self.metrics.backing_off.set(waiting);
         BACKOFF_BASE.saturating_mul(factor).min(BACKOFF_MAX)
     }
 
     /// Forgets the failures of `obj` after a successful reconcile.
     pub fn reset_backoff(&self, obj: &ObjectRef<SignalingCluster>) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(obj);
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        f.remove(obj);
+        let waiting = i64::try_from(f.len()).unwrap_or(i64::MAX);
+        self.metrics.backing_off.set(waiting);
     }
 
     async fn event(&self, sc: &SignalingCluster, warning: bool, reason: &str, note: String) {
@@ -186,46 +185,48 @@ impl SignalingCluster {
         let problems = validate::problems(self);
         if !problems.is_empty() {
             warn!(name = %self.name_any(), namespace = ns, ?problems, "invalid SignalingCluster");
-            let st = status::compute(
-                self,
-                &Outcome::Invalid(problems),
-                &Observed::default(),
-                now(),
-            );
+            let outcome = Outcome::Invalid(problems);
+            let st = status::compute(self, &outcome, &Observed::default(), now());
             self.write_status(ctx, ns, st).await?;
             // Nothing to retry: a fix to the spec triggers the next reconcile.
             return Ok(Action::await_change());
         }
+        if let Err(e) = ctx.caches.ready().await {
+            let st = status::with_failure(self, &e.to_string(), now());
+            if let Err(se) = self.write_status(ctx, ns, st).await {
+                warn!(error = %se, "could not record the failure in status");
+            }
+            return Err(e);
+        }
+        self.apply(ctx, ns).await
+    }
 
-        let mut applier = Applier::new(ctx.client.clone(), ns, self);
+    /// Applies every object, then writes status from what was applied and seen.
+    /// Objects that failed make the reconcile fail (and back off) after the
+    /// others were applied and the status says which.
+    async fn apply(&self, ctx: &Context, ns: &str) -> Result<Action> {
+        let mut applier = Applier::new(ctx.client.clone(), &ctx.caches, ns, self);
         applier.ignore_hashes = ctx.full_apply_due(&ObjectRef::from_obj(self));
-        match applier.apply_all().await {
-            Ok(seen) => {
-                if !applier.changed.is_empty() {
-                    info!(name = %self.name_any(), namespace = ns, changed = ?applier.changed, "applied");
-                    ctx.event(
-                        self,
-                        false,
-                        "Applied",
-                        format!("Applied {}", applier.changed.join(", ")),
-                    )
-                    .await;
-                }
-                let observed = Observed {
-                    deployment: seen.deployment.as_ref(),
-                    redis: seen.redis.as_ref(),
-                };
-                let st = status::compute(self, &Outcome::Applied, &observed, now());
-                self.write_status(ctx, ns, st).await?;
-                Ok(Action::requeue(RESYNC))
-            }
-            Err(e) => {
-                let st = status::with_failure(self, &e.to_string(), now());
-                if let Err(se) = self.write_status(ctx, ns, st).await {
-                    warn!(error = %se, "could not record the failure in status");
-                }
-                Err(e)
-            }
+        let report = applier.apply_all().await;
+        if !report.changed.is_empty() {
+            info!(name = %self.name_any(), namespace = ns, changed = ?report.changed, "applied");
+            let note = format!("Applied {}", report.changed.join(", "));
+            ctx.event(self, false, "Applied", note).await;
+        }
+        let outcome = Outcome::Applied {
+            failures: report.failures.iter().map(ToString::to_string).collect(),
+            pending: report.pending.clone(),
+        };
+        let observed = Observed {
+            deployment: report.deployment.as_ref(),
+            redis: report.redis.as_ref(),
+        };
+        let st = status::compute(self, &outcome, &observed, now());
+        let written = self.write_status(ctx, ns, st).await;
+        match report.failures.len() {
+            0 => written.map(|()| Action::requeue(RESYNC)),
+            1 => Err(report.failures.into_iter().next().expect("one failure")),
+            _ => Err(Error::Partial(report.failures)),
         }
     }
 
@@ -248,18 +249,13 @@ impl SignalingCluster {
             "kind": "SignalingCluster",
             "status": new,
         });
-        api.patch_status(
-            &self.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(|e| {
-            Error::kube(
-                format!("writing status of SignalingCluster {}", self.name_any()),
-                e,
-            )
-        })?;
+        let params = PatchParams::apply(MANAGER).force();
+        api.patch_status(&self.name_any(), &params, &Patch::Apply(&body))
+            .await
+            .map_err(|e| {
+                let action = format!("writing status of SignalingCluster {}", self.name_any());
+                Error::kube(action, e)
+            })?;
         for n in notable {
             ctx.event(self, n.warning, &n.reason, n.note).await;
         }
@@ -269,299 +265,6 @@ impl SignalingCluster {
 
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
-}
-
-/// Objects observed while applying, for status.
-#[derive(Default)]
-pub struct Seen {
-    pub deployment: Option<Deployment>,
-    pub redis: Option<StatefulSet>,
-}
-
-/// Applies the desired objects of one SignalingCluster and remembers what it
-/// changed.
-pub struct Applier<'a> {
-    client: Client,
-    ns: String,
-    sc: &'a SignalingCluster,
-    /// "Kind name" of each object created, updated or deleted.
-    pub changed: Vec<String>,
-    /// Apply every object even when its spec hash matches (drift correction).
-    pub ignore_hashes: bool,
-}
-
-impl<'a> Applier<'a> {
-    pub fn new(client: Client, ns: &str, sc: &'a SignalingCluster) -> Self {
-        Self {
-            client,
-            ns: ns.to_string(),
-            sc,
-            changed: Vec::new(),
-            ignore_hashes: false,
-        }
-    }
-
-    fn api<K>(&self) -> Api<K>
-    where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
-    {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    /// Every object, Redis first (the servers need it), then the server side.
-    pub async fn apply_all(&mut self) -> Result<Seen> {
-        let sc = self.sc;
-        let names = resources::Names::new(&sc.name_any());
-        let mut seen = Seen::default();
-
-        match resources::managed_redis(sc) {
-            Some(m) => {
-                if m.auth {
-                    self.ensure_redis_secret(&names.redis_auth).await?;
-                }
-                if let Some(cm) = resources::redis_configmap(sc) {
-                    self.apply(cm).await?;
-                }
-                if let Some(svc) = resources::redis_service(sc) {
-                    self.apply(svc).await?;
-                }
-                if let Some(np) = resources::redis_network_policy(sc) {
-                    self.apply(np).await?;
-                }
-                if let Some(sts) = resources::redis_statefulset(sc) {
-                    seen.redis = Some(self.apply(sts).await?);
-                }
-            }
-            None => {
-                // Switched to an external Redis: remove the managed one. The password
-                // Secret stays, so switching back does not rotate it.
-                self.delete_owned::<StatefulSet>(&names.redis).await?;
-                self.delete_owned::<Service>(&names.redis).await?;
-                self.delete_owned::<NetworkPolicy>(&names.redis).await?;
-                self.delete_owned::<ConfigMap>(&names.redis_config).await?;
-            }
-        }
-
-        self.apply(resources::service_account(sc)).await?;
-        self.apply(resources::server_configmap(sc)).await?;
-        seen.deployment = Some(self.apply_deployment().await?);
-        self.apply(resources::service(sc)).await?;
-        match resources::hpa(sc) {
-            Some(h) => drop(self.apply(h).await?),
-            None => {
-                self.delete_owned::<HorizontalPodAutoscaler>(&names.server)
-                    .await?
-            }
-        }
-        match resources::pdb(sc) {
-            Some(p) => drop(self.apply(p).await?),
-            None => {
-                self.delete_owned::<PodDisruptionBudget>(&names.server)
-                    .await?
-            }
-        }
-        Ok(seen)
-    }
-
-    /// Reads the current object; returns it when it already carries the desired
-    /// spec hash, else applies the desired object.
-    async fn apply<K>(&mut self, desired: K) -> Result<K>
-    where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-            + Clone
-            + Debug
-            + Serialize
-            + DeserializeOwned,
-    {
-        let desired = resources::with_spec_hash(desired);
-        let current = self.get::<K>(&desired.name_any()).await?;
-        self.apply_over(desired, current).await
-    }
-
-    async fn get<K>(&self, name: &str) -> Result<Option<K>>
-    where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-            + Clone
-            + Debug
-            + DeserializeOwned,
-    {
-        self.api::<K>()
-            .get_opt(name)
-            .await
-            .map_err(|e| Error::kube(format!("reading {} {name}", K::kind(&())), e))
-    }
-
-    async fn apply_over<K>(&mut self, desired: K, current: Option<K>) -> Result<K>
-    where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-            + Clone
-            + Debug
-            + Serialize
-            + DeserializeOwned,
-    {
-        let name = desired.name_any();
-        let kind = K::kind(&());
-        if let Some(cur) = &current {
-            let same =
-                hash_annotation(cur).is_some() && hash_annotation(cur) == hash_annotation(&desired);
-            if same && !self.ignore_hashes {
-                return Ok(current.expect("checked above"));
-            }
-        }
-        let applied = self
-            .api::<K>()
-            .patch(
-                &name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&desired),
-            )
-            .await
-            .map_err(|e| Error::kube(format!("applying {kind} {name}"), e))?;
-        // An apply that changed nothing leaves the resourceVersion as it was.
-        let unchanged = current.as_ref().is_some_and(|c| {
-            c.meta().resource_version.is_some()
-                && c.meta().resource_version == applied.meta().resource_version
-        });
-        if !unchanged {
-            self.changed.push(format!("{kind} {name}"));
-        }
-        Ok(applied)
-    }
-
-    /// The Deployment, handing `spec.replicas` over to the HPA when autoscaling was
-    /// just turned on.
-    async fn apply_deployment(&mut self) -> Result<Deployment> {
-        let mut desired = resources::deployment(self.sc);
-        // Secrets reach the pods as environment variables and files read at
-        // startup, so a rotated value takes effect only in new pods: the
-        // values' hash on the pod template rolls them.
-        let refs = resources::secret_refs(self.sc);
-        if !refs.is_empty() {
-            let mut secrets: BTreeMap<&str, Option<Secret>> = BTreeMap::new();
-            for r in &refs {
-                if !secrets.contains_key(r.name.as_str()) {
-                    secrets.insert(&r.name, self.get::<Secret>(&r.name).await?);
-                }
-            }
-            let values: Vec<_> = refs
-                .iter()
-                .map(|r| {
-                    let data = secrets[r.name.as_str()]
-                        .as_ref()
-                        .and_then(|s| s.data.as_ref());
-                    (*r, data.and_then(|d| d.get(&r.key)))
-                })
-                .collect();
-            resources::annotate_pods(
-                &mut desired,
-                resources::SECRETS_HASH_ANNOTATION,
-                resources::secrets_hash(&values),
-            );
-        }
-        let desired = resources::with_spec_hash(desired);
-        let name = desired.name_any();
-        let current = self.get::<Deployment>(&name).await?;
-        if let Some(cur) = &current {
-            let replicas = cur.spec.replicas;
-            if resources::autoscaling_enabled(self.sc) && owns_replicas(cur) {
-                if let Some(n) = replicas {
-                    // Another manager co-owns the current value, so removing it from
-                    // our apply keeps it (instead of resetting it to 1) until the HPA
-                    // changes it.
-                    let body = serde_json::json!({
-                        "apiVersion": "apps/v1",
-                        "kind": "Deployment",
-                        "metadata": {"name": name},
-                        "spec": {"replicas": n},
-                    });
-                    self.api::<Deployment>()
-                        .patch(
-                            &name,
-                            &PatchParams::apply(HANDOFF_MANAGER).force(),
-                            &Patch::Apply(&body),
-                        )
-                        .await
-                        .map_err(|e| {
-                            Error::kube(
-                                format!("handing replicas of Deployment {name} to the HPA"),
-                                e,
-                            )
-                        })?;
-                }
-            }
-        }
-        self.apply_over(desired, current).await
-    }
-
-    /// Deletes an object if it exists and this SignalingCluster owns it.
-    async fn delete_owned<K>(&mut self, name: &str) -> Result<()>
-    where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-            + Clone
-            + Debug
-            + DeserializeOwned,
-    {
-        let Some(obj) = self.get::<K>(name).await? else {
-            return Ok(());
-        };
-        let uid = self.sc.uid();
-        if !obj
-            .owner_references()
-            .iter()
-            .any(|o| Some(&o.uid) == uid.as_ref())
-        {
-            return Ok(());
-        }
-        let kind = K::kind(&());
-        match self
-            .api::<K>()
-            .delete(name, &DeleteParams::background())
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-            Err(e) => return Err(Error::kube(format!("deleting {kind} {name}"), e)),
-        }
-        self.changed.push(format!("deleted {kind} {name}"));
-        Ok(())
-    }
-
-    /// Creates the Redis password Secret when missing; never touches an existing one.
-    async fn ensure_redis_secret(&mut self, name: &str) -> Result<()> {
-        if self.get::<Secret>(name).await?.is_some() {
-            return Ok(());
-        }
-        let secret = resources::redis_auth_secret(self.sc, &resources::generate_password());
-        match self
-            .api::<Secret>()
-            .create(&PostParams::default(), &secret)
-            .await
-        {
-            Ok(_) => {}
-            // Created by a concurrent reconcile: keep that password.
-            Err(kube::Error::Api(s)) if s.code == 409 => return Ok(()),
-            Err(e) => return Err(Error::kube(format!("creating Secret {name}"), e)),
-        }
-        self.changed.push(format!("Secret {name}"));
-        Ok(())
-    }
-}
-
-fn hash_annotation<K: Resource>(obj: &K) -> Option<&String> {
-    obj.meta().annotations.as_ref()?.get(SPEC_HASH_ANNOTATION)
-}
-
-/// Whether the operator's field manager owns `spec.replicas` of a Deployment.
-fn owns_replicas(d: &Deployment) -> bool {
-    d.metadata.managed_fields.iter().flatten().any(|mf| {
-        mf.manager.as_deref() == Some(MANAGER)
-            && mf
-                .fields_v1
-                .as_ref()
-                .and_then(|f| f.0.get("f:spec"))
-                .and_then(|s| s.get("f:replicas"))
-                .is_some()
-    })
 }
 
 /// Errors that stop the operator at startup.
@@ -576,13 +279,20 @@ pub enum StartupError {
     Kube(#[from] kube::Error),
 }
 
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// Fails with a one-line install hint when the CRD is missing. Lists in the
 /// watched namespace only, so a namespace-scoped Role suffices.
 pub async fn check_crd(client: &Client, namespace: Option<&str>) -> Result<(), StartupError> {
-    let api: Api<SignalingCluster> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let api: Api<SignalingCluster> = scoped(client, namespace);
     match api.list(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Err(StartupError::CrdMissing),
@@ -590,46 +300,38 @@ pub async fn check_crd(client: &Client, namespace: Option<&str>) -> Result<(), S
     }
 }
 
+/// Whether the cluster serves ServiceMonitors (the Prometheus Operator's CRD)
+/// to this operator: only then are they watched and created.
+pub async fn serves_service_monitors(client: &Client, namespace: Option<&str>) -> bool {
+    let api: Api<ServiceMonitor> = scoped(client, namespace);
+    match api.list(&ListParams::default().limit(1)).await {
+        Ok(_) => true,
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            info!("no ServiceMonitor CRD (monitoring.coreos.com/v1): spec.monitoring.serviceMonitor is unavailable");
+            false
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot list ServiceMonitors (RBAC?): spec.monitoring.serviceMonitor is unavailable");
+            false
+        }
+    }
+}
+
 /// Runs the controller until `shutdown` resolves (or SIGTERM/SIGINT).
 pub async fn run(
     client: Client,
-    ctx: Arc<Context>,
+    metrics: Arc<Metrics>,
+    instance: Option<String>,
     watch_namespace: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (scs, owned) = match &watch_namespace {
-        Some(ns) => (
-            Api::<SignalingCluster>::namespaced(client.clone(), ns),
-            Some(ns.clone()),
-        ),
-        None => (Api::<SignalingCluster>::all(client.clone()), None),
-    };
-    fn owned_api<K>(client: &Client, ns: &Option<String>) -> Api<K>
-    where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
-    {
-        match ns {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
-    }
-    let cfg =
-        watcher::Config::default().labels("app.kubernetes.io/managed-by=switchboard-operator");
-    Controller::new(scs, watcher::Config::default().any_semantic())
-        .owns(owned_api::<Deployment>(&client, &owned), cfg.clone())
-        .owns(owned_api::<StatefulSet>(&client, &owned), cfg.clone())
-        .owns(owned_api::<Service>(&client, &owned), cfg.clone())
-        .owns(owned_api::<ConfigMap>(&client, &owned), cfg.clone())
-        .owns(
-            owned_api::<HorizontalPodAutoscaler>(&client, &owned),
-            cfg.clone(),
-        )
-        .owns(
-            owned_api::<PodDisruptionBudget>(&client, &owned),
-            cfg.clone(),
-        )
-        .owns(owned_api::<NetworkPolicy>(&client, &owned), cfg.clone())
-        .owns(owned_api::<ServiceAccount>(&client, &owned), cfg)
+    let ns = watch_namespace.as_deref();
+    let service_monitors = serves_service_monitors(&client, ns).await;
+    let scs: Api<SignalingCluster> = scoped(&client, ns);
+    let controller = Controller::new(scs, watcher::Config::default().any_semantic());
+    let (controller, caches) = caches::attach(controller, &client, ns, service_monitors);
+    let ctx = Arc::new(Context::new(client, instance, metrics, caches));
+    controller
         .shutdown_on_signal()
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -648,7 +350,10 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{test_context, Reply, Scenario};
+    use crate::fixtures::context::test_context;
+    use crate::fixtures::mock::{path, Reply, Scenario};
+    use crate::fixtures::NS;
+    use serde_json::json;
 
     #[tokio::test]
     async fn missing_crd_gives_an_install_hint() {
@@ -674,17 +379,34 @@ mod tests {
     #[tokio::test]
     async fn crd_check_lists_only_the_watched_namespace() {
         let (ctx, handle) = test_context();
+        let list = json!({"apiVersion": "switchboard.dev/v1alpha1", "kind": "SignalingClusterList", "metadata": {}, "items": []});
         let mock = Scenario::default()
             .call(
                 http::Method::GET,
-                crate::fixtures::path("signalingclusters", ""),
-                Reply::Json(serde_json::json!({"apiVersion": "switchboard.dev/v1alpha1", "kind": "SignalingClusterList", "metadata": {}, "items": []})),
+                path("signalingclusters", ""),
+                Reply::Json(list),
             )
             .run(handle);
-        check_crd(&ctx.client, Some(crate::fixtures::NS))
-            .await
-            .unwrap();
+        check_crd(&ctx.client, Some(NS)).await.unwrap();
         drop(ctx);
         mock.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn service_monitors_are_used_only_when_served() {
+        let list = json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitorList", "metadata": {}, "items": []});
+        for (reply, served) in [
+            (Reply::Json(list), true),
+            (Reply::NotFound, false),
+            (Reply::Status(403, "forbidden".into()), false),
+        ] {
+            let (ctx, handle) = test_context();
+            let mock = Scenario::default()
+                .call(http::Method::GET, path("servicemonitors", ""), reply)
+                .run(handle);
+            assert_eq!(serves_service_monitors(&ctx.client, Some(NS)).await, served);
+            drop(ctx);
+            mock.await.unwrap();
+        }
     }
 }

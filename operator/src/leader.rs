@@ -1,21 +1,41 @@
 //! Leader election through a `coordination.k8s.io/v1` Lease, so two operator
-//! replicas can run and only one reconciles.
+//! replicas can run and only one reconciles. It follows client-go's
+//! `leaderelection` package:
 //!
-//! The holder renews the Lease every `renew_every`; another replica takes it over
-//! once `renewTime + leaseDurationSeconds` has passed. Writes use the Lease's
-//! `resourceVersion`, so of two replicas racing for an expired Lease exactly one
-//! wins (the other gets 409 Conflict). A leader that cannot renew before its lease
-//! runs out stops reconciling, and a leader that shuts down releases the Lease so
-//! the other replica takes over at once.
+//! - **Expiry is judged on the local clock, from the last change seen.** A
+//!   replica remembers the Lease record it last read and when (its own
+//!   monotonic clock) it saw that record change. The holder counts as gone
+//!   once the record has stayed unchanged for `leaseDurationSeconds` since then.
+//!   The holder's `renewTime` is never compared with the local wall clock, so
+//!   clock skew between nodes cannot make a live leader look expired.
+//! - **Renewal has a deadline.** The leader renews every `retry_period`; each
+//!   attempt runs under a timeout ending `renew_deadline` after the last
+//!   successful renewal. A hung request therefore cannot keep a leader going:
+//!   it steps down at that deadline, before any follower can take over (a
+//!   follower waits a whole `lease_duration`, longer than `renew_deadline`,
+//!   after it saw the last renewal).
+//! - **Writes are conditional** on the `resourceVersion` read, so of two
+//!   replicas racing for an expired Lease exactly one wins (409 for the other).
+//! - **Release on shutdown** empties the holder, so another replica takes over
+//!   at its next attempt.
 
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use kube::Client;
+use tokio::time::Instant;
 use tracing::{info, warn};
+
+/// How long a Lease stays valid without renewal (client-go's LeaseDuration).
+pub const LEASE_DURATION: Duration = Duration::from_secs(15);
+/// How long the leader keeps trying to renew before it steps down (client-go's
+/// RenewDeadline); shorter than [`LEASE_DURATION`].
+pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
+/// Pause between attempts, to renew or to acquire (client-go's RetryPeriod).
+pub const RETRY_PERIOD: Duration = Duration::from_secs(2);
 
 /// Lease settings.
 #[derive(Clone, Debug)]
@@ -27,265 +47,240 @@ pub struct LeaseConfig {
     /// This replica's identity (its pod name).
     pub identity: String,
     /// How long a Lease stays valid without renewal.
-    pub duration: Duration,
-    /// How often the holder renews, and a follower retries.
-    pub renew_every: Duration,
+    pub lease_duration: Duration,
+    /// How long the leader tries to renew before it steps down.
+    pub renew_deadline: Duration,
+    /// Pause between attempts.
+    pub retry_period: Duration,
+}
+
+impl LeaseConfig {
+    /// Settings with client-go's default timings.
+    pub fn new(name: &str, namespace: &str, identity: &str) -> Self {
+        Self {
+            name: name.into(),
+            namespace: namespace.into(),
+            identity: identity.into(),
+            lease_duration: LEASE_DURATION,
+            renew_deadline: RENEW_DEADLINE,
+            retry_period: RETRY_PERIOD,
+        }
+    }
 }
 
 fn secs(d: Duration) -> i32 {
     i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
 }
 
-/// One attempt to take or renew the Lease at time `now`. `Ok(true)` when this
-/// replica holds it afterwards.
-pub async fn try_acquire(
-    api: &Api<Lease>,
-    cfg: &LeaseConfig,
-    now: Timestamp,
-) -> Result<bool, kube::Error> {
-    let Some(current) = api.get_opt(&cfg.name).await? else {
+/// The Lease record as last read, and when it was first seen in that state.
+struct Observed {
+    spec: LeaseSpec,
+    at: Instant,
+}
+
+/// One replica's side of the election.
+pub struct Elector {
+    api: Api<Lease>,
+    cfg: LeaseConfig,
+    observed: Option<Observed>,
+    /// When this replica last wrote the Lease as its holder.
+    renewed_at: Option<Instant>,
+}
+
+impl Elector {
+    pub fn new(client: Client, cfg: LeaseConfig) -> Self {
+        Self {
+            api: Api::namespaced(client, &cfg.namespace),
+            cfg,
+            observed: None,
+            renewed_at: None,
+        }
+    }
+
+    /// Remembers `spec` as the current record; the clock restarts only when it
+    /// differs from the one seen before.
+    fn observe(&mut self, spec: LeaseSpec) {
+        if self.observed.as_ref().is_none_or(|o| o.spec != spec) {
+            self.observed = Some(Observed {
+                spec,
+                at: Instant::now(),
+            });
+        }
+    }
+
+    /// Whether another replica holds the Lease and its record changed less than
+    /// a lease duration ago (on this replica's clock).
+    fn held_by_another(&self) -> bool {
+        let Some(o) = &self.observed else {
+            return false;
+        };
+        let holder = o.spec.holder_identity.as_deref().unwrap_or_default();
+        if holder.is_empty() || holder == self.cfg.identity {
+            return false;
+        }
+        let d = o.spec.lease_duration_seconds.unwrap_or(0);
+        let valid_for = Duration::from_secs(u64::try_from(d).unwrap_or(0));
+        o.at.elapsed() < valid_for
+    }
+
+    /// Our record: renewed now, acquired now unless we already held it.
+    fn our_record(&self, current: &LeaseSpec, now: Timestamp) -> LeaseSpec {
+        let ours = current.holder_identity.as_deref() == Some(&self.cfg.identity);
+        let transitions = current.lease_transitions.unwrap_or(0);
+        LeaseSpec {
+            holder_identity: Some(self.cfg.identity.clone()),
+            lease_duration_seconds: Some(secs(self.cfg.lease_duration)),
+            renew_time: Some(MicroTime(now)),
+            acquire_time: if ours {
+                current.acquire_time.clone()
+            } else {
+                Some(MicroTime(now))
+            },
+            lease_transitions: Some(if ours { transitions } else { transitions + 1 }),
+            ..current.clone()
+        }
+    }
+
+    /// One attempt to take or renew the Lease; `Ok(true)` when this replica
+    /// holds it afterwards. `now` is only written into the record.
+    pub async fn try_acquire_or_renew(&mut self, now: Timestamp) -> Result<bool, kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.cfg.name).await? else {
+            return self.create(now).await;
+        };
+        let current = lease.spec.clone().unwrap_or_default();
+        self.observe(current.clone());
+        if self.held_by_another() {
+            return Ok(false);
+        }
+        let next = self.our_record(&current, now);
+        lease.spec = Some(next.clone());
+        match self
+            .api
+            .replace(&self.cfg.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => {
+                self.observe(next);
+                self.renewed_at = Some(Instant::now());
+                Ok(true)
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create(&mut self, now: Timestamp) -> Result<bool, kube::Error> {
+        let spec = self.our_record(&LeaseSpec::default(), now);
         let lease = Lease {
             metadata: ObjectMeta {
-                name: Some(cfg.name.clone()),
-                namespace: Some(cfg.namespace.clone()),
+                name: Some(self.cfg.name.clone()),
+                namespace: Some(self.cfg.namespace.clone()),
                 ..Default::default()
             },
             spec: Some(LeaseSpec {
-                holder_identity: Some(cfg.identity.clone()),
-                lease_duration_seconds: Some(secs(cfg.duration)),
-                acquire_time: Some(MicroTime(now)),
-                renew_time: Some(MicroTime(now)),
                 lease_transitions: Some(0),
-                ..Default::default()
+                ..spec
             }),
         };
-        return match api.create(&PostParams::default(), &lease).await {
-            Ok(_) => Ok(true),
+        match self.api.create(&PostParams::default(), &lease).await {
+            Ok(created) => {
+                self.observe(created.spec.unwrap_or_default());
+                self.renewed_at = Some(Instant::now());
+                Ok(true)
+            }
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(e),
-        };
-    };
-    let spec = current.spec.clone().unwrap_or_default();
-    let holder = spec.holder_identity.clone().unwrap_or_default();
-    let ours = holder == cfg.identity;
-    let expired = holder.is_empty()
-        || match (&spec.renew_time, spec.lease_duration_seconds) {
-            (Some(MicroTime(t)), Some(d)) => *t + SignedDuration::from_secs(i64::from(d)) < now,
-            _ => true,
-        };
-    if !ours && !expired {
-        return Ok(false);
+        }
     }
-    let mut next = current;
-    next.spec = Some(LeaseSpec {
-        holder_identity: Some(cfg.identity.clone()),
-        lease_duration_seconds: Some(secs(cfg.duration)),
-        renew_time: Some(MicroTime(now)),
-        acquire_time: if ours {
-            spec.acquire_time.clone()
-        } else {
-            Some(MicroTime(now))
-        },
-        lease_transitions: Some(spec.lease_transitions.unwrap_or(0) + i32::from(!ours)),
-        ..spec
-    });
-    match api.replace(&cfg.name, &PostParams::default(), &next).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-        Err(e) => Err(e),
-    }
-}
 
-/// Waits until this replica holds the Lease.
-pub async fn acquire(client: Client, cfg: &LeaseConfig) {
-    let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
-    let mut waiting_logged = false;
-    loop {
-        match try_acquire(&api, cfg, Timestamp::now()).await {
-            Ok(true) => {
-                info!(lease = %cfg.name, identity = %cfg.identity, "became leader");
+    /// Waits until this replica holds the Lease. Each attempt is bounded by the
+    /// renew deadline, so a hung request only delays the next one.
+    pub async fn acquire(&mut self) {
+        let mut waiting_logged = false;
+        loop {
+            let limit = self.cfg.renew_deadline;
+            let attempt = self.try_acquire_or_renew(Timestamp::now());
+            match tokio::time::timeout(limit, attempt).await {
+                Ok(Ok(true)) => {
+                    info!(lease = %self.cfg.name, identity = %self.cfg.identity, "became leader");
+                    return;
+                }
+                Ok(Ok(false)) if !waiting_logged => {
+                    info!(lease = %self.cfg.name, "another replica is leader; waiting");
+                    waiting_logged = true;
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => {
+                    warn!(error = %e, lease = %self.cfg.name, "leader election failed; retrying")
+                }
+                Err(_) => {
+                    warn!(lease = %self.cfg.name, "leader election request timed out; retrying")
+                }
+            }
+            tokio::time::sleep(self.cfg.retry_period).await;
+        }
+    }
+
+    /// Renews the Lease every retry period; returns when leadership is lost:
+    /// another replica holds the Lease, or no renewal succeeded within the
+    /// renew deadline of the last one (a hung request included).
+    pub async fn keep(&mut self) {
+        loop {
+            tokio::time::sleep(self.cfg.retry_period).await;
+            let last = self.renewed_at.unwrap_or_else(Instant::now);
+            let deadline = last + self.cfg.renew_deadline;
+            if Instant::now() >= deadline {
+                warn!(lease = %self.cfg.name, deadline_secs = self.cfg.renew_deadline.as_secs(),
+                    "could not renew the leader lease in time; stepping down");
                 return;
             }
-            Ok(false) if !waiting_logged => {
-                info!(lease = %cfg.name, "another replica is leader; waiting");
-                waiting_logged = true;
+            let attempt = self.try_acquire_or_renew(Timestamp::now());
+            match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    warn!(lease = %self.cfg.name, "lost the leader lease to another replica");
+                    return;
+                }
+                Ok(Err(e)) => warn!(error = %e, "could not renew the leader lease; retrying"),
+                Err(_) => {
+                    warn!(lease = %self.cfg.name, deadline_secs = self.cfg.renew_deadline.as_secs(),
+                        "renewing the leader lease hung past the deadline; stepping down");
+                    return;
+                }
             }
-            Ok(false) => {}
-            Err(e) => warn!(error = %e, lease = %cfg.name, "leader election failed; retrying"),
         }
-        tokio::time::sleep(cfg.renew_every).await;
     }
-}
 
-/// Renews the Lease until a renewal has failed for longer than the lease duration
-/// (another replica may hold it by then), then returns.
-pub async fn keep(client: Client, cfg: LeaseConfig) {
-    let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
-    let mut last_ok = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep(cfg.renew_every).await;
-        match try_acquire(&api, &cfg, Timestamp::now()).await {
-            Ok(true) => last_ok = tokio::time::Instant::now(),
-            Ok(false) => {
-                warn!(lease = %cfg.name, "lost the leader lease to another replica");
-                return;
+    /// Gives the Lease up on shutdown so another replica takes over at once.
+    pub async fn release(&mut self) {
+        let limit = self.cfg.renew_deadline;
+        let give_up = async {
+            let Some(mut lease) = self.api.get_opt(&self.cfg.name).await? else {
+                return Ok(false);
+            };
+            let Some(spec) = lease.spec.as_mut() else {
+                return Ok(false);
+            };
+            if spec.holder_identity.as_deref() != Some(&self.cfg.identity) {
+                return Ok(false);
             }
-            Err(e) => warn!(error = %e, "could not renew the leader lease"),
+            spec.holder_identity = None;
+            spec.lease_duration_seconds = Some(1);
+            spec.renew_time = Some(MicroTime(Timestamp::now()));
+            let params = PostParams::default();
+            self.api
+                .replace(&self.cfg.name, &params, &lease)
+                .await
+                .map(|_| true)
+        };
+        match tokio::time::timeout(limit, give_up).await {
+            Ok(Ok(true)) => info!(lease = %self.cfg.name, "released the leader lease"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => warn!(error = %e, "could not release the leader lease"),
+            Err(_) => warn!("releasing the leader lease timed out"),
         }
-        // Stop while the lease (renewed at last_ok) is still ours.
-        if last_ok.elapsed() + cfg.renew_every >= cfg.duration {
-            warn!(lease = %cfg.name, "could not renew the leader lease in time");
-            return;
-        }
-    }
-}
-
-/// Gives the Lease up on shutdown so another replica takes over at once.
-pub async fn release(client: Client, cfg: &LeaseConfig) {
-    let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
-    let Ok(Some(mut lease)) = api.get_opt(&cfg.name).await else {
-        return;
-    };
-    let Some(spec) = lease.spec.as_mut() else {
-        return;
-    };
-    if spec.holder_identity.as_deref() != Some(&cfg.identity) {
-        return;
-    }
-    spec.holder_identity = None;
-    spec.renew_time = None;
-    match api.replace(&cfg.name, &PostParams::default(), &lease).await {
-        Ok(_) => info!(lease = %cfg.name, "released the leader lease"),
-        Err(e) => warn!(error = %e, "could not release the leader lease"),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fixtures::{Reply, Scenario, NS};
-    use http::{Request, Response};
-    use kube::client::Body;
-    use serde_json::json;
-
-    fn cfg() -> LeaseConfig {
-        LeaseConfig {
-            name: "switchboard-operator".into(),
-            namespace: NS.into(),
-            identity: "me".into(),
-            duration: Duration::from_secs(15),
-            renew_every: Duration::from_secs(5),
-        }
-    }
-
-    fn lease(holder: &str, renewed_at: i64, transitions: i32) -> serde_json::Value {
-        json!({
-            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": "switchboard-operator", "namespace": NS, "resourceVersion": "7"},
-            "spec": {
-                "holderIdentity": holder, "leaseDurationSeconds": 15, "leaseTransitions": transitions,
-                "renewTime": Timestamp::from_second(renewed_at).unwrap().to_string(),
-                "acquireTime": Timestamp::from_second(renewed_at).unwrap().to_string(),
-            }
-        })
-    }
-
-    async fn attempt(s: Scenario, now: i64) -> (bool, Vec<crate::fixtures::Seen>) {
-        let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let mock = s.run(handle);
-        let api: Api<Lease> = Api::namespaced(Client::new(svc, NS), NS);
-        let got = try_acquire(&api, &cfg(), Timestamp::from_second(now).unwrap())
-            .await
-            .unwrap();
-        drop(api);
-        (got, mock.await.unwrap())
-    }
-
-    #[tokio::test]
-    async fn creates_a_missing_lease() {
-        let s = Scenario::default()
-            .get_missing("leases", "switchboard-operator")
-            .create("leases");
-        let (got, seen) = attempt(s, 1000).await;
-        assert!(got);
-        assert_eq!(seen[1].body["spec"]["holderIdentity"], "me");
-        assert_eq!(seen[1].body["spec"]["leaseDurationSeconds"], 15);
-    }
-
-    #[tokio::test]
-    async fn leaves_a_fresh_lease_of_another_replica_alone() {
-        let s = Scenario::default().get(
-            "leases",
-            "switchboard-operator",
-            Reply::Json(lease("other", 1000, 3)),
-        );
-        let (got, seen) = attempt(s, 1010).await;
-        assert!(!got);
-        assert_eq!(seen.len(), 1, "no write: {seen:?}");
-    }
-
-    #[tokio::test]
-    async fn takes_over_an_expired_lease() {
-        let s = Scenario::default()
-            .get(
-                "leases",
-                "switchboard-operator",
-                Reply::Json(lease("other", 1000, 3)),
-            )
-            .call(
-                http::Method::PUT,
-                crate::fixtures::path("leases", "switchboard-operator"),
-                Reply::Echo,
-            );
-        let (got, seen) = attempt(s, 1016).await;
-        assert!(got);
-        let spec = &seen[1].body["spec"];
-        assert_eq!(
-            (
-                spec["holderIdentity"].as_str(),
-                spec["leaseTransitions"].as_i64()
-            ),
-            (Some("me"), Some(4))
-        );
-        // The write is conditional on the version read.
-        assert_eq!(seen[1].body["metadata"]["resourceVersion"], "7");
-    }
-
-    #[tokio::test]
-    async fn renews_its_own_lease_and_loses_races() {
-        let s = Scenario::default()
-            .get(
-                "leases",
-                "switchboard-operator",
-                Reply::Json(lease("me", 1000, 2)),
-            )
-            .call(
-                http::Method::PUT,
-                crate::fixtures::path("leases", "switchboard-operator"),
-                Reply::Echo,
-            );
-        let (got, seen) = attempt(s, 1005).await;
-        assert!(got);
-        assert_eq!(seen[1].body["spec"]["leaseTransitions"], 2);
-        // Renewing keeps the time it was acquired (t = 1000 s).
-        let acquired = seen[1].body["spec"]["acquireTime"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        assert!(acquired.starts_with("1970-01-01T00:16:40"), "{acquired}");
-
-        let s = Scenario::default()
-            .get(
-                "leases",
-                "switchboard-operator",
-                Reply::Json(lease("other", 1000, 3)),
-            )
-            .call(
-                http::Method::PUT,
-                crate::fixtures::path("leases", "switchboard-operator"),
-                Reply::Status(409, "the object has been modified".into()),
-            );
-        let (got, _) = attempt(s, 1100).await;
-        assert!(!got, "a conflicting write means another replica won");
-    }
-}
+mod tests;

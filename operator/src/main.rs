@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use switchboard_operator::controller::{self, Context};
-use switchboard_operator::leader::{self, LeaseConfig};
+use switchboard_operator::controller;
+use switchboard_operator::leader::{Elector, LeaseConfig};
 use switchboard_operator::metrics::{self, Metrics};
 
 /// Longest wait for the controller to stop after SIGTERM (the Deployment's grace
@@ -38,7 +38,7 @@ struct RunArgs {
     /// Address of the /metrics and /healthz endpoints.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
-    /// Only watch this namespace (default: all namespaces).
+    /// Only watch this namespace; empty or unset: all namespaces.
     #[arg(long, env = "WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
     /// Elect a leader through a Lease (needed when more than one replica runs).
@@ -86,66 +86,33 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes configuration found (in-cluster or kubeconfig)")?;
-    if let Err(e) = controller::check_crd(&client, args.watch_namespace.as_deref()).await {
+    // An empty WATCH_NAMESPACE (how a manifest switches to cluster-wide) means
+    // every namespace, like an unset one.
+    let watch_namespace = args.watch_namespace.clone().filter(|ns| !ns.is_empty());
+    if let Err(e) = controller::check_crd(&client, watch_namespace.as_deref()).await {
         // One line, and a non-zero exit: the pod's last log says how to fix it.
         eprintln!("switchboard-operator: {e}");
         std::process::exit(1);
     }
-
     let metrics = Arc::new(Metrics::default());
-    let addr = args.metrics_addr;
-    let http_metrics = metrics.clone();
-    tokio::spawn(async move {
-        if let Err(e) = metrics::serve(addr, http_metrics).await {
-            tracing::error!(error = %e, %addr, "metrics endpoint failed");
-            std::process::exit(1);
-        }
-    });
+    serve_metrics(args.metrics_addr, metrics.clone());
 
     let identity = args
         .pod_name
         .clone()
         .unwrap_or_else(|| format!("switchboard-operator-{}", std::process::id()));
-    let lease = LeaseConfig {
-        name: args.lease_name.clone(),
-        namespace: args.lease_namespace.clone(),
-        identity: identity.clone(),
-        duration: Duration::from_secs(15),
-        renew_every: Duration::from_secs(5),
-    };
-
-    // Resolves when the leader Lease is lost. Without leader election the sender
-    // lives until the end of this function, so it never resolves.
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut lost_tx = Some(lost_tx);
+    let mut elector = None;
     if args.leader_election {
+        let cfg = LeaseConfig::new(&args.lease_name, &args.lease_namespace, &identity);
+        let mut e = Elector::new(client.clone(), cfg);
         tokio::select! {
-            () = leader::acquire(client.clone(), &lease) => {}
+            () = e.acquire() => {}
             () = shutdown_signal() => return Ok(()),
         }
-        let (c, l, tx) = (client.clone(), lease.clone(), lost_tx.take());
-        tokio::spawn(async move {
-            leader::keep(c, l).await;
-            if let Some(tx) = tx {
-                let _ = tx.send(());
-            }
-        });
+        elector = Some(e);
     }
     metrics.leader.set(1);
-
-    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let lost_flag = lost.clone();
-    let shutdown = async move {
-        if lost_rx.await.is_ok() {
-            lost_flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-    };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        Some(identity),
-        metrics.clone(),
-    ));
-    tracing::info!(namespace = ?args.watch_namespace, "starting controller");
+    tracing::info!(namespace = ?watch_namespace, "starting controller");
     // The controller finishes its reconciles on SIGTERM; should that take too long
     // (an API server that does not answer), stop anyway before the kubelet kills.
     tokio::spawn(async {
@@ -154,18 +121,63 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::warn!("graceful shutdown took too long; exiting");
         std::process::exit(1);
     });
-    controller::run(client.clone(), ctx, args.watch_namespace.clone(), shutdown).await;
+    let lost = reconcile_while_leading(
+        client,
+        metrics.clone(),
+        identity,
+        watch_namespace,
+        elector.as_mut(),
+    )
+    .await;
     metrics.leader.set(0);
-
-    drop(lost_tx);
-    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+    if lost {
         anyhow::bail!("lost leadership; exiting so a fresh start can rejoin the election");
     }
-    if args.leader_election {
-        leader::release(client, &lease).await;
+    if let Some(e) = elector.as_mut() {
+        e.release().await;
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves `/metrics` and `/healthz`; the process exits if that fails.
+fn serve_metrics(addr: SocketAddr, metrics: Arc<Metrics>) {
+    tokio::spawn(async move {
+        if let Err(e) = metrics::serve(addr, metrics).await {
+            tracing::error!(error = %e, %addr, "metrics endpoint failed");
+            std::process::exit(1);
+        }
+    });
+}
+
+/// Runs the controller until shutdown, or until the Lease is lost: then the
+/// controller is dropped at once, cancelling every reconcile in flight, so a
+/// stale leader never writes after another replica took over. Returns whether
+/// leadership was lost.
+async fn reconcile_while_leading(
+    client: kube::Client,
+    metrics: Arc<Metrics>,
+    identity: String,
+    watch_namespace: Option<String>,
+    elector: Option<&mut Elector>,
+) -> bool {
+    let lost = async {
+        match elector {
+            Some(e) => e.keep().await,
+            None => std::future::pending().await,
+        }
+    };
+    let run = controller::run(
+        client,
+        metrics,
+        Some(identity),
+        watch_namespace,
+        shutdown_signal(),
+    );
+    tokio::select! {
+        () = run => false,
+        () = lost => true,
+    }
 }
 
 async fn shutdown_signal() {

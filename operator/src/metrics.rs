@@ -24,6 +24,10 @@ pub struct Metrics {
     reconciles: Counter,
     failures: Family<Vec<(String, String)>, Counter>,
     duration: Histogram,
+    in_flight: Gauge<i64, AtomicI64>,
+    /// SignalingClusters waiting for a retry after a failure: the depth of the
+    /// retry queue.
+    pub backing_off: Gauge<i64, AtomicI64>,
     /// 1 while this replica holds the leader Lease.
     pub leader: Gauge<i64, AtomicI64>,
 }
@@ -35,6 +39,8 @@ impl Default for Metrics {
         let failures = Family::<Vec<(String, String)>, Counter>::default();
         let duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
         let leader = Gauge::<i64, AtomicI64>::default();
+        let in_flight = Gauge::<i64, AtomicI64>::default();
+        let backing_off = Gauge::<i64, AtomicI64>::default();
         registry.register(
             "reconciliations",
             "Reconciliations started",
@@ -51,6 +57,16 @@ impl Default for Metrics {
             duration.clone(),
         );
         registry.register(
+            "reconciles_in_flight",
+            "Reconciliations running now",
+            in_flight.clone(),
+        );
+        registry.register(
+            "clusters_backing_off",
+            "SignalingClusters waiting to be retried after a failed reconcile",
+            backing_off.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this replica is the leader",
             leader.clone(),
@@ -60,20 +76,25 @@ impl Default for Metrics {
             reconciles,
             failures,
             duration,
+            in_flight,
+            backing_off,
             leader,
         }
     }
 }
 
-/// Observes a reconcile's duration when dropped.
+/// Observes a reconcile's duration, and ends it in the in-flight gauge, when
+/// dropped.
 pub struct ReconcileTimer {
     start: Instant,
     duration: Histogram,
+    in_flight: Gauge<i64, AtomicI64>,
 }
 
 impl Drop for ReconcileTimer {
     fn drop(&mut self) {
         self.duration.observe(self.start.elapsed().as_secs_f64());
+        self.in_flight.dec();
     }
 }
 
@@ -81,9 +102,11 @@ impl Metrics {
     /// Counts a reconcile and times it until the returned guard drops.
     pub fn reconcile_started(&self) -> ReconcileTimer {
         self.reconciles.inc();
+        self.in_flight.inc();
         ReconcileTimer {
             start: Instant::now(),
             duration: self.duration.clone(),
+            in_flight: self.in_flight.clone(),
         }
     }
 
@@ -135,7 +158,14 @@ mod tests {
     #[test]
     fn failures_are_labelled_by_kind() {
         let m = Metrics::default();
-        drop(m.reconcile_started());
+        let running = m.reconcile_started();
+        assert!(
+            m.render()
+                .contains("switchboard_operator_reconciles_in_flight 1"),
+            "{}",
+            m.render()
+        );
+        drop(running);
         m.reconcile_failed("api");
         m.reconcile_failed("api");
         let text = m.render();
@@ -149,6 +179,10 @@ mod tests {
         );
         assert!(
             text.contains("switchboard_operator_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchboard_operator_reconciles_in_flight 0"),
             "{text}"
         );
     }

@@ -21,10 +21,22 @@ pub const DEGRADED: &str = "Degraded";
 pub enum Outcome {
     /// The spec failed validation; nothing was applied.
     Invalid(Vec<String>),
-    /// Applying the desired objects failed with this message.
-    ApplyFailed(String),
-    /// Every desired object is in place.
-    Applied,
+    /// Every desired object was applied, or tried: `failures` are the messages
+    /// of those that failed, `pending` the changes that need a manual step.
+    Applied {
+        failures: Vec<String>,
+        pending: Vec<String>,
+    },
+}
+
+impl Outcome {
+    /// Everything applied, nothing pending.
+    pub fn applied() -> Self {
+        Outcome::Applied {
+            failures: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
 }
 
 /// What the operator observed of the objects it owns.
@@ -35,21 +47,142 @@ pub struct Observed<'a> {
     pub redis: Option<&'a StatefulSet>,
 }
 
-fn cond(
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: String,
+/// Conditions of one status, all stamped with the same generation and time.
+struct Stamp<'a> {
     generation: Option<i64>,
-    now: &Time,
+    now: &'a Time,
+}
+
+impl Stamp<'_> {
+    fn cond(&self, type_: &str, status: bool, reason: &str, message: String) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: if status { "True" } else { "False" }.into(),
+            reason: reason.into(),
+            message,
+            observed_generation: self.generation,
+            last_transition_time: self.now.clone(),
+        }
+    }
+}
+
+/// The numbers the conditions are computed from.
+struct Counts {
+    replicas: i32,
+    ready: i32,
+    updated: i32,
+    desired: i32,
+    /// The Deployment controller has seen the Deployment's latest spec.
+    dep_current: bool,
+    deadline_exceeded: bool,
+    external: bool,
+    redis_ready: bool,
+}
+
+impl Counts {
+    fn observe(sc: &SignalingCluster, seen: &Observed<'_>) -> Self {
+        let dep_status = seen
+            .deployment
+            .and_then(|d| d.status.clone())
+            .unwrap_or_default();
+        let dep_current = seen.deployment.is_some_and(|d| {
+            dep_status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
+        });
+        let deadline_exceeded = dep_status.conditions.iter().flatten().any(|c| {
+            c.type_.as_deref() == Some("Progressing")
+                && c.status.as_deref() == Some("False")
+                && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        });
+        let external = resources::managed_redis(sc).is_none();
+        let redis_ready = seen
+            .redis
+            .and_then(|s| s.status.as_ref())
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0)
+            >= 1;
+        Self {
+            replicas: dep_status.replicas.unwrap_or(0),
+            ready: dep_status.ready_replicas.unwrap_or(0),
+            updated: dep_status.updated_replicas.unwrap_or(0),
+            desired: seen
+                .deployment
+                .and_then(|d| d.spec.replicas)
+                .unwrap_or(sc.spec.replicas),
+            dep_current,
+            deadline_exceeded,
+            external,
+            redis_ready: external || redis_ready,
+        }
+    }
+
+    fn summary(&self) -> String {
+        let redis = if self.external {
+            "external Redis"
+        } else if self.redis_ready {
+            "Redis ready"
+        } else {
+            "Redis not ready"
+        };
+        format!("{}/{} server pods ready, {redis}", self.ready, self.desired)
+    }
+
+    fn rolled_out(&self) -> bool {
+        let d = self.desired;
+        self.dep_current && self.updated >= d && self.replicas == d && self.ready >= d
+    }
+}
+
+fn invalid_conditions(stamp: &Stamp<'_>, problems: &[String]) -> Vec<Condition> {
+    let msg = format!("Invalid spec: {}", problems.join("; "));
+    let waiting = "Waiting for a valid spec".to_string();
+    vec![
+        stamp.cond(READY, false, "InvalidSpec", msg.clone()),
+        stamp.cond(PROGRESSING, false, "InvalidSpec", waiting),
+        stamp.cond(DEGRADED, true, "InvalidSpec", msg),
+    ]
+}
+
+fn ready_condition(stamp: &Stamp<'_>, c: &Counts) -> Condition {
+    let summary = c.summary();
+    if c.desired == 0 {
+        stamp.cond(READY, false, "ScaledToZero", "spec.replicas is 0".into())
+    } else if c.ready >= 1 && c.redis_ready {
+        stamp.cond(READY, true, "Available", summary)
+    } else if !c.redis_ready {
+        stamp.cond(READY, false, "RedisNotReady", summary)
+    } else {
+        stamp.cond(READY, false, "ServersNotReady", summary)
+    }
+}
+
+fn progressing_condition(stamp: &Stamp<'_>, c: &Counts) -> Condition {
+    if !c.rolled_out() || !c.redis_ready {
+        stamp.cond(PROGRESSING, true, "RollingOut", c.summary())
+    } else {
+        stamp.cond(PROGRESSING, false, "RolloutComplete", c.summary())
+    }
+}
+
+/// `Degraded`, most urgent first: objects that failed to apply, changes that
+/// need a manual step, a rollout that stopped progressing.
+fn degraded_condition(
+    stamp: &Stamp<'_>,
+    c: &Counts,
+    failures: &[String],
+    pending: &[String],
 ) -> Condition {
-    Condition {
-        type_: type_.into(),
-        status: if status { "True" } else { "False" }.into(),
-        reason: reason.into(),
-        message,
-        observed_generation: generation,
-        last_transition_time: now.clone(),
+    if !failures.is_empty() {
+        stamp.cond(DEGRADED, true, "ReconcileFailed", failures.join("; "))
+    } else if !pending.is_empty() {
+        stamp.cond(DEGRADED, true, "ManualStepNeeded", pending.join("; "))
+    } else if c.deadline_exceeded {
+        let msg = format!(
+            "The server Deployment is not progressing ({}); check the pods' events and logs",
+            c.summary()
+        );
+        stamp.cond(DEGRADED, true, "ProgressDeadlineExceeded", msg)
+    } else {
+        stamp.cond(DEGRADED, false, "AsExpected", c.summary())
     }
 }
 
@@ -60,136 +193,27 @@ pub fn compute(
     seen: &Observed<'_>,
     now: Time,
 ) -> SignalingClusterStatus {
-    let generation = sc.metadata.generation;
-    let dep_status = seen
-        .deployment
-        .and_then(|d| d.status.clone())
-        .unwrap_or_default();
-    let replicas = dep_status.replicas.unwrap_or(0);
-    let ready = dep_status.ready_replicas.unwrap_or(0);
-    let updated = dep_status.updated_replicas.unwrap_or(0);
-    let desired = seen
-        .deployment
-        .and_then(|d| d.spec.replicas)
-        .unwrap_or(sc.spec.replicas);
-    let dep_current = seen.deployment.is_some_and(|d| {
-        dep_status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
-    });
-    let deadline_exceeded = dep_status.conditions.iter().flatten().any(|c| {
-        c.type_.as_deref() == Some("Progressing")
-            && c.status.as_deref() == Some("False")
-            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
-    });
-    let external = resources::managed_redis(sc).is_none();
-    let redis_ready = external
-        || seen
-            .redis
-            .and_then(|s| s.status.as_ref())
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0)
-            >= 1;
-
-    let conditions = match outcome {
-        Outcome::Invalid(problems) => {
-            let msg = format!("Invalid spec: {}", problems.join("; "));
-            vec![
-                cond(READY, false, "InvalidSpec", msg.clone(), generation, &now),
-                cond(
-                    PROGRESSING,
-                    false,
-                    "InvalidSpec",
-                    "Waiting for a valid spec".into(),
-                    generation,
-                    &now,
-                ),
-                cond(DEGRADED, true, "InvalidSpec", msg, generation, &now),
-            ]
-        }
-        Outcome::ApplyFailed(_) | Outcome::Applied => {
-            let servers = format!("{ready}/{desired} server pods ready");
-            let redis = if external {
-                "external Redis"
-            } else if redis_ready {
-                "Redis ready"
-            } else {
-                "Redis not ready"
-            };
-            let summary = format!("{servers}, {redis}");
-            let ready_cond = if desired == 0 {
-                cond(
-                    READY,
-                    false,
-                    "ScaledToZero",
-                    "spec.replicas is 0".into(),
-                    generation,
-                    &now,
-                )
-            } else if ready >= 1 && redis_ready {
-                cond(READY, true, "Available", summary.clone(), generation, &now)
-            } else if !redis_ready {
-                cond(
-                    READY,
-                    false,
-                    "RedisNotReady",
-                    summary.clone(),
-                    generation,
-                    &now,
-                )
-            } else {
-                cond(
-                    READY,
-                    false,
-                    "ServersNotReady",
-                    summary.clone(),
-                    generation,
-                    &now,
-                )
-            };
-            let rolled_out =
-                dep_current && updated >= desired && replicas == desired && ready >= desired;
-            let progressing = if !rolled_out || !redis_ready {
-                cond(
-                    PROGRESSING,
-                    true,
-                    "RollingOut",
-                    summary.clone(),
-                    generation,
-                    &now,
-                )
-            } else {
-                cond(
-                    PROGRESSING,
-                    false,
-                    "RolloutComplete",
-                    summary.clone(),
-                    generation,
-                    &now,
-                )
-            };
-            let degraded = match outcome {
-                Outcome::ApplyFailed(msg) => cond(DEGRADED, true, "ReconcileFailed", msg.clone(), generation, &now),
-                _ if deadline_exceeded => cond(
-                    DEGRADED,
-                    true,
-                    "ProgressDeadlineExceeded",
-                    format!("The server Deployment is not progressing ({summary}); check the pods' events and logs"),
-                    generation,
-                    &now,
-                ),
-                _ => cond(DEGRADED, false, "AsExpected", summary, generation, &now),
-            };
-            vec![ready_cond, progressing, degraded]
-        }
+    let stamp = Stamp {
+        generation: sc.metadata.generation,
+        now: &now,
     };
-
+    let counts = Counts::observe(sc, seen);
+    let conditions = match outcome {
+        Outcome::Invalid(problems) => invalid_conditions(&stamp, problems),
+        Outcome::Applied { failures, pending } => vec![
+            ready_condition(&stamp, &counts),
+            progressing_condition(&stamp, &counts),
+            degraded_condition(&stamp, &counts, failures, pending),
+        ],
+    };
     // Nothing was observed for an invalid spec: keep the last counts (the pods
     // that were running keep running).
     let (replicas, ready) = match (outcome, &sc.status) {
         (Outcome::Invalid(_), Some(old)) => (old.replicas, old.ready_replicas),
-        _ => (replicas, ready),
+        _ => (counts.replicas, counts.ready),
     };
     SignalingClusterStatus {
-        observed_generation: generation,
+        observed_generation: sc.metadata.generation,
         replicas,
         ready_replicas: ready,
         selector: Some(resources::selector_string(sc)),
@@ -201,50 +225,29 @@ pub fn compute(
 /// The stored status with `Degraded` set to the failure `message`; the other
 /// conditions keep what was last observed (nothing new was observed).
 pub fn with_failure(sc: &SignalingCluster, message: &str, now: Time) -> SignalingClusterStatus {
-    let generation = sc.metadata.generation;
+    let stamp = Stamp {
+        generation: sc.metadata.generation,
+        now: &now,
+    };
     let mut st = sc.status.clone().unwrap_or_default();
-    st.observed_generation = generation;
+    st.observed_generation = sc.metadata.generation;
     st.selector = Some(resources::selector_string(sc));
     st.redis = Some(resources::redis_endpoint(sc));
-    let mut set =
-        |c: Condition, replace: bool| match st.conditions.iter_mut().find(|x| x.type_ == c.type_) {
-            Some(x) if replace => *x = c,
-            Some(_) => {}
-            None => st.conditions.push(c),
-        };
-    set(
-        cond(
-            READY,
-            false,
-            "Reconciling",
-            "Not yet reconciled".into(),
-            generation,
-            &now,
-        ),
-        false,
-    );
-    set(
-        cond(
-            PROGRESSING,
-            true,
-            "Reconciling",
-            "Not yet reconciled".into(),
-            generation,
-            &now,
-        ),
-        false,
-    );
-    set(
-        cond(
-            DEGRADED,
-            true,
-            "ReconcileFailed",
-            message.to_string(),
-            generation,
-            &now,
-        ),
-        true,
-    );
+    let not_yet = || "Not yet reconciled".to_string();
+    let keep = [
+        stamp.cond(READY, false, "Reconciling", not_yet()),
+        stamp.cond(PROGRESSING, true, "Reconciling", not_yet()),
+    ];
+    for c in keep {
+        if !st.conditions.iter().any(|x| x.type_ == c.type_) {
+            st.conditions.push(c);
+        }
+    }
+    let failed = stamp.cond(DEGRADED, true, "ReconcileFailed", message.to_string());
+    match st.conditions.iter_mut().find(|x| x.type_ == DEGRADED) {
+        Some(x) => *x = failed,
+        None => st.conditions.push(failed),
+    }
     st
 }
 
@@ -370,7 +373,7 @@ mod tests {
             deployment: Some(&dep),
             redis: Some(&redis),
         };
-        let st = compute(&sc, &Outcome::Applied, &seen, time(1));
+        let st = compute(&sc, &Outcome::applied(), &seen, time(1));
         assert_eq!((st.replicas, st.ready_replicas), (2, 2));
         assert_eq!(st.redis.as_deref(), Some("chat-redis:6379"));
         assert_eq!(st.selector.as_deref(), Some("app.kubernetes.io/component=server,app.kubernetes.io/instance=chat,app.kubernetes.io/name=switchboard"));
@@ -392,7 +395,7 @@ mod tests {
             deployment: Some(&dep),
             redis: None,
         };
-        let st = compute(&sc, &Outcome::Applied, &seen, time(1));
+        let st = compute(&sc, &Outcome::applied(), &seen, time(1));
         assert_eq!(condition(Some(&st), READY).unwrap().reason, "RedisNotReady");
         assert_eq!(condition(Some(&st), PROGRESSING).unwrap().status, "True");
     }
@@ -413,12 +416,20 @@ mod tests {
             deployment: Some(&dep),
             redis: Some(&redis),
         };
-        let st = compute(&sc, &Outcome::Applied, &seen, time(1));
+        let st = compute(&sc, &Outcome::applied(), &seen, time(1));
         assert_eq!(
             condition(Some(&st), DEGRADED).unwrap().reason,
             "ProgressDeadlineExceeded"
         );
-        let st = compute(&sc, &Outcome::ApplyFailed("boom".into()), &seen, time(1));
+        let st = compute(
+            &sc,
+            &Outcome::Applied {
+                failures: vec!["boom".into()],
+                pending: vec![],
+            },
+            &seen,
+            time(1),
+        );
         let d = condition(Some(&st), DEGRADED).unwrap();
         assert_eq!(
             (d.reason.as_str(), d.message.as_str()),
@@ -445,7 +456,7 @@ mod tests {
         let dep = ready_deployment(&sc, 2);
         let changed = compute(
             &sc,
-            &Outcome::Applied,
+            &Outcome::applied(),
             &Observed {
                 deployment: Some(&dep),
                 redis: None,
@@ -492,7 +503,7 @@ mod tests {
         let redis = ready_redis(&sc);
         let good = compute(
             &sc,
-            &Outcome::Applied,
+            &Outcome::applied(),
             &Observed {
                 deployment: Some(&dep),
                 redis: Some(&redis),

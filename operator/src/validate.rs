@@ -9,7 +9,7 @@
 use kube::ResourceExt;
 
 use crate::crd::SignalingCluster;
-use crate::resources::RESERVED_ENV;
+use crate::resources::{autoscaling_targets, RESERVED_ENV, SERVER_PORT};
 
 /// Longest SignalingCluster name: the Redis StatefulSet's pods carry a
 /// `controller-revision-hash` label of `<name>-redis-<10 chars>`, at most 63.
@@ -19,9 +19,17 @@ pub const MAX_NAME_LEN: usize = 40;
 /// Empty means valid.
 pub fn problems(sc: &SignalingCluster) -> Vec<String> {
     let mut p = Vec::new();
-    let spec = &sc.spec;
-    let name = sc.name_any();
+    name(sc, &mut p);
+    server(sc, &mut p);
+    redis(sc, &mut p);
+    autoscaling(sc, &mut p);
+    exposure(sc, &mut p);
+    auth_and_turn(sc, &mut p);
+    p
+}
 
+fn name(sc: &SignalingCluster, p: &mut Vec<String>) {
+    let name = sc.name_any();
     if name.len() > MAX_NAME_LEN {
         p.push(format!(
             "metadata.name {name:?} is {} characters long; use at most {MAX_NAME_LEN} \
@@ -35,6 +43,10 @@ pub fn problems(sc: &SignalingCluster) -> Vec<String> {
              becomes a Service name"
         ));
     }
+}
+
+fn server(sc: &SignalingCluster, p: &mut Vec<String>) {
+    let spec = &sc.spec;
     if spec.replicas < 0 {
         p.push(format!(
             "spec.replicas is {}; it must be 0 or more",
@@ -61,17 +73,26 @@ pub fn problems(sc: &SignalingCluster) -> Vec<String> {
             spec.server.drain_timeout_seconds
         ));
     }
+    let internal = &spec.server.internal_listener;
+    if internal.enabled && internal.port == SERVER_PORT {
+        p.push(format!(
+            "spec.server.internalListener.port is {SERVER_PORT}, the public port; pick \
+             another port, such as 9091"
+        ));
+    }
     for e in &spec.env {
         if RESERVED_ENV.contains(&e.name.as_str()) {
             p.push(format!(
                 "spec.env sets {}, which the operator manages; remove it and use \
-                 spec.redis, spec.auth or spec.turn instead",
+                 spec.redis, spec.auth, spec.turn or spec.server instead",
                 e.name
             ));
         }
     }
+}
 
-    let r = &spec.redis;
+fn redis(sc: &SignalingCluster, p: &mut Vec<String>) {
+    let r = &sc.spec.redis;
     if r.managed.is_some() && r.external.is_some() {
         p.push("spec.redis sets both managed and external; keep only one".into());
     }
@@ -84,82 +105,88 @@ pub fn problems(sc: &SignalingCluster) -> Vec<String> {
             ));
         }
     }
-    if let Some(ext) = &r.external {
-        let tls = ext.url.starts_with("rediss://");
-        if !(tls || ext.url.starts_with("redis://"))
-            || ext.url.split_once("://").is_none_or(|(_, h)| h.is_empty())
-        {
-            p.push(format!(
-                "spec.redis.external.url {:?} must be redis://host:port or \
-                 rediss://host:port",
-                ext.url
-            ));
-        }
-        if ext
-            .url
-            .split_once("://")
-            .is_some_and(|(_, rest)| rest.split('/').next().unwrap_or_default().contains('@'))
-        {
-            p.push(
-                "spec.redis.external.url contains credentials; remove them from the \
-                    URL and use spec.redis.external.passwordSecretRef"
-                    .into(),
-            );
-        }
-        if ext
-            .tls
-            .as_ref()
-            .and_then(|t| t.ca_secret_ref.as_ref())
-            .is_some()
-            && !tls
-        {
-            p.push(
-                "spec.redis.external.tls.caSecretRef needs a rediss:// URL; change \
-                    the URL scheme to rediss://"
-                    .into(),
-            );
-        }
+    let Some(ext) = &r.external else {
+        return;
+    };
+    let tls = ext.url.starts_with("rediss://");
+    if !(tls || ext.url.starts_with("redis://"))
+        || ext.url.split_once("://").is_none_or(|(_, h)| h.is_empty())
+    {
+        p.push(format!(
+            "spec.redis.external.url {:?} must be redis://host:port or \
+             rediss://host:port",
+            ext.url
+        ));
     }
+    let authority = ext
+        .url
+        .split_once("://")
+        .map(|(_, rest)| rest.split('/').next());
+    if authority.flatten().is_some_and(|a| a.contains('@')) {
+        p.push(
+            "spec.redis.external.url contains credentials; remove them from the \
+                URL and use spec.redis.external.passwordSecretRef"
+                .into(),
+        );
+    }
+    if ext.tls.as_ref().is_some_and(|t| t.ca_secret_ref.is_some()) && !tls {
+        p.push(
+            "spec.redis.external.tls.caSecretRef needs a rediss:// URL; change \
+                the URL scheme to rediss://"
+                .into(),
+        );
+    }
+}
 
-    if let Some(a) = &spec.autoscaling {
-        if a.min_replicas < 1 {
-            p.push("spec.autoscaling.minReplicas must be at least 1".into());
-        }
-        if a.min_replicas > a.max_replicas {
+/// Bounds, and the requests the HPA needs: without the request of a resource
+/// it targets, the HPA cannot compute utilisation and never scales.
+fn autoscaling(sc: &SignalingCluster, p: &mut Vec<String>) {
+    let Some(a) = &sc.spec.autoscaling else {
+        return;
+    };
+    if a.min_replicas < 1 {
+        p.push("spec.autoscaling.minReplicas must be at least 1".into());
+    }
+    if a.min_replicas > a.max_replicas {
+        p.push(format!(
+            "spec.autoscaling.minReplicas ({}) is greater than maxReplicas ({}); \
+             raise maxReplicas or lower minReplicas",
+            a.min_replicas, a.max_replicas
+        ));
+    }
+    if !a.enabled {
+        return;
+    }
+    let requests = sc.spec.resources.as_ref().and_then(|r| r.requests.as_ref());
+    for (resource, pct) in autoscaling_targets(a) {
+        if !requests.is_some_and(|r| r.contains_key(resource)) {
             p.push(format!(
-                "spec.autoscaling.minReplicas ({}) is greater than maxReplicas ({}); \
-                 raise maxReplicas or lower minReplicas",
-                a.min_replicas, a.max_replicas
+                "spec.autoscaling targets {pct}% {resource} utilisation, but \
+                 spec.resources.requests.{resource} is not set: the HPA cannot compute \
+                 utilisation without it and would never scale; set \
+                 spec.resources.requests.{resource}, or turn autoscaling off"
             ));
         }
     }
+}
+
+fn exposure(sc: &SignalingCluster, p: &mut Vec<String>) {
+    let spec = &sc.spec;
     if !(1..=65535).contains(&spec.service.port) {
         p.push(format!(
             "spec.service.port {} is out of range; use 1-65535",
             spec.service.port
         ));
     }
-    if let Some(t) = &spec.turn {
-        if t.secret_ref.is_some() && t.urls.is_empty() {
-            p.push(
-                "spec.turn.secretRef is set but spec.turn.urls is empty; add the \
-                    TURN URLs the credentials are for"
-                    .into(),
-            );
+    if let Some(i) = spec.ingress.as_ref().filter(|i| i.enabled) {
+        if i.hosts.is_empty() {
+            p.push("spec.ingress is enabled without hosts; add spec.ingress.hosts".into());
         }
-        for u in &t.urls {
-            if !(u.starts_with("turn:") || u.starts_with("turns:")) {
-                p.push(format!(
-                    "spec.turn.urls entry {u:?} must start with turn: or turns:"
-                ));
-            }
-        }
-        for u in &t.stun_urls {
-            if !(u.starts_with("stun:") || u.starts_with("stuns:")) {
-                p.push(format!(
-                    "spec.turn.stunUrls entry {u:?} must start with stun: or stuns:"
-                ));
-            }
+        if i.paths.is_empty() || i.paths.iter().any(|x| !x.starts_with('/')) {
+            p.push(format!(
+                "spec.ingress.paths {:?} must be absolute paths such as /ws",
+                i.paths
+            ));
         }
     }
     if let Some(pdb) = &spec.pod_disruption_budget {
@@ -171,7 +198,54 @@ pub fn problems(sc: &SignalingCluster) -> Vec<String> {
             );
         }
     }
-    p
+}
+
+fn auth_and_turn(sc: &SignalingCluster, p: &mut Vec<String>) {
+    if let Some(a) = &sc.spec.auth {
+        let sources = [
+            a.jwt_secret_ref.is_some(),
+            a.public_key_secret_ref.is_some(),
+            a.jwks_secret_ref.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() > 1 {
+            p.push(
+                "spec.auth sets more than one key source; keep one of jwtSecretRef, \
+                 publicKeySecretRef and jwksSecretRef"
+                    .into(),
+            );
+        }
+        if (a.issuer.is_some() || a.audience.is_some()) && !a.has_key_source() {
+            p.push(
+                "spec.auth.issuer and .audience need a key source to check tokens \
+                 against; set jwtSecretRef, publicKeySecretRef or jwksSecretRef"
+                    .into(),
+            );
+        }
+    }
+    let Some(t) = &sc.spec.turn else {
+        return;
+    };
+    if t.secret_ref.is_some() && t.urls.is_empty() {
+        p.push(
+            "spec.turn.secretRef is set but spec.turn.urls is empty; add the \
+                TURN URLs the credentials are for"
+                .into(),
+        );
+    }
+    for u in &t.urls {
+        if !(u.starts_with("turn:") || u.starts_with("turns:")) {
+            p.push(format!(
+                "spec.turn.urls entry {u:?} must start with turn: or turns:"
+            ));
+        }
+    }
+    for u in &t.stun_urls {
+        if !(u.starts_with("stun:") || u.starts_with("stuns:")) {
+            p.push(format!(
+                "spec.turn.stunUrls entry {u:?} must start with stun: or stuns:"
+            ));
+        }
+    }
 }
 
 /// A Kubernetes quantity: digits with an optional fraction and an optional suffix.
@@ -193,7 +267,7 @@ fn is_quantity(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::cluster;
+    use crate::fixtures::{cluster, with_spec};
 
     #[test]
     fn default_cluster_is_valid() {
@@ -205,7 +279,7 @@ mod tests {
         let mut sc = cluster("chat");
         sc.spec.autoscaling = Some(
             serde_json::from_value(serde_json::json!({
-                "enabled": true, "minReplicas": 5, "maxReplicas": 2
+                "enabled": false, "minReplicas": 5, "maxReplicas": 2
             }))
             .unwrap(),
         );
@@ -291,5 +365,59 @@ mod tests {
             p,
             vec!["spec.turn.urls entry \"stun:x\" must start with turn: or turns:".to_string()]
         );
+    }
+
+    #[test]
+    fn example_is_a_valid_signalingcluster() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../k8s/operator/example-signalingcluster.yaml"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut sc: SignalingCluster =
+            serde_yaml::from_str(&text).expect("example parses as a SignalingCluster");
+        sc.metadata.uid = Some("x".into());
+        assert_eq!(problems(&sc), Vec::<String>::new());
+    }
+
+    #[test]
+    fn autoscaling_needs_the_requests_it_targets() {
+        let mut sc = with_spec(serde_json::json!({"autoscaling": {"enabled": true}}));
+        let p = problems(&sc);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("spec.autoscaling targets 70% cpu utilisation, but spec.resources.requests.cpu is not set"), "{p:?}");
+        sc.spec.resources =
+            serde_json::from_value(serde_json::json!({"requests": {"cpu": "100m"}})).unwrap();
+        assert_eq!(problems(&sc), Vec::<String>::new());
+        sc.spec
+            .autoscaling
+            .as_mut()
+            .unwrap()
+            .target_memory_utilization_percentage = Some(80);
+        let p = problems(&sc);
+        assert!(
+            p.len() == 1 && p[0].contains("spec.resources.requests.memory is not set"),
+            "{p:?}"
+        );
+        // Autoscaling off: nothing to compute.
+        sc.spec.autoscaling.as_mut().unwrap().enabled = false;
+        assert_eq!(problems(&sc), Vec::<String>::new());
+    }
+
+    #[test]
+    fn auth_ingress_and_listener_rules() {
+        let sc = with_spec(serde_json::json!({
+            "auth": {"jwtSecretRef": {"name": "a", "key": "k"}, "jwksSecretRef": {"name": "b", "key": "k"}},
+            "ingress": {"enabled": true, "paths": ["ws"]},
+            "server": {"internalListener": {"port": 8080}},
+        }));
+        let p = problems(&sc);
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(p[0].contains("internalListener.port is 8080"), "{p:?}");
+        assert!(p[1].contains("enabled without hosts"), "{p:?}");
+        assert!(p[2].contains("must be absolute paths"), "{p:?}");
+        assert!(p[3].contains("more than one key source"), "{p:?}");
+        let sc = with_spec(serde_json::json!({"auth": {"issuer": "https://id"}}));
+        assert!(problems(&sc)[0].contains("need a key source"));
     }
 }

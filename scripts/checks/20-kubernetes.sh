@@ -19,6 +19,12 @@
 #   - NOTES.txt (client-side dry run) tells how to connect;
 #   - the CRD copy in the operator chart equals k8s/operator/crd.yaml, and the
 #     chart's RBAC and settings keep up with the operator's own manifests;
+#   - the charts' alerts: `promtool check rules` and `promtool test rules`
+#     (helm/*/monitoring-tests/), each alert's runbook a section of
+#     docs/runbooks.md; the Grafana dashboards: JSON, every metric registered
+#     by the server or the operator, every query parsed by promtool;
+#   - shellcheck of the end-to-end scripts (operator/e2e/), which run on kind
+#     in GitHub Actions only;
 #   - checkov (kubernetes framework) over every rendering, with no failed check:
 #     each exception is a checkov.io/skipN annotation with its reason.
 # Nothing here needs a cluster. Takes about a minute once the tools are there.
@@ -32,8 +38,9 @@ KUBE_VERSION_RENDER="1.33.0"
 
 need_pip kubernetes-validate==1.37.0 jsonschema==4.26.0 pyyaml==6.0.3
 need_helm_kubectl
-# A local redis-server runs the bundled Redis's command, config and probes.
-need_apt redis-server redis-tools
+# A local redis-server runs the bundled Redis's command, config and probes;
+# promtool (Debian's prometheus) checks and unit-tests the alerts.
+need_apt redis-server redis-tools prometheus shellcheck
 
 # checkov pins many dependencies exactly: it gets a venv of its own (shared
 # with the terraform checks, same version).
@@ -319,21 +326,20 @@ def triples(docs, kinds):
                         out.add((g, res, v))
     return out
 
-def rbac(chart_out, files):
+def rbac(chart_out, kind, files):
+    """The chart's rules of `kind` (Role or ClusterRole) equal those of the
+    operator's own manifests, and the chart passes every env var and argument
+    those pass."""
     chart = load(chart_out)
     theirs = [d for f in files for d in load(f)]
     errs = []
-    for kinds_ in (("ClusterRole",), ("Role",)):
-        want, have = triples(theirs, kinds_), triples(chart, kinds_)
-        if not want:
-            errs.append(f"k8s/operator has no {kinds_[0]} yet: cannot compare")
-            continue
-        for t in sorted(want - have):
-            errs.append(f"the chart's {kinds_[0]} lacks {t} that k8s/operator grants")
-        for t in sorted(have - want):
-            errs.append(f"the chart's {kinds_[0]} grants {t} that k8s/operator does not (least privilege: keep them equal)")
-    # Settings: every env var and argument the operator's own Deployment passes
-    # must be passed by the chart too (leader election, for one).
+    want, have = triples(theirs, (kind,)), triples(chart, (kind,))
+    if not want:
+        errs.append(f"the operator's manifests have no {kind}: cannot compare")
+    for t in sorted(want - have):
+        errs.append(f"the chart's {kind} lacks {t} that k8s/operator grants")
+    for t in sorted(have - want):
+        errs.append(f"the chart's {kind} grants {t} that k8s/operator does not (least privilege: keep them equal)")
     def container(docs):
         ds = [d for d in docs if d["kind"] == "Deployment"]
         return ds[0]["spec"]["template"]["spec"]["containers"][0] if ds else None
@@ -348,6 +354,24 @@ def rbac(chart_out, files):
         for a in sorted({flag(a) for a in c_theirs.get("args", [])} - {flag(a) for a in c_chart.get("args", [])}):
             errs.append(f"k8s/operator passes argument {a}; the chart does not")
     return errs
+
+def quantity_bytes(q):
+    m = re.fullmatch(r"([0-9]+)(Ki|Mi|Gi|Ti|k|M|G|T)?", str(q))
+    if not m:
+        raise ValueError(f"cannot read quantity {q!r}")
+    mult = {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40,
+            "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}[m.group(2)]
+    return int(m.group(1)) * mult
+
+def downward_env(c):
+    """The values the downward API would give the container's resourceFieldRef
+    variables (limits.memory in bytes, divisor 1)."""
+    env = {}
+    for e in c.get("env", []):
+        ref = (e.get("valueFrom") or {}).get("resourceFieldRef")
+        if ref and ref.get("resource") == "limits.memory":
+            env[e["name"]] = str(quantity_bytes(c["resources"]["limits"]["memory"]))
+    return env
 
 def redis_run(path):
     """Runs the Redis StatefulSet's own command, with its own redis.conf, under a
@@ -381,6 +405,7 @@ def redis_run(path):
         sock = socket.socket(); sock.bind(("127.0.0.1", 0)); port = sock.getsockname()[1]; sock.close()
         password = "probe-test-password"
         env = {"PATH": os.environ["PATH"], "REDIS_PASSWORD": password, "REDISCLI_AUTH": password}
+        env.update(downward_env(c))
         argv = [a.replace("/etc/redis/", confdir + "/") for a in c["command"]]
         # sh -c 'exec redis-server ... ': run on a free port, data in the temp dir.
         argv[-1] += f" --port {port} --dir {datadir} --daemonize no"
@@ -400,6 +425,13 @@ def redis_run(path):
                 errs.append("Redis answers without a password")
             if cli("config", "get", "appendonly").stdout.split() != ["appendonly", "yes"]:
                 errs.append("appendonly is not yes in the running Redis")
+            # maxmemory below the memory limit: a full Redis refuses writes
+            # (noeviction) instead of being OOM-killed.
+            limit = quantity_bytes(((c.get("resources") or {}).get("limits") or {}).get("memory", "0"))
+            got = cli("config", "get", "maxmemory").stdout.split()
+            maxmemory = int(got[1]) if len(got) == 2 and got[1].isdigit() else 0
+            if not 0 < maxmemory < limit:
+                errs.append(f"maxmemory is {maxmemory}, not set below the memory limit ({limit} bytes)")
             cli("set", "k8s-check", "1")
             if not any(n.startswith("appendonly") for n in os.listdir(datadir)):
                 errs.append("no AOF file written in the data dir")
@@ -423,6 +455,53 @@ def redis_run(path):
         shutil.rmtree(tmp, ignore_errors=True)
     return errs
 
+def dashboards(files):
+    """Grafana dashboards: valid JSON with a uid, panels with PromQL targets
+    whose metrics exist (registered by the server or the operator, or named
+    by kube-state-metrics/Prometheus). Writes every expression, with the
+    dashboard variables filled in, as a recording rule to $PROMQL_OUT so that
+    promtool can parse them."""
+    import json, os
+    registered = set()
+    for src in glob.glob("server/src/**/*.rs", recursive=True) + glob.glob("operator/src/**/*.rs", recursive=True):
+        text = open(src).read()
+        prefix = "switchboard_operator_" if src.startswith("operator/") else "switchboard_"
+        for name in re.findall(r'register\(\s*"([a-z_]+)"', text):
+            registered.add(prefix + name)
+    external = {"kube_pod_status_ready", "up"}
+    suffixes = ("_total", "_bucket", "_sum", "_count")
+    errs, rules = [], []
+    for f in files:
+        try:
+            d = json.load(open(f))
+        except ValueError as e:
+            errs.append(f"{f}: not JSON: {e}")
+            continue
+        if not d.get("uid") or not d.get("title"):
+            errs.append(f"{f}: no uid or title")
+        panels = d.get("panels") or []
+        if not panels:
+            errs.append(f"{f}: no panels")
+        for p in panels:
+            for t in p.get("targets", []):
+                expr = t.get("expr", "")
+                filled = expr.replace("$__rate_interval", "5m").replace("$namespace", "ns").replace("$pod", ".*").replace("$job", ".*")
+                rules.append({"record": f"dashboard:query_{len(rules)}", "expr": filled})
+                for m in set(re.findall(r"\b(switchboard_[a-z_]+|kube_[a-z_]+|up)\b(?=\{|\[|\)|$| )", expr)):
+                    base = m
+                    for suf in suffixes:
+                        if m.endswith(suf) and m[: -len(suf)] in registered:
+                            base = m[: -len(suf)]
+                    if base not in registered and m not in external:
+                        errs.append(f"{f}: panel {p.get('title')!r} uses {m}, which neither the server nor the operator registers")
+    out = os.environ.get("PROMQL_OUT")
+    if out:
+        with open(out, "w") as fh:
+            yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}, fh)
+    if not errs:
+        print(f"OK {len(rules)} dashboard queries name known metrics")
+    return errs
+
 cmd, args = sys.argv[1], sys.argv[2:]
 if cmd == "policy":
     errs = policy(args[0], set(args[1:]))
@@ -435,7 +514,9 @@ elif cmd == "crs":
 elif cmd == "redis-run":
     errs = redis_run(args[0])
 elif cmd == "rbac":
-    errs = rbac(args[0], args[1:])
+    errs = rbac(args[0], args[1], args[2:])
+elif cmd == "dashboards":
+    errs = dashboards(args)
 else:
     errs = [f"unknown subcommand {cmd}"]
 for e in errs:
@@ -561,7 +642,11 @@ step "helm lint $OPERATOR_CHART (defaults and ci/*.yaml)" lint_chart "$OPERATOR_
 # each ci/ value set, with what each must and must not produce.
 step "helm template switchboard: defaults" server_set defaults "" -- \
   +StatefulSet +Secret +HorizontalPodAutoscaler +PodDisruptionBudget +NetworkPolicy -Ingress \
-  "grep:^\s+- name: REDIS_PASSWORD" "-grep:^\s+replicas: 3$"
+  -PrometheusRule "grep:^\s+- name: REDIS_PASSWORD" "-grep:^\s+replicas: 3$" \
+  "grep:INTERNAL_ADDR: \"0.0.0.0:9091\"" "grep:name: sb-switchboard-internal" \
+  "grep:path: /ready\n\s+port: internal" "grep:- port: internal\n\s+protocol: TCP\n\s+from:\n\s+- podSelector: \{\}" \
+  "grep:--maxmemory \"[$][(][(] REDIS_MEMORY_LIMIT / 100 [*] 75 [)][)]\"" "grep:helm.sh/resource-policy: keep" \
+  "-grep:name: memory\n\s+target:" "grep:maxSurge: 1\n\s+maxUnavailable: 0"
 step "helm template switchboard: ci/external-redis.yaml" server_set external-redis \
   "$SERVER_CHART/ci/external-redis.yaml" -- -StatefulSet +HorizontalPodAutoscaler \
   "grep:^\s+- name: REDIS_URL" "grep:REDIS_TLS_CA_FILE" "grep:JWT_PUBLIC_KEY_FILE" "-grep:REDIS_HOST" \
@@ -573,11 +658,17 @@ step "helm template switchboard: ci/external-redis-existing-secret.yaml" server_
 step "helm template switchboard: ci/autoscaling-off.yaml" server_set autoscaling-off \
   "$SERVER_CHART/ci/autoscaling-off.yaml" --no-netpol --ephemeral-redis --no-hpa -- \
   -HorizontalPodAutoscaler -NetworkPolicy -Secret "grep:^\s+replicas: 4$" "grep:minAvailable: 3" \
-  "grep:requiredDuringSchedulingIgnoredDuringExecution"
+  "grep:requiredDuringSchedulingIgnoredDuringExecution" "grep:maxSurge: 0\n\s+maxUnavailable: 1" \
+  "-grep:INTERNAL_ADDR" "-grep:-internal" "grep:path: /ready\n\s+port: http"
 step "helm template switchboard: ci/ingress-on.yaml" server_set ingress-on \
-  "$SERVER_CHART/ci/ingress-on.yaml" -- +Ingress +ServiceMonitor +HorizontalPodAutoscaler \
+  "$SERVER_CHART/ci/ingress-on.yaml" -- +Ingress +ServiceMonitor +HorizontalPodAutoscaler +PrometheusRule \
   "grep:nginx.ingress.kubernetes.io/affinity: cookie" "grep:session-cookie-name: \"SWITCHBOARD_AFFINITY\"" \
-  "grep:proxy-read-timeout: \"3600\"" "grep:@sha256:0{64}" "grep:kubernetes.io/metadata.name: ingress-nginx"
+  "grep:session-cookie-samesite: \"None\"" "grep:session-cookie-secure: \"true\"" \
+  "grep:proxy-read-timeout: \"3600\"" "grep:@sha256:0{64}" "grep:kubernetes.io/metadata.name: ingress-nginx" \
+  "grep:- path: /ws\n" "-grep:- path: /\n" "-grep:- path: /metrics" \
+  "grep:switchboard.dev/endpoint: internal\n\s+namespaceSelector" "grep:- port: internal\n\s+path: /metrics" \
+  "grep:grafana_dashboard: \"1\"" "grep:\"uid\": \"switchboard-server\"" \
+  "grep:kubernetes.io/metadata.name: monitoring\n\s+ports:\n\s+- port: internal|port: internal\n\s+protocol: TCP\n\s+from:\n\s+- namespaceSelector:\n\s+matchLabels:\n\s+kubernetes.io/metadata.name: monitoring"
 step "helm values schema rejects $SERVER_CHART/ci/invalid/*" reject_invalid "$SERVER_CHART"
 
 # The operator chart: defaults and value sets, with its CRD.
@@ -590,8 +681,10 @@ operator_set() {
   [ $# -eq 0 ] || expect_in "$f" "$@" || rc=1
   return "$rc"
 }
-step "helm template switchboard-operator: defaults" operator_set defaults "" \
-  +CustomResourceDefinition "grep:name: LEADER_ELECTION\n\s+value: \"false\"" -PodDisruptionBudget
+step "helm template switchboard-operator: defaults (namespace-scoped)" operator_set defaults "" \
+  +CustomResourceDefinition "grep:name: LEADER_ELECTION\n\s+value: \"false\"" -PodDisruptionBudget \
+  +Role -ClusterRole -ClusterRoleBinding "grep:name: WATCH_NAMESPACE\n\s+value: \"switchboard\"" \
+  -PrometheusRule
 step "helm template switchboard-operator: ci/ha.yaml (leader election)" operator_set ha \
   "$OPERATOR_CHART/ci/ha.yaml" "grep:name: LEADER_ELECTION\n\s+value: \"true\"" +PodDisruptionBudget +ServiceMonitor \
   "grep:coordination.k8s.io"
@@ -601,6 +694,10 @@ step "helm template switchboard-operator: ci/existing-service-account.yaml" oper
 step "helm template switchboard-operator: ci/single-namespace.yaml" operator_set single-namespace \
   "$OPERATOR_CHART/ci/single-namespace.yaml" -ClusterRole -ClusterRoleBinding +Role +RoleBinding \
   "grep:name: WATCH_NAMESPACE\n\s+value: \"signaling\"" "grep:^  namespace: signaling$"
+step "helm template switchboard-operator: ci/cluster-wide.yaml" operator_set cluster-wide \
+  "$OPERATOR_CHART/ci/cluster-wide.yaml" +ClusterRole +ClusterRoleBinding +PrometheusRule \
+  "grep:name: WATCH_NAMESPACE\n\s+value: \"\"" "grep:grafana_dashboard: \"1\"" \
+  "grep:\"uid\": \"switchboard-operator\""
 step "helm values schema rejects $OPERATOR_CHART/ci/invalid/*" reject_invalid "$OPERATOR_CHART"
 
 # notes CHART VALUES EXPECTATION... : NOTES.txt as `helm install` prints it
@@ -682,6 +779,15 @@ operator_manifests() {
     kubectl kustomize k8s/operator >"$TOOLS/k8s-operator-kustomize.yaml" &&
       validate "$TOOLS/k8s-operator-kustomize.yaml" || rc=1
   fi
+  # The cluster-wide variant: a ClusterRole instead of the namespaced Role,
+  # and WATCH_NAMESPACE empty.
+  if kubectl kustomize k8s/operator-cluster-wide >"$TOOLS/k8s-operator-cluster-wide.yaml"; then
+    validate "$TOOLS/k8s-operator-cluster-wide.yaml" || rc=1
+    expect_in "$TOOLS/k8s-operator-cluster-wide.yaml" +ClusterRole +ClusterRoleBinding \
+      "grep:name: WATCH_NAMESPACE\n\s+value: \"\"" "-grep:kind: Role\nmetadata:\n(\s+.*\n)*?\s+name: switchboard-operator\n\s+namespace: switchboard\n" || rc=1
+  else
+    rc=1
+  fi
   return "$rc"
 }
 step "k8s/operator manifests valid (custom resources against the CRD)" operator_manifests
@@ -701,12 +807,66 @@ crd_copy() {
 step "CRD copy in the operator chart equals $OPERATOR_CRD" crd_copy
 
 operator_parity() {
-  local files=()
+  local files=() rc=0
   mapfile -t files < <(operator_files)
   [ ${#files[@]} -gt 0 ] || { echo "  - no k8s/operator manifests to compare with" >&2; return 1; }
-  k8scheck rbac "$OUT/operator-ha.yaml" "${files[@]}"
+  # Namespace-scoped (the default of both) and cluster-wide.
+  k8scheck rbac "$OUT/operator-ha.yaml" Role "${files[@]}" || rc=1
+  k8scheck rbac "$OUT/operator-cluster-wide.yaml" ClusterRole "$TOOLS/k8s-operator-cluster-wide.yaml" || rc=1
+  return "$rc"
 }
 step "operator chart RBAC and settings match k8s/operator" operator_parity
+
+# ------------------------------------------------------------- observability
+
+# alert_rules CHART NAMESPACE : the chart's PrometheusRule, rendered, checked
+# with `promtool check rules` and unit-tested with `promtool test rules`
+# (CHART/monitoring-tests/alerts.test.yaml); every alert's runbook_url points
+# at a section of docs/runbooks.md.
+alert_rules() {
+  local chart="$1" ns="$2" dir rc=0
+  dir="$TOOLS/rules-$(basename "$chart")"
+  rm -rf "$dir" && mkdir -p "$dir"
+  helm template sb "$chart" --namespace "$ns" --set metrics.prometheusRule.enabled=true \
+    --show-only templates/prometheusrule.yaml >"$dir/rendered.yaml" || return 1
+  python3 - "$dir/rendered.yaml" "$dir/rules.yml" <<'PY' || return 1
+import re, sys, yaml
+rule = yaml.safe_load(open(sys.argv[1]))
+yaml.safe_dump(rule["spec"], open(sys.argv[2], "w"), sort_keys=False)
+headings = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+            for h in re.findall(r"(?m)^#+ (.*)$", open("docs/runbooks.md").read())}
+errs = []
+for g in rule["spec"]["groups"]:
+    for r in g["rules"]:
+        url = r.get("annotations", {}).get("runbook_url", "")
+        anchor = url.split("#", 1)[-1]
+        if "alert" in r and (not url.endswith("docs/runbooks.md#" + anchor) or anchor not in headings):
+            errs.append(f"{r['alert']}: runbook_url {url!r} names no section of docs/runbooks.md")
+for e in errs:
+    print("  -", e, file=sys.stderr)
+sys.exit(1 if errs else 0)
+PY
+  promtool check rules "$dir/rules.yml" || rc=1
+  cp "$chart/monitoring-tests/alerts.test.yaml" "$dir/"
+  (cd "$dir" && promtool test rules alerts.test.yaml) || rc=1
+  return "$rc"
+}
+step "alerts of $SERVER_CHART: promtool check rules, test rules, runbooks" alert_rules "$SERVER_CHART" switchboard
+step "alerts of $OPERATOR_CHART: promtool check rules, test rules, runbooks" alert_rules "$OPERATOR_CHART" switchboard-system
+
+# Dashboards: JSON, every metric known to the server or operator source, and
+# every query parsed by promtool (as a recording rule).
+dashboards_check() {
+  export PROMQL_OUT="$TOOLS/dashboard-queries.yml"
+  k8scheck dashboards "$SERVER_CHART"/dashboards/*.json \
+    "$OPERATOR_CHART"/dashboards/*.json || return 1
+  promtool check rules "$TOOLS/dashboard-queries.yml"
+}
+step "Grafana dashboards: JSON, known metrics, PromQL that parses" dashboards_check
+
+# The end-to-end scripts run only on a real cluster (GitHub Actions, kind):
+# here they are at least linted.
+step "shellcheck operator/e2e/*.sh" shellcheck -x -S warning operator/e2e/run.sh operator/e2e/chart.sh operator/e2e/lib.sh
 
 # ------------------------------------------------------------------ policy scan
 

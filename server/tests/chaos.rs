@@ -90,6 +90,7 @@ impl Chaos {
                 self.replace(slot).await;
             }
             Fault::RedisRestart => {
+                traffic.redis_dies();
                 let mut redis = self.redis.take().expect("redis");
                 let redis = tokio::task::spawn_blocking(move || {
                     redis.restart();

@@ -55,6 +55,7 @@ async fn redis_restarting_empty_under_traffic_loses_no_member() {
     let traffic = Traffic::start(&nodes, 6, PERIOD).await;
     traffic.wait_progress(5, WARM_UP).await;
 
+    traffic.redis_dies();
     let redis = blocking(move || {
         let mut redis = redis;
         redis.kill();

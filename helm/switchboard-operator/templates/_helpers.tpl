@@ -49,3 +49,8 @@ app.kubernetes.io/component: operator
 {{- define "switchboard-operator.leaderElection" -}}
 {{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
 {{- end }}
+
+{{/* The namespace whose SignalingClusters the operator manages ("" = every one). */}}
+{{- define "switchboard-operator.watchNamespace" -}}
+{{- if .Values.clusterWide }}{{ else }}{{ default .Release.Namespace .Values.watchNamespace }}{{ end }}
+{{- end }}

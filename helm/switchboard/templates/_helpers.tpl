@@ -21,6 +21,22 @@
 {{- printf "%s-redis" (include "switchboard.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The Service of the internal port (metrics, status). */}}
+{{- define "switchboard.internalName" -}}
+{{- printf "%s-internal" (include "switchboard.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The container port that serves /metrics and the probes. */}}
+{{- define "switchboard.metricsPort" -}}
+{{- if .Values.internalListener.enabled }}internal{{ else }}http{{ end }}
+{{- end }}
+
+{{/* Prometheus's labels of the scraped server pods (namespace and job, the
+job being the scraped Service's name). */}}
+{{- define "switchboard.promSelector" -}}
+namespace="{{ .Release.Namespace }}",job="{{ if .Values.internalListener.enabled }}{{ include "switchboard.internalName" . }}{{ else }}{{ include "switchboard.fullname" . }}{{ end }}"
+{{- end }}
+
 {{- define "switchboard.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}

@@ -63,6 +63,10 @@ locals {
     PING_INTERVAL_SECS = tostring(var.ping_interval)
     IDLE_TIMEOUT_SECS  = tostring(var.server_idle_timeout)
     MAX_CONNECTIONS    = tostring(var.max_connections)
+    # Behind the ALB every socket comes from a load balancer address, so a
+    # per-address bound on sockets not yet upgraded would refuse real
+    # clients in a reconnect storm: bound them in total only.
+    MAX_PENDING_PER_IP = "1024"
   })
 
   image_id         = var.ami_id != null ? var.ami_id : "resolve:ssm:${var.ami_ssm_parameter}"

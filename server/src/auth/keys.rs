@@ -3,14 +3,15 @@
 //! naming the file and what is wrong with it, for the setting's error.
 
 use std::path::Path;
-use tracing::warn;
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
+use tracing::warn;
 
 use super::KeySet;
 
+/// The bytes of a key file, or an error naming it.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }

@@ -2,10 +2,11 @@
 //! the backend is told), the close owed for a broken frame, and the
 //! lingering close (see the module docs of [`super`]).
 
+use std::time::Instant;
+
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::stream::SplitStream;
 use futures_util::StreamExt;
-use std::time::Instant;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Duration};
 

@@ -440,13 +440,13 @@ step "cargo deny (bans, licenses, sources)" cargo_deny
 
 # `make help` is how people find the targets: it must list every one of them.
 make_help_lists_every_target() {
-  local missing=0 target
+  local absent=0 target
   for target in $(sed -n 's/^\.PHONY: *//p' Makefile); do
     if ! make -s help | grep -qE "^  $target "; then
       echo "make help does not list the target '$target'"
-      missing=1
+      absent=1
     fi
   done
-  return "$missing"
+  return "$absent"
 }
 step "make help lists every target" make_help_lists_every_target

@@ -4,7 +4,7 @@
 # private redis-server on 127.0.0.1:$REDIS_PORT), runs switchboard-bench against
 # them, and stops everything it started. All traffic stays on 127.0.0.1.
 #
-#   bench/scripts/suite.sh [single|idle|cluster|redis|all]...   (default: all)
+#   bench/scripts/suite.sh [single|idle|cluster|redis|flood|all]...   (default: all)
 #
 # Set NO_BUILD=1 to reuse existing release binaries. On a machine shared with
 # other work, PRIO='chrt -r 10' runs the node(s), Redis and the bench ahead of
@@ -12,7 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-SERVER=target/release/switchboard
+# SERVER may name another build of the server, e.g. to compare commits.
+SERVER=${SERVER:-target/release/switchboard}
 BENCH=target/release/switchboard-bench
 REDIS_PORT=${REDIS_PORT:-6399}
 # The relay runs exceed the default 100 msgs/s per connection on purpose.
@@ -127,6 +128,43 @@ cluster() {
   stop "$REDIS_PID"
 }
 
+# The replay-buffer floods of the issue that introduced the replay budgets,
+# with every setting at its default: peers that join and drop their
+# connection, flooded with 60 KB messages; server RSS and Redis memory.
+flood() {
+  say "flood: one node, 40 rooms x 99 away peers, 8 broadcasts of 60 KB per room"
+  start_node flood
+  bench flood --url "ws://127.0.0.1:$NODE_PORT/ws" --rooms 40 --away 99 --broadcasts 8 \
+    --server-pid "$NODE_PID"
+  stop "$NODE_PID"
+  # Signals have one recipient each, so nothing is shared: the room and node
+  # budgets are what bounds this one.
+  say "flood: one node, 40 rooms x 99 away peers, 2 signals of 60 KB to each"
+  start_node flood
+  bench flood --url "ws://127.0.0.1:$NODE_PORT/ws" --rooms 40 --away 99 --broadcasts 0 \
+    --signals 2 --server-pid "$NODE_PID"
+  stop "$NODE_PID"
+  say "flood: two nodes, one Redis, 50 away peers, 100 broadcasts of 60 KB"
+  flood_cluster --broadcasts 100
+  say "flood: two nodes, one Redis, 50 away peers, 8 signals of 60 KB to each"
+  flood_cluster --broadcasts 0 --signals 8
+}
+
+# flood_cluster FLAGS...: one room of 50 away peers on fresh nodes and a fresh
+# Redis, so that each run's peak is its own.
+flood_cluster() {
+  start_redis
+  start_node node-a REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+  local a_pid=$NODE_PID a=ws://127.0.0.1:$NODE_PORT/ws
+  start_node node-b REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+  local b=ws://127.0.0.1:$NODE_PORT/ws
+  bench flood --url "$a" --url "$b" --rooms 1 --away 50 "$@" \
+    --redis "127.0.0.1:$REDIS_PORT" --server-pid "$a_pid" --server-pid "$NODE_PID"
+  stop "$a_pid"
+  stop "$NODE_PID"
+  stop "$REDIS_PID"
+}
+
 redis() {
   say "reference: raw redis-benchmark PUBLISH"
   start_redis
@@ -145,8 +183,8 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 [ $# -gt 0 ] || set -- all
 for part in "$@"; do
   case $part in
-    single | idle | cluster | redis) "$part" ;;
-    all) single; idle; cluster; redis ;;
-    *) echo "unknown part: $part (single|idle|cluster|redis|all)" >&2; exit 2 ;;
+    single | idle | cluster | redis | flood) "$part" ;;
+    all) single; idle; cluster; redis; flood ;;
+    *) echo "unknown part: $part (single|idle|cluster|redis|flood|all)" >&2; exit 2 ;;
   esac
 done

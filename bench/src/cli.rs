@@ -35,6 +35,9 @@ pub enum Command {
     Idle(IdleArgs),
     /// Fresh connections join rooms as fast as allowed; prints joins/s and latency.
     Joins(JoinsArgs),
+    /// Rooms of peers that join and drop their connection, flooded with large
+    /// broadcasts (and signals); prints the server's and Redis's memory.
+    Flood(FloodArgs),
 }
 
 /// Where to connect, shared by every mode.
@@ -128,6 +131,40 @@ pub struct JoinsArgs {
     /// Peers per room.
     #[arg(long, default_value_t = 10, value_name = "S")]
     pub room_size: usize,
+}
+
+/// Most messages of one kind a flood sender sends (per room or per away peer).
+pub const MAX_FLOOD_MESSAGES: usize = 10_000;
+
+/// Flags of `flood`.
+#[derive(Debug, Args)]
+pub struct FloodArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Rooms, each with one connected sender.
+    #[arg(long, default_value_t = 40, value_name = "R")]
+    pub rooms: usize,
+    /// Peers per room that join and then drop their TCP connection (away:
+    /// resumable, so the server keeps their events).
+    #[arg(long, default_value_t = 99, value_name = "A")]
+    pub away: usize,
+    /// Broadcasts each sender sends to its room.
+    #[arg(long, default_value_t = 8, value_name = "B")]
+    pub broadcasts: usize,
+    /// Signals each sender sends to each away peer of its room.
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub signals: usize,
+    /// Size of each message's payload in bytes.
+    #[arg(long, default_value_t = 60_000, value_name = "BYTES")]
+    pub payload_bytes: usize,
+    /// Redis to read `INFO memory` from (host:port, loopback unless
+    /// --allow-remote), before, at the peak and after.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub redis: Option<String>,
+    /// Wait after the away peers dropped (so the server has seen it) and
+    /// again after the flood, before reading memory.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub settle: Duration,
 }
 
 /// Checks a count against [`MAX_CONNECTIONS`].

@@ -13,11 +13,14 @@
 //! - [`relay`]: pairs ping-ponging `signal`s; throughput and round-trip latency.
 //! - [`idle`]: N joined connections held open; server memory per connection.
 //! - [`joins`]: fresh connections joining as fast as allowed; joins/s and latency.
+//! - [`flood`]: away peers flooded with large messages; the memory the server
+//!   and Redis keep for their resumes.
 //! - [`limits`]: raises the open-files limit so many sockets fit.
 //! - [`procfs`]: another process's RSS and CPU time, from `/proc`.
 
 pub mod cli;
 pub mod client;
+pub mod flood;
 pub mod idle;
 pub mod joins;
 pub mod limits;
@@ -35,6 +38,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Relay(args) => relay::run(args).await,
         Command::Idle(args) => idle::run(args).await,
         Command::Joins(args) => joins::run(args).await,
+        Command::Flood(args) => flood::run(args).await,
     }
 }
 

@@ -21,12 +21,34 @@ pub fn rss_kib_sum(pids: &[u32]) -> anyhow::Result<Option<u64>> {
 
 /// Resident set size of `pid` in KiB (`VmRSS` of `/proc/PID/status`).
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    parse_vmrss(&status).ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/{pid}/status"))
+    status_kib(pid, "VmRSS:")
 }
 
-fn parse_vmrss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+/// Peak resident set size of `pid` since it started, in KiB (`VmHWM`).
+pub fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// Summed peak resident set size of `pids` in KiB; `None` when no pid is given.
+pub fn peak_rss_kib_sum(pids: &[u32]) -> anyhow::Result<Option<u64>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    let mut sum = 0;
+    for &pid in pids {
+        sum += peak_rss_kib(pid)?;
+    }
+    Ok(Some(sum))
+}
+
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_status_kib(&status, field)
+        .ok_or_else(|| anyhow::anyhow!("no {field} in /proc/{pid}/status"))
+}
+
+fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -101,8 +123,9 @@ mod tests {
     #[test]
     fn parses_vmrss() {
         let status = "Name:\tswitchboard\nVmPeak:\t  100 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
-        assert_eq!(parse_vmrss(status), Some(12345));
-        assert_eq!(parse_vmrss("Name: x\n"), None);
+        assert_eq!(parse_status_kib(status, "VmRSS:"), Some(12345));
+        assert_eq!(parse_status_kib("Name: x\n", "VmRSS:"), None);
+        assert_eq!(parse_status_kib("VmHWM:\t  777 kB\n", "VmHWM:"), Some(777));
     }
 
     #[test]

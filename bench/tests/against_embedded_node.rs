@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use switchboard_bench::cli::{IdleArgs, JoinsArgs, RelayArgs, TargetArgs};
-use switchboard_bench::{idle, joins, relay};
+use switchboard_bench::cli::{FloodArgs, IdleArgs, JoinsArgs, RelayArgs, TargetArgs};
+use switchboard_bench::{flood, idle, joins, relay};
 use tokio::net::TcpListener;
 
 /// Starts a node; `unlimited` lifts the per-connection rate limit.
@@ -120,6 +120,32 @@ async fn idle_holds_connections_and_reads_memory() {
     assert_eq!(s.closed_during_hold, 0);
     assert!(s.rss_joined_kib.unwrap() > 0);
     assert!(s.kib_per_connection.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flood_sends_everything_and_reads_memory() {
+    // Default limits: the flood stays within the default rate limit.
+    let url = node(false).await;
+    let mut target = target(url);
+    // The node runs in this process, so this process's memory is the server's.
+    target.server_pids = vec![std::process::id()];
+    let s = flood::measure(FloodArgs {
+        target,
+        rooms: 2,
+        away: 3,
+        broadcasts: 2,
+        signals: 1,
+        payload_bytes: 1000,
+        redis: None,
+        settle: Duration::from_millis(100),
+    })
+    .await
+    .unwrap();
+    // Per room: 2 broadcasts and one signal to each of 3 away peers.
+    assert_eq!(s.sent, 2 * (2 + 3), "{s:?}");
+    assert_eq!(s.sent_bytes, s.sent * 1000, "{s:?}");
+    assert_eq!(s.errors.total(), 0, "{s:?}");
+    assert!(s.rss_peak_kib.unwrap() >= s.rss_after_kib.unwrap(), "{s:?}");
 }
 
 #[tokio::test]

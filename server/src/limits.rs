@@ -15,6 +15,8 @@ pub const DEFAULT_RATE_LIMIT_MAX_STRIKES: u32 = 100;
 pub const DEFAULT_OUTBOUND_QUEUE_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_RECOVERY_BUFFER_EVENTS: usize = 512;
 pub const DEFAULT_RECOVERY_BUFFER_BYTES: usize = 256 * 1024;
+pub const DEFAULT_ROOM_RECOVERY_BYTES: usize = 8 * 1024 * 1024;
+pub const DEFAULT_NODE_RECOVERY_BYTES: usize = 256 * 1024 * 1024;
 pub const DEFAULT_MAX_PENDING_CONNECTIONS: usize = 1024;
 pub const DEFAULT_MAX_PENDING_PER_IP: usize = 64;
 
@@ -35,7 +37,12 @@ pub struct Limits {
     pub rate_limit_max_strikes: u32,
     pub outbound_queue_bytes: usize,
     pub recovery_buffer_events: usize,
+    /// Per peer: bytes of the event bodies its buffer would replay.
     pub recovery_buffer_bytes: usize,
+    /// Per room: bytes its buffers hold (see `backend::budget`).
+    pub room_recovery_bytes: usize,
+    /// Per node, embedded backend: bytes all buffers hold.
+    pub node_recovery_bytes: usize,
 }
 
 impl Default for Limits {
@@ -55,6 +62,8 @@ impl Default for Limits {
             outbound_queue_bytes: DEFAULT_OUTBOUND_QUEUE_BYTES,
             recovery_buffer_events: DEFAULT_RECOVERY_BUFFER_EVENTS,
             recovery_buffer_bytes: DEFAULT_RECOVERY_BUFFER_BYTES,
+            room_recovery_bytes: DEFAULT_ROOM_RECOVERY_BYTES,
+            node_recovery_bytes: DEFAULT_NODE_RECOVERY_BYTES,
         }
     }
 }

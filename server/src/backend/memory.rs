@@ -5,22 +5,30 @@
 //! critical section: that is what makes joins race-free (each of two
 //! simultaneous joiners sees the other exactly once) and keeps per-peer `seq`
 //! gapless. No lock is held across an await.
+//!
+//! Replay buffers are bounded per peer, per room and per node (see
+//! [`super::budget`]): an event's body is stored once and shared by the
+//! buffers of all its recipients, each room's bytes are metered as bodies and
+//! entries come and go, and every room lock settles the room's change into
+//! the node's total when it is released.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::extract::ws::Utf8Bytes;
 use serde_json::{Map, Value};
 
+use super::budget::{Body, DropLog, Entry, Meter};
 use super::rules::{new_peer, ResumeAttempt};
 use super::{
     new_peer_id, not_joined, now_ms, peer_id_taken, peer_not_found, room_full, token, Backend,
     BackendHealth, BackendStats, JoinArgs, JoinOutcome, Member,
 };
-use crate::config::Limits;
+use crate::limits::Limits;
 use crate::outbox::Outbox;
 use crate::protocol::{
     event, stamp, state, CloseCode, EventBody, LeaveReason, MessageType, PeerInfo, ProtocolError,
@@ -33,6 +41,11 @@ pub struct MemoryBackend {
     limits: Limits,
     resume_window: Duration,
     attachments: AtomicU64,
+    /// Replay bytes of every room, as last settled by each room's lock.
+    recovery_bytes: AtomicUsize,
+    /// Held while dropping buffers for the node budget (one evictor at a time).
+    evicting: Mutex<()>,
+    drops: DropLog,
     this: Weak<MemoryBackend>,
 }
 
@@ -45,6 +58,12 @@ struct Room {
     /// Set when the room was dropped from the map; a join that raced with the
     /// removal looks the room up again.
     removed: bool,
+    /// Replay bytes of this room's buffers (bodies once, plus overheads).
+    meter: Arc<Meter>,
+    /// `meter` as last added to the node's total.
+    reported: usize,
+    /// Buffers dropped for the room budget since the lock was taken.
+    dropped: u64,
 }
 
 struct Peer {
@@ -55,7 +74,8 @@ struct Peer {
     /// Last seq assigned to an event for this peer.
     seq: u64,
     /// Recent events, for replay on resume.
-    buffer: VecDeque<(u64, MessageType, Utf8Bytes)>,
+    buffer: VecDeque<Entry>,
+    /// Body bytes of `buffer` (the per-peer budget's measure).
     buffer_bytes: usize,
     /// The connection's queue while attached.
     outbox: Option<Arc<Outbox>>,
@@ -64,23 +84,32 @@ struct Peer {
 }
 
 impl Peer {
-    fn deliver(&mut self, body: &EventBody, limits: &Limits) {
+    fn deliver(&mut self, kind: MessageType, body: &Arc<Body>, limits: &Limits) {
         self.seq += 1;
-        let text = Utf8Bytes::from(stamp(self.seq, &body.json));
         if let Some(outbox) = &self.outbox {
             // An overflow closes that connection; the event stays buffered.
-            let _ = outbox.event(self.seq, body.kind, text.clone());
+            let text = Utf8Bytes::from(stamp(self.seq, body.text()));
+            let _ = outbox.event(self.seq, kind, text);
         }
-        self.buffer_bytes += text.len();
-        self.buffer.push_back((self.seq, body.kind, text));
+        let entry = Entry::new(self.seq, kind, body);
+        self.buffer_bytes += entry.body_len();
+        self.buffer.push_back(entry);
         while self.buffer.len() > limits.recovery_buffer_events
             || self.buffer_bytes > limits.recovery_buffer_bytes
         {
             match self.buffer.pop_front() {
-                Some((_, _, t)) => self.buffer_bytes -= t.len(),
+                Some(e) => self.buffer_bytes -= e.body_len(),
                 None => break,
             }
         }
+    }
+
+    /// Forgets every buffered event (a budget was exceeded): a resume from
+    /// before now is no longer recoverable, one from now on is.
+    fn drop_buffer(&mut self) {
+        // A new deque, so that its capacity is freed too.
+        self.buffer = VecDeque::new();
+        self.buffer_bytes = 0;
     }
 
     /// Pushes every buffered event after `from` into `outbox`; false when the
@@ -90,14 +119,15 @@ impl Peer {
             outbox.set_last_seq(self.seq);
             return true;
         }
-        let oldest = self.buffer.front().map(|(s, _, _)| *s).unwrap_or(u64::MAX);
+        let oldest = self.buffer.front().map_or(u64::MAX, |e| e.seq);
         if oldest > from + 1 {
             outbox.set_last_seq(self.seq);
             return false;
         }
         outbox.set_last_seq(from);
-        for (seq, kind, text) in self.buffer.iter().filter(|(s, _, _)| *s > from) {
-            let _ = outbox.event(*seq, *kind, text.clone());
+        for e in self.buffer.iter().filter(|e| e.seq > from) {
+            let text = Utf8Bytes::from(stamp(e.seq, e.body()));
+            let _ = outbox.event(e.seq, e.kind, text);
         }
         true
     }
@@ -115,10 +145,54 @@ impl Room {
         list.into_iter().map(|(_, info)| info.clone()).collect()
     }
 
-    fn deliver_all_but(&mut self, me: &str, body: &EventBody, limits: &Limits) {
-        for peer in self.peers.values_mut().filter(|p| p.info.peer != me) {
-            peer.deliver(body, limits);
+    /// Delivers `event` to every peer but `me` (to everyone with `None`),
+    /// storing its body once for all of their buffers.
+    fn deliver_all_but(&mut self, me: Option<&str>, event: &EventBody, limits: &Limits) {
+        let body = Body::new(&event.json, &self.meter);
+        for peer in self.peers.values_mut() {
+            if Some(peer.info.peer.as_str()) != me {
+                peer.deliver(event.kind, &body, limits);
+            }
         }
+        drop(body);
+        self.enforce_budget(limits.room_recovery_bytes);
+    }
+
+    /// Delivers `event` to peer `to`.
+    fn deliver_to(
+        &mut self,
+        to: &str,
+        event: &EventBody,
+        limits: &Limits,
+    ) -> Result<(), ProtocolError> {
+        let peer = self.peers.get_mut(to).ok_or_else(|| peer_not_found(to))?;
+        let body = Body::new(&event.json, &self.meter);
+        peer.deliver(event.kind, &body, limits);
+        drop(body);
+        self.enforce_budget(limits.room_recovery_bytes);
+        Ok(())
+    }
+
+    /// Drops the largest buffer of the room; false when all are empty.
+    fn drop_largest_buffer(&mut self) -> bool {
+        let largest = self
+            .peers
+            .values_mut()
+            .filter(|p| !p.buffer.is_empty())
+            .max_by_key(|p| p.buffer_bytes);
+        match largest {
+            Some(peer) => {
+                peer.drop_buffer();
+                self.dropped += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops buffers, largest first, until the room is within `budget`.
+    fn enforce_budget(&mut self, budget: usize) {
+        while self.meter.bytes() > budget && self.drop_largest_buffer() {}
     }
 
     /// The member's peer, if the member is its current attachment.
@@ -130,8 +204,50 @@ impl Room {
     }
 }
 
-fn lock(room: &Mutex<Room>) -> MutexGuard<'_, Room> {
-    room.lock().unwrap_or_else(|e| e.into_inner())
+/// A locked room. Releasing it adds the room's change in replay bytes to the
+/// node's total and reports buffers dropped for the room budget, so no
+/// operation can forget to.
+struct Locked<'a> {
+    room: MutexGuard<'a, Room>,
+    backend: &'a MemoryBackend,
+}
+
+impl Locked<'_> {
+    fn settle(&mut self) {
+        let now = self.room.meter.bytes();
+        let before = std::mem::replace(&mut self.room.reported, now);
+        let total = &self.backend.recovery_bytes;
+        if now > before {
+            total.fetch_add(now - before, Ordering::Relaxed);
+        } else if now < before {
+            total.fetch_sub(before - now, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Deref for Locked<'_> {
+    type Target = Room;
+    fn deref(&self) -> &Room {
+        &self.room
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Room {
+        &mut self.room
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.settle();
+        let dropped = std::mem::take(&mut self.room.dropped);
+        if dropped > 0 {
+            self.backend
+                .drops
+                .dropped(dropped, "ROOM_RECOVERY_BYTES", now_ms());
+        }
+    }
 }
 
 impl MemoryBackend {
@@ -142,31 +258,86 @@ impl MemoryBackend {
             limits,
             resume_window,
             attachments: AtomicU64::new(1),
+            recovery_bytes: AtomicUsize::new(0),
+            evicting: Mutex::new(()),
+            drops: DropLog::default(),
             this: this.clone(),
         })
     }
 
+    fn lock<'a>(&'a self, room: &'a Mutex<Room>) -> Locked<'a> {
+        Locked {
+            room: crate::sync::lock(room),
+            backend: self,
+        }
+    }
+
+    /// Replay bytes held by every room of this node (the node budget's measure).
+    pub fn recovery_bytes(&self) -> usize {
+        self.recovery_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Over the node budget: drops buffers, largest first in the rooms that
+    /// hold the most, until the node is down to 7/8 of its budget (so that a
+    /// flood does not scan the rooms for every event). Called with no room
+    /// locked; rooms are locked one at a time.
+    fn enforce_node_budget(&self) {
+        let budget = self.limits.node_recovery_bytes;
+        if self.recovery_bytes() <= budget {
+            return;
+        }
+        let _evicting = match self.evicting.try_lock() {
+            Ok(guard) => guard,
+            // A panic while evicting left nothing half-done worth refusing for.
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            // Another thread is already bringing the total down.
+            Err(TryLockError::WouldBlock) => return,
+        };
+        let target = budget - budget / 8;
+        let rooms: Vec<Arc<Mutex<Room>>> =
+            crate::sync::read(&self.rooms).values().cloned().collect();
+        let mut sized: Vec<(usize, Arc<Mutex<Room>>)> = rooms
+            .into_iter()
+            .map(|room| {
+                let bytes = self.lock(&room).meter.bytes();
+                (bytes, room)
+            })
+            .collect();
+        sized.sort_by_key(|(bytes, _)| std::cmp::Reverse(*bytes));
+        let mut dropped = 0;
+        for (_, room) in sized {
+            if self.recovery_bytes() <= target {
+                break;
+            }
+            let mut guard = self.lock(&room);
+            while self.recovery_bytes() > target && guard.drop_largest_buffer() {
+                guard.dropped -= 1;
+                dropped += 1;
+                guard.settle();
+            }
+        }
+        if dropped > 0 {
+            self.drops.dropped(dropped, "NODE_RECOVERY_BYTES", now_ms());
+        }
+    }
+
     fn room(&self, name: &str) -> Option<Arc<Mutex<Room>>> {
-        self.rooms
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+        crate::sync::read(&self.rooms).get(name).cloned()
     }
 
     fn room_or_create(&self, name: &str) -> Arc<Mutex<Room>> {
         if let Some(room) = self.room(name) {
             return room;
         }
-        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        let mut rooms = crate::sync::write(&self.rooms);
         rooms.entry(name.to_owned()).or_default().clone()
     }
 
     /// Drops a room from the map once it has no peers left.
     fn remove_if_empty(&self, name: &str) {
-        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        let mut rooms = crate::sync::write(&self.rooms);
         if let Some(room) = rooms.get(name) {
-            let mut guard = lock(room);
+            let mut guard = self.lock(room);
             if guard.peers.is_empty() {
                 guard.removed = true;
                 drop(guard);
@@ -181,16 +352,19 @@ impl MemoryBackend {
         f: impl FnOnce(&mut Room) -> Result<T, ProtocolError>,
     ) -> Result<T, ProtocolError> {
         let room = self.room(&member.room).ok_or_else(not_joined)?;
-        let mut guard = lock(&room);
+        let mut guard = self.lock(&room);
         guard.member(member)?;
-        f(&mut guard)
+        let result = f(&mut guard);
+        drop(guard);
+        self.enforce_node_budget();
+        result
     }
 
     fn remove_peer(&self, member: &Member, reason: LeaveReason, only_if_away: bool) -> bool {
         let Some(room) = self.room(&member.room) else {
             return false;
         };
-        let mut guard = lock(&room);
+        let mut guard = self.lock(&room);
         match guard.peers.get(&member.peer) {
             Some(p)
                 if p.attachment == member.attachment && !(only_if_away && p.outbox.is_some()) => {}
@@ -198,13 +372,13 @@ impl MemoryBackend {
         }
         guard.peers.remove(&member.peer);
         let body = event::peer_left(&member.peer, reason);
-        let limits = self.limits.clone();
-        guard.deliver_all_but(&member.peer, &body, &limits);
+        guard.deliver_all_but(Some(&member.peer), &body, &self.limits);
         let empty = guard.peers.is_empty();
         drop(guard);
         if empty {
             self.remove_if_empty(&member.room);
         }
+        self.enforce_node_budget();
         true
     }
 
@@ -247,7 +421,7 @@ impl MemoryBackend {
             return Err(room_full(limits.max_peers_per_room));
         }
         let info = new_peer(req, peer_id.clone(), now_ms());
-        room.deliver_all_but(&peer_id, &event::peer_joined(&info), limits);
+        room.deliver_all_but(Some(&peer_id), &event::peer_joined(&info), limits);
         let minted = token::mint(&req.room, &peer_id);
         let attachment = self.attachments.fetch_add(1, Ordering::Relaxed);
         room.joins += 1;
@@ -327,7 +501,7 @@ impl Backend for MemoryBackend {
     async fn join(&self, args: JoinArgs<'_>) -> Result<JoinOutcome, ProtocolError> {
         loop {
             let room = self.room_or_create(&args.request.room);
-            let mut guard = lock(&room);
+            let mut guard = self.lock(&room);
             if guard.removed {
                 continue;
             }
@@ -337,6 +511,7 @@ impl Backend for MemoryBackend {
             if empty {
                 self.remove_if_empty(&args.request.room);
             }
+            self.enforce_node_budget();
             return result;
         }
     }
@@ -379,17 +554,13 @@ impl Backend for MemoryBackend {
         body: EventBody,
     ) -> Result<(), ProtocolError> {
         let limits = &self.limits;
-        self.with_member(member, |room| {
-            let peer = room.peers.get_mut(to).ok_or_else(|| peer_not_found(to))?;
-            peer.deliver(&body, limits);
-            Ok(())
-        })
+        self.with_member(member, |room| room.deliver_to(to, &body, limits))
     }
 
     async fn broadcast(&self, member: &Member, body: EventBody) -> Result<(), ProtocolError> {
         let limits = &self.limits;
         self.with_member(member, |room| {
-            room.deliver_all_but(&member.peer, &body, limits);
+            room.deliver_all_but(Some(&member.peer), &body, limits);
             Ok(())
         })
     }
@@ -409,9 +580,7 @@ impl Backend for MemoryBackend {
             let next = state::apply(&room.state, patch, if_version, limits.max_state_bytes)?;
             let body = event::state(&next, &member.peer);
             room.state = next;
-            for peer in room.peers.values_mut() {
-                peer.deliver(&body, limits);
-            }
+            room.deliver_all_but(None, &body, limits);
             Ok(room.state.version)
         })
     }
@@ -432,7 +601,7 @@ impl Backend for MemoryBackend {
                 peer.info.metadata = metadata;
             }
             let body = event::peer_updated(&peer.info);
-            room.deliver_all_but(&member.peer, &body, limits);
+            room.deliver_all_but(Some(&member.peer), &body, limits);
             Ok(())
         })
     }
@@ -445,13 +614,13 @@ impl Backend for MemoryBackend {
     }
 
     fn stats(&self) -> BackendStats {
-        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        let rooms = crate::sync::read(&self.rooms);
         let mut stats = BackendStats {
             rooms: rooms.len(),
             ..Default::default()
         };
         for room in rooms.values() {
-            let n = lock(room).peers.len();
+            let n = self.lock(room).peers.len();
             stats.peers += n;
             stats.room_sizes.push(n);
         }

@@ -11,7 +11,11 @@
 //!
 //! A backend delivers an event to a local connection by pushing it into that
 //! connection's [`Outbox`] with the event's per-peer `seq`.
+//!
+//! What either backend keeps for replay is bounded per peer, per room and
+//! (embedded) per node; [`budget`] says how it is counted.
 
+pub mod budget;
 pub mod memory;
 pub mod redis;
 pub mod rules;

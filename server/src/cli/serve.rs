@@ -117,9 +117,17 @@ pub struct ServeArgs {
     /// Events kept per peer for replay on resume.
     #[arg(long, env = "RECOVERY_BUFFER_EVENTS", default_value_t = DEFAULT_RECOVERY_BUFFER_EVENTS)]
     pub recovery_buffer_events: usize,
-    /// Bytes of events kept per peer for replay on resume.
+    /// Bytes of event bodies kept per peer for replay on resume (embedded and Redis).
     #[arg(long, env = "RECOVERY_BUFFER_BYTES", default_value_t = DEFAULT_RECOVERY_BUFFER_BYTES)]
     pub recovery_buffer_bytes: usize,
+    /// Bytes kept for replay per room, away peers included (each shared body
+    /// once, plus bookkeeping); beyond it the largest buffers are dropped.
+    #[arg(long, env = "ROOM_RECOVERY_BYTES", default_value_t = DEFAULT_ROOM_RECOVERY_BYTES)]
+    pub room_recovery_bytes: usize,
+    /// Bytes kept for replay on this node, all rooms together (embedded
+    /// backend; in a cluster the replay data lives in Redis).
+    #[arg(long, env = "NODE_RECOVERY_BYTES", default_value_t = DEFAULT_NODE_RECOVERY_BYTES)]
+    pub node_recovery_bytes: usize,
     /// Seconds between server WebSocket pings.
     #[arg(long, env = "PING_INTERVAL_SECS", default_value_t = DEFAULT_PING_INTERVAL_SECS)]
     pub ping_interval_secs: u64,
@@ -170,6 +178,26 @@ impl ServeArgs {
         positive("RESUME_WINDOW_SECS", self.resume_window_secs)?;
         positive("RECOVERY_BUFFER_EVENTS", self.recovery_buffer_events as u64)?;
         positive("RECOVERY_BUFFER_BYTES", self.recovery_buffer_bytes as u64)?;
+        // The replay budgets nest; checked here, in the order errors were
+        // always reported in.
+        if self.room_recovery_bytes < self.recovery_buffer_bytes {
+            return Err(invalid(
+                "ROOM_RECOVERY_BYTES",
+                format!(
+                    "{} is below RECOVERY_BUFFER_BYTES ({}); a room must be able to hold at least one full peer buffer",
+                    self.room_recovery_bytes, self.recovery_buffer_bytes
+                ),
+            ));
+        }
+        if self.node_recovery_bytes < self.room_recovery_bytes {
+            return Err(invalid(
+                "NODE_RECOVERY_BYTES",
+                format!(
+                    "{} is below ROOM_RECOVERY_BYTES ({}); the node must be able to hold at least one full room",
+                    self.node_recovery_bytes, self.room_recovery_bytes
+                ),
+            ));
+        }
         positive("PING_INTERVAL_SECS", self.ping_interval_secs)?;
         positive("IDLE_TIMEOUT_SECS", self.idle_timeout_secs)?;
         positive("JOIN_TIMEOUT_SECS", self.join_timeout_secs)?;
@@ -302,6 +330,8 @@ impl ServeArgs {
                 outbound_queue_bytes: self.outbound_queue_bytes,
                 recovery_buffer_events: self.recovery_buffer_events,
                 recovery_buffer_bytes: self.recovery_buffer_bytes,
+                room_recovery_bytes: self.room_recovery_bytes,
+                node_recovery_bytes: self.node_recovery_bytes,
             },
             timing: Timing {
                 ping_interval: Duration::from_secs(self.ping_interval_secs),
@@ -432,6 +462,23 @@ mod tests {
         assert_eq!(
             parse(&["--server-id", "a b"]).unwrap_err().setting,
             "SERVER_ID"
+        );
+        assert_eq!(
+            parse(&["--room-recovery-bytes", "1000"])
+                .unwrap_err()
+                .setting,
+            "ROOM_RECOVERY_BYTES"
+        );
+        assert_eq!(
+            parse(&[
+                "--room-recovery-bytes",
+                "1000000",
+                "--node-recovery-bytes",
+                "999999"
+            ])
+            .unwrap_err()
+            .setting,
+            "NODE_RECOVERY_BYTES"
         );
         assert_eq!(
             parse(&["--max-payload-bytes", "200000"])

@@ -24,6 +24,7 @@
 //! - `closes`: server-initiated closes reach the client intact (queued replies,
 //!   then the exact code and reason); the join deadline.
 //! - `recovery`: resume, replay, tokens, the resume window.
+//! - `budget`: byte budgets of what is kept for resumes, under a flood.
 //! - `liveness`: server pings and the idle timeout.
 //! - `drain`: SIGTERM.
 //! - `endpoints`: `/health`, `/ready`, `/metrics`, `/status`.
@@ -32,6 +33,7 @@
 // Binaries that instantiate only `protocol_suite!` do not use `multi_node`.
 #![allow(dead_code)]
 
+pub mod budget;
 pub mod closes;
 pub mod discover;
 pub mod drain;
@@ -187,6 +189,20 @@ macro_rules! protocol_suite {
                     $crate::protocol::recovery::SMALL_BUFFER_EVENTS,
                 ),
                 leave_ends_the_session => Settings::new(),
+            }
+            budget {
+                peer_byte_budget_binds => Settings::new().set(
+                    "RECOVERY_BUFFER_BYTES",
+                    $crate::protocol::budget::SMALL_PEER_BYTES,
+                ),
+                room_budget_drops_largest_buffer => Settings::new()
+                    .set("ROOM_RECOVERY_BYTES", $crate::protocol::budget::ROOM_BYTES),
+                shared_events_replayed_to_each => Settings::new(),
+                trimmed_buffer_recovers_its_tail => Settings::new()
+                    .set("RECOVERY_BUFFER_EVENTS", $crate::protocol::budget::FEW_EVENTS),
+                away_flood_within_budgets => Settings::new()
+                    .set("ROOM_RECOVERY_BYTES", $crate::protocol::budget::FLOOD_ROOM_BYTES)
+                    .set("NODE_RECOVERY_BYTES", $crate::protocol::budget::FLOOD_NODE_BYTES),
             }
             liveness {
                 server_sends_pings => Settings::new()

@@ -12,6 +12,7 @@ use futures_util::future::join_all;
 use super::client::Client;
 use super::http::{self, HttpResponse};
 use super::process::{RedisProcess, ServerProcess, Settings};
+use super::redis::{Redis, RedisCluster};
 
 pub struct Cluster {
     nodes: Vec<ServerProcess>,
@@ -130,6 +131,24 @@ impl Cluster {
     /// `GET path` on node `i`.
     pub async fn get(&self, i: usize, path: &str) -> HttpResponse {
         http::get(self.addr(i), path).await
+    }
+
+    /// Resident memory of every node, summed, in bytes.
+    pub fn nodes_rss_bytes(&self) -> u64 {
+        self.nodes.iter().map(ServerProcess::rss_bytes).sum()
+    }
+
+    /// `used_memory` of the Redis behind the nodes (every master of a Redis
+    /// Cluster, summed), in bytes; `None` for an embedded node.
+    pub fn redis_used_memory(&self) -> Option<u64> {
+        if let Some(redis) = &self.redis {
+            return Some(redis.used_memory());
+        }
+        let backing = self.backing.as_ref()?;
+        if let Some(cluster) = backing.downcast_ref::<RedisCluster>() {
+            return Some(cluster.used_memory());
+        }
+        backing.downcast_ref::<Redis>().map(Redis::used_memory)
     }
 
     /// Panics with its output when any node exited without being asked to.

@@ -221,6 +221,18 @@ impl ServerProcess {
         self.pid
     }
 
+    /// Resident memory of the process in bytes (`VmRSS` of `/proc/PID/status`).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .unwrap_or_else(|e| panic!("read /proc/{}/status of {}: {e}", self.pid, self.name));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+            .unwrap_or_else(|| panic!("no VmRSS in /proc/{}/status", self.pid))
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -417,6 +429,22 @@ impl RedisProcess {
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `used_memory` of `INFO memory`, in bytes.
+    pub fn used_memory(&self) -> u64 {
+        let out = Command::new("redis-cli")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "INFO",
+                "memory",
+            ])
+            .output()
+            .expect("redis-cli is installed");
+        crate::support::redis::info_field(&String::from_utf8_lossy(&out.stdout), "used_memory")
     }
 }
 

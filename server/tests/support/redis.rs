@@ -30,6 +30,15 @@ fn free_port() -> u16 {
     panic!("no free loopback port at or below 55000 (cluster bus ports are port + 10000)");
 }
 
+/// A numeric field of an `INFO` reply (`name:value` lines); panics with the
+/// reply when it is missing.
+pub fn info_field(info: &str, name: &str) -> u64 {
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no numeric `{name}` in INFO reply:\n{info}"))
+}
+
 /// A certificate authority and a server certificate for 127.0.0.1.
 pub struct TestCa {
     dir: TempDir,
@@ -264,6 +273,11 @@ impl Redis {
         self.ca.as_ref().map(TestCa::ca_file)
     }
 
+    /// `used_memory` of `INFO memory`, in bytes.
+    pub fn used_memory(&self) -> u64 {
+        info_field(&self.cli(&["INFO", "memory"]), "used_memory")
+    }
+
     /// Runs redis-cli against this server; returns stdout.
     pub fn cli(&self, args: &[&str]) -> String {
         let mut cmd = Command::new("redis-cli");
@@ -333,6 +347,11 @@ impl RedisCluster {
     /// A seed URL for the nodes.
     pub fn url(&self) -> String {
         self.masters[0].url()
+    }
+
+    /// `used_memory` of every master, summed.
+    pub fn used_memory(&self) -> u64 {
+        self.masters.iter().map(Redis::used_memory).sum()
     }
 
     /// Every key of the cluster matching `pattern`.

@@ -146,7 +146,7 @@ impl RedisErrorExt for redis::RedisError {
 
 impl RedisBackend {
     /// Runs a room script: KEYS = the room's peer hash; ARGV = the common
-    /// prefix (publish command, stream length, TTL) plus `args`.
+    /// prefix (publish command, replay limits, TTL) plus `args`.
     pub(super) async fn script(
         &self,
         op: &'static str,
@@ -172,7 +172,7 @@ impl RedisBackend {
         }
         invocation
             .arg(self.publish)
-            .arg(self.limits.recovery_buffer_events)
+            .arg(crate::backend::budget::redis_limits(&self.limits))
             .arg(ROOM_KEY_TTL.as_millis() as u64);
         for a in args {
             invocation.arg(*a);

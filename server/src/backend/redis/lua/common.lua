@@ -6,7 +6,7 @@
 -- (signal.lua takes one such key per sender and points PEERS and PREFIX at
 -- each in turn.)
 -- Per-peer keys: `p:<peer>` (hash: node, att, seq, secret, away, reason,
--- written) and `q:<peer>` (stream of events, entry id `<seq>-1`).
+-- written, qb) and `q:<peer>` (stream of events, entry id `<seq>-1`).
 -- A delivery assigns the recipient's next seq, appends to its stream (bounded)
 -- and publishes one message per node that holds recipients, on the channel
 -- `sb:{ROOM}:node:<node>`:
@@ -14,18 +14,60 @@
 -- signal.lua delivers a batch and then sends each room's node one message
 -- with all of its events, each with its byte length:
 --   "M\n" then, per event, "<kind> <peer>=<seq> <length>\n<body>"
+--
+-- Replay budgets (server/src/backend/budget.rs says what is counted):
+-- - per peer: its stream keeps the newest events within MAXLEN events and
+--   PEER_BYTES bytes of bodies; `p:<peer>` tracks `qb` (body bytes held).
+--   A stream entry has one field: the
+--   event type with the body (`signal` -> `{...}`), or `r` with
+--   "<type> <body length> <id>" for a shared body (few fields are cheaper to
+--   write and read back; see entry_parts).
+-- - per room: `replay` (hash) stores each body sent to several peers once,
+--   `b:<id>` with `r:<id>` the number of stream entries that refer to it,
+--   `last` the last id, and `bytes`: everything the room keeps for replay
+--   (bodies once, plus OVERHEAD per body and per stream entry). Beyond
+--   ROOM_BYTES whole streams are dropped, largest first; their peers' resumes
+--   from before then answer recovered=0 (resume.lua finds the gap).
+-- A peer recorded before budgets existed has no `qb` and old-style entries:
+-- they are read correctly, and the bytes they were never counted with are
+-- not subtracted below zero.
 
 local PEERS = KEYS[1]
 local PREFIX = string.sub(PEERS, 1, -6)
 local PUBLISH = 'PUBLISH'
 local MAXLEN = 512
+local PEER_BYTES = math.huge
+local ROOM_BYTES = math.huge
 local TTL = 3600000
+-- Bytes counted per stored body and per stream entry besides the body
+-- (ENTRY_OVERHEAD and BODY_OVERHEAD in budget.rs).
+local OVERHEAD = 64
+-- A stream is trimmed back to MAXLEN events every SLACK events, so it may
+-- hold up to SLACK - 1 more: trimming a batch at a time is much cheaper
+-- than one entry per event. resume.lua enforces the exact bound of MAXLEN
+-- recoverable events.
+local SLACK = 64
 -- Messages published by this script run, returned for metrics.
 local PUBLISHED = 0
+-- Change of the current room's replay bytes not yet written (see settle).
+local DELTA = 0
+-- `seq` and `qb` of the peers this run recorded events for, by peer hash key,
+-- written back by settle(): a burst of events to one peer then costs two
+-- commands, not two per event.
+local PEER_CACHE = {}
 
-local function configure(publish_cmd, maxlen, ttl)
+-- ARGV prefix of every script: the publish command, the replay limits
+-- `EVENTS:PEER_BYTES:ROOM_BYTES` (or only EVENTS: no byte budgets), the TTL.
+local function configure(publish_cmd, limits, ttl)
   PUBLISH = publish_cmd
-  MAXLEN = tonumber(maxlen)
+  local events, peer_bytes, room_bytes = string.match(limits, '^(%d+):(%d+):(%d+)$')
+  if events then
+    MAXLEN = tonumber(events)
+    PEER_BYTES = tonumber(peer_bytes)
+    ROOM_BYTES = tonumber(room_bytes)
+  else
+    MAXLEN = tonumber(limits)
+  end
   TTL = tonumber(ttl)
 end
 
@@ -36,21 +78,181 @@ local function meta_key(peer) return PREFIX .. 'p:' .. peer end
 local function gone_key(peer) return PREFIX .. 'gone:' .. peer end
 local function queue_key(peer) return PREFIX .. 'q:' .. peer end
 local function state_key() return PREFIX .. 'state' end
+local function replay_key() return PREFIX .. 'replay' end
 local function channel(node) return PREFIX .. 'node:' .. node end
 
--- Assigns the peer's next seq and appends the event to its stream.
-local function record(peer, kind, body)
-  local seq = redis.call('HINCRBY', meta_key(peer), 'seq', 1)
-  -- Approximate trimming is much cheaper than exact; resume.lua enforces
-  -- the exact bound of MAXLEN recoverable events.
-  redis.call('XADD', queue_key(peer), 'MAXLEN', '~', MAXLEN, seq .. '-1', 'k', kind, 'b', body)
+-- The seq of a stream entry (id `<seq>-1`).
+local function entry_seq(entry)
+  return tonumber(string.match(entry[1], '^(%d+)-'))
+end
+
+-- The type, body length, shared body id (nil if inline) and inline body
+-- (nil if shared) of a stream entry.
+local function entry_parts(entry)
+  local f = entry[2]
+  if f[1] == 'r' then
+    local kind, n, id = string.match(f[2], '^(%S+) (%d+) (%d+)$')
+    return kind, tonumber(n) or 0, id, nil
+  elseif f[1] == 'k' then
+    -- Written before replay budgets: k <type> b <body>.
+    return f[2], #(f[4] or ''), nil, f[4]
+  end
+  return f[1], #f[2], nil, f[2]
+end
+
+-- One stream entry less refers to shared body `id`; frees it with the last.
+local function release_body(id)
+  local key = replay_key()
+  if redis.call('HINCRBY', key, 'r:' .. id, -1) <= 0 then
+    DELTA = DELTA - OVERHEAD - redis.call('HSTRLEN', key, 'b:' .. id)
+    redis.call('HDEL', key, 'r:' .. id, 'b:' .. id)
+  end
+end
+
+-- Accounts for a stream entry that is gone; returns its body length.
+local function release_entry(entry)
+  local _, n, id = entry_parts(entry)
+  DELTA = DELTA - OVERHEAD
+  if id then release_body(id) else DELTA = DELTA - n end
+  return n
+end
+
+-- Drops the oldest events of a peer's stream while it holds more than
+-- PEER_BYTES bytes of bodies (`held`); returns the bytes then held.
+local function trim_bytes(queue, held)
+  while held > PEER_BYTES do
+    local batch = redis.call('XRANGE', queue, '-', '+', 'COUNT', 8)
+    -- An empty stream (expired on its own) holds nothing.
+    if #batch == 0 then return 0 end
+    local last
+    for _, e in ipairs(batch) do
+      if held <= PEER_BYTES then break end
+      held = held - release_entry(e)
+      last = entry_seq(e)
+    end
+    redis.call('XTRIM', queue, 'MINID', (last + 1) .. '-0')
+  end
+  return held
+end
+
+-- The cached `seq` and `qb` of a peer (see PEER_CACHE).
+local function peer_state(meta)
+  local s = PEER_CACHE[meta]
+  if not s then
+    local m = redis.call('HMGET', meta, 'seq', 'qb')
+    s = {seq = tonumber(m[1] or '0'), held = tonumber(m[2] or '0')}
+    PEER_CACHE[meta] = s
+  end
+  return s
+end
+
+-- Writes the cached peer states back.
+local function flush_peers()
+  for meta, s in pairs(PEER_CACHE) do
+    redis.call('HSET', meta, 'seq', s.seq, 'qb', math.max(s.held, 0))
+  end
+  PEER_CACHE = {}
+end
+
+-- Assigns the peer's next seq and appends the event to its stream: the body
+-- itself, or with `shared` the id of the room's copy of it. Every SLACK
+-- events, the events more than MAXLEN back are dropped; whenever the stream
+-- holds more than PEER_BYTES, the oldest ones at once. settle() must follow
+-- before the script ends (it writes the seq back).
+local function record(peer, kind, body, shared)
+  local queue = queue_key(peer)
+  local s = peer_state(meta_key(peer))
+  s.seq = s.seq + 1
+  local seq = s.seq
+  local n = #body
+  if shared then
+    redis.call('XADD', queue, seq .. '-1', 'r', kind .. ' ' .. n .. ' ' .. shared)
+    DELTA = DELTA + OVERHEAD
+  else
+    redis.call('XADD', queue, seq .. '-1', kind, body)
+    DELTA = DELTA + OVERHEAD + n
+  end
+  s.held = s.held + n
+  if seq % SLACK == 0 and seq > MAXLEN then
+    local cut = seq - MAXLEN
+    local old = redis.call('XRANGE', queue, '-', cut .. '-1')
+    if #old > 0 then
+      for _, e in ipairs(old) do s.held = s.held - release_entry(e) end
+      redis.call('XTRIM', queue, 'MINID', (cut + 1) .. '-0')
+    end
+  end
+  if s.held > PEER_BYTES then s.held = trim_bytes(queue, s.held) end
   return seq
 end
 
+-- Forgets everything kept for the peer's replay: a resume from before now
+-- answers recovered=0, one from now on recovers.
+local function forget(peer)
+  local meta, queue = meta_key(peer), queue_key(peer)
+  PEER_CACHE[meta] = nil
+  for _, e in ipairs(redis.call('XRANGE', queue, '-', '+')) do
+    release_entry(e)
+  end
+  redis.call('DEL', queue)
+  if redis.call('HEXISTS', meta, 'qb') == 1 then redis.call('HSET', meta, 'qb', 0) end
+end
+
+-- Writes the recipients' seqs and the room's change of replay bytes; beyond
+-- ROOM_BYTES, drops whole streams, largest first, until the room is within
+-- it. Called before the script moves on to another room (signal.lua) and at
+-- the end of deliver.
+local function settle()
+  flush_peers()
+  if DELTA == 0 then return end
+  local key = replay_key()
+  local bytes = redis.call('HINCRBY', key, 'bytes', DELTA)
+  -- The key was (probably) just created: give it its TTL. Existing keys are
+  -- kept alive by touch(), like the room's other keys.
+  local fresh = bytes == DELTA
+  DELTA = 0
+  if bytes > ROOM_BYTES then
+    local sizes = {}
+    for _, peer in ipairs(redis.call('HKEYS', PEERS)) do
+      local held = tonumber(redis.call('HGET', meta_key(peer), 'qb') or '0')
+      if held > 0 then table.insert(sizes, {peer, held}) end
+    end
+    table.sort(sizes, function(a, b) return a[2] > b[2] end)
+    for _, s in ipairs(sizes) do
+      forget(s[1])
+      bytes = bytes + DELTA
+      DELTA = 0
+      if bytes <= ROOM_BYTES then break end
+    end
+    if bytes > ROOM_BYTES then
+      -- Every stream with counted bytes is gone, so the count drifted (keys
+      -- that expired on their own, entries written before budgets): start
+      -- again from nothing, but never reuse a body id (a stale reference
+      -- then finds no body, and its resume answers recovered=0).
+      local last = redis.call('HGET', key, 'last')
+      redis.call('DEL', key)
+      if last then redis.call('HSET', key, 'last', last) end
+      bytes = 0
+      fresh = true
+    end
+    redis.call('HSET', key, 'bytes', math.max(bytes, 0))
+  elseif bytes < 0 then
+    redis.call('HSET', key, 'bytes', 0)
+  end
+  if fresh then redis.call('PEXPIRE', key, TTL) end
+end
+
 local function deliver(recipients, kind, body)
+  local shared = nil
+  if #recipients > 1 then
+    -- One copy for every recipient's stream.
+    local key = replay_key()
+    shared = redis.call('HINCRBY', key, 'last', 1)
+    redis.call('HSET', key, 'b:' .. shared, body, 'r:' .. shared, #recipients)
+    DELTA = DELTA + OVERHEAD + #body
+  end
   local routes = {}
   for _, peer in ipairs(recipients) do
-    local seq = record(peer, kind, body)
+    local seq = record(peer, kind, body, shared)
     redis.call('PEXPIRE', queue_key(peer), TTL)
     local node = redis.call('HGET', meta_key(peer), 'node')
     if node and node ~= '' then
@@ -58,6 +260,7 @@ local function deliver(recipients, kind, body)
       if routes[node] then routes[node] = routes[node] .. ',' .. entry else routes[node] = entry end
     end
   end
+  settle()
   for node, list in pairs(routes) do
     redis.call(PUBLISH, channel(node), 'E ' .. kind .. ' ' .. list .. '\n' .. body)
     PUBLISHED = PUBLISHED + 1
@@ -84,14 +287,16 @@ end
 local function touch(peer)
   redis.call('PEXPIRE', PEERS, TTL)
   redis.call('PEXPIRE', state_key(), TTL)
+  redis.call('PEXPIRE', replay_key(), TTL)
   if peer then redis.call('PEXPIRE', meta_key(peer), TTL) end
 end
 
 local function remove(peer, reason, body)
   redis.call('HDEL', PEERS, peer)
+  forget(peer)
   redis.call('DEL', meta_key(peer), queue_key(peer))
   deliver(others(peer), 'peer_left', body)
   if redis.call('HLEN', PEERS) == 0 then
-    redis.call('DEL', state_key())
+    redis.call('DEL', state_key(), replay_key())
   end
 end

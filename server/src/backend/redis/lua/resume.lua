@@ -1,4 +1,4 @@
--- Re-attaches a peer with a valid session secret. ARGV: publish, maxlen, ttl,
+-- Re-attaches a peer with a valid session secret. ARGV: publish, limits, ttl,
 -- peer, secret, node, att, last_seq (-1 = use the written seq).
 -- Returns {'OK', published, peers-hash-flat, version, data, recovered, from, events}
 -- where events is a flat list seq, kind, body; or {'INVALID'}.
@@ -27,14 +27,19 @@ elseif from < seq then
   local entries = redis.call('XRANGE', queue_key(peer), (from + 1) .. '-0', '+')
   local first = entries[1] and tonumber(string.match(entries[1][1], '^(%d+)-'))
   if first ~= from + 1 then
+    -- Trimmed, or dropped for the room budget (see settle in common.lua).
     recovered = 0
     from = seq
   else
     for _, e in ipairs(entries) do
-      local f = e[2]
-      local kind, body
-      for i = 1, #f, 2 do
-        if f[i] == 'k' then kind = f[i + 1] elseif f[i] == 'b' then body = f[i + 1] end
+      local kind, _, id, body = entry_parts(e)
+      if id then body = redis.call('HGET', replay_key(), 'b:' .. id) end
+      if not body then
+        -- A shared body is gone (its key expired): nothing rather than a gap.
+        recovered = 0
+        from = seq
+        events = {}
+        break
       end
       table.insert(events, string.match(e[1], '^(%d+)-'))
       table.insert(events, kind)

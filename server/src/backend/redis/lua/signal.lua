@@ -56,6 +56,7 @@ for j = 1, #KEYS do
     for _, peer in ipairs(touched) do
       redis.call('PEXPIRE', queue_key(peer), TTL)
     end
+    settle()
   end
   arg = arg + 2 * n
 end

@@ -165,7 +165,10 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
     node.metrics
         .pending_connections
         .set(node.pending.count() as i64);
-    let body = node.metrics.render(&node.backend.stats());
+    let stats = node.backend.stats();
+    let body = node
+        .metrics
+        .render(stats.rooms, stats.peers, &stats.room_sizes);
     (
         [(
             header::CONTENT_TYPE,

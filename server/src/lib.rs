@@ -1,35 +1,43 @@
 //! Switchboard: a WebRTC signaling server.
 //!
 //! # Layout
-//! - [`config`]: flags and environment into a validated [`config::Config`].
-//! - [`protocol`]: wire types; parses client frames, serializes replies and
-//!   events (no I/O).
-//! - [`filters`], [`state`]: `discover` filters and room-state merge patches,
-//!   pure functions shared by every backend.
-//! - [`backend`]: rooms, peers, state, per-peer event sequencing and routing,
-//!   behind one trait with an in-memory ([`backend::memory`]) and a Redis
-//!   ([`backend::redis`]) implementation.
-//! - [`session`]: one WebSocket connection (read loop, write loop, limits).
-//! - [`outbox`]: the bounded outbound queue of a connection.
-//! - [`http`]: routes (`/ws`, `/health`, `/ready`, `/metrics`, `/status`, `/`).
-//! - [`listener`]: the accept loop and HTTP/1.1 serving (request-head
-//!   deadline, accept-error backoff); [`pending`]: the count of sockets not
-//!   upgraded yet, against its overall and per-address limits.
-//! - [`auth`]: JWT verification and room/peer/role grants, origin allow-list,
+//! Each module imports only the ones listed after it (docs/architecture.md
+//! has the picture and the check):
+//! - [`cli`]: flags and environment into validated settings (`ServeArgs`,
+//!   `AuthArgs`, `IceArgs`, [`cli::ConfigError`]).
+//! - [`http`]: routes (`/ws`, `/health`, `/ready`, `/metrics`, `/status`,
+//!   `/`, `/demo`); [`listener`]: the accept loop and HTTP/1.1 serving
+//!   (request-head deadline, accept-error backoff); [`pending`]: sockets not
+//!   upgraded yet, against their overall and per-address limits.
+//! - [`session`]: one WebSocket connection (read loop, dispatch, write loop,
+//!   lingering close, rate limit).
+//! - [`node`]: the shared handle of one node; [`shutdown`]: the graceful
+//!   drain.
+//! - [`backend`]: rooms, peers, state, per-peer event sequencing, replay and
+//!   routing, behind one trait with an in-memory ([`backend::memory`]) and a
+//!   Redis ([`backend::redis`]) implementation; the join/resume rules both
+//!   follow are in [`backend::rules`].
+//! - [`config`]: the validated settings; [`telemetry`]: logging.
+//! - [`auth`]: JWT verification, room/peer/role grants, origin allow-list,
 //!   admin token, token minting; [`ice`]: STUN/TURN servers with TURN REST
-//!   credentials for `joined.ice_servers`.
-//! - [`node`]: the shared handle; [`shutdown`]: the graceful drain;
-//!   [`metrics`]: Prometheus; [`telemetry`]: logging.
+//!   credentials; [`metrics`]: Prometheus; [`outbox`]: the bounded outbound
+//!   queue of a connection.
+//! - [`protocol`]: the wire vocabulary — message types, close codes, error
+//!   codes, parsing, events, replies, `discover` filters, state merge
+//!   patches (no I/O).
+//! - [`limits`]: the sizes and rates every layer checks; [`sync`]: locks
+//!   that survive poisoning.
 //!
 //! The binary (`main.rs`) only parses the command line and calls [`run`].
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod backend;
+pub mod cli;
 pub mod config;
-pub mod filters;
 pub mod http;
 pub mod ice;
+pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod node;
@@ -38,7 +46,7 @@ pub mod pending;
 pub mod protocol;
 pub mod session;
 pub mod shutdown;
-pub mod state;
+pub mod sync;
 pub mod telemetry;
 
 use std::future::Future;
@@ -122,42 +130,10 @@ pub async fn run(
         Some(verifier) => info!("authentication is on: {}", verifier.describe()),
         None => warn!("authentication is off: the server is open, any client may join any room (configure JWT_SECRET, JWT_PUBLIC_KEY_FILE or JWT_JWKS_FILE to require tokens)"),
     }
-    let internal = match node.config.internal_addr {
-        Some(at) => {
-            let internal = TcpListener::bind(at).await.map_err(|e| {
-                Error::Io(std::io::Error::new(
-                    e.kind(),
-                    format!("cannot listen on INTERNAL_ADDR {at}: {e}"),
-                ))
-            })?;
-            info!(addr = %internal.local_addr()?, "internal listener (metrics, status)");
-            Some(internal)
-        }
-        None => None,
-    };
+    let internal = bind_internal(&node).await?;
     info!(addr = %addr, "listening");
 
-    let drain_node = node.clone();
-    let drained = async move {
-        stopping.cancelled().await;
-        let node = drain_node;
-        info!(
-            connections = node.drain.active(),
-            "shutdown signal received: draining"
-        );
-        node.drain.start();
-        let timeout = node.config.timing.drain_timeout;
-        if tokio::time::timeout(timeout, node.drain.wait_idle())
-            .await
-            .is_err()
-        {
-            warn!(
-                connections = node.drain.active(),
-                "drain timeout ({}s) passed with connections still open; closing them",
-                timeout.as_secs()
-            );
-        }
-    };
+    let drained = drain(node.clone(), stopping);
     let stopped = tokio_util::sync::CancellationToken::new();
     let stop = stopped.clone();
     tokio::spawn(async move {
@@ -185,4 +161,41 @@ pub async fn run(
     node.backend.shutdown().await;
     info!("stopped");
     Ok(())
+}
+
+/// Binds the internal listener (metrics, status) when INTERNAL_ADDR is set.
+async fn bind_internal(node: &Node) -> Result<Option<TcpListener>, Error> {
+    let Some(at) = node.config.internal_addr else {
+        return Ok(None);
+    };
+    let internal = TcpListener::bind(at).await.map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on INTERNAL_ADDR {at}: {e}"),
+        ))
+    })?;
+    info!(addr = %internal.local_addr()?, "internal listener (metrics, status)");
+    Ok(Some(internal))
+}
+
+/// Once `stopping` fires: tells every connection to reconnect elsewhere and
+/// waits, at most the drain timeout, for them to go.
+async fn drain(node: Arc<Node>, stopping: tokio_util::sync::CancellationToken) {
+    stopping.cancelled().await;
+    info!(
+        connections = node.drain.active(),
+        "shutdown signal received: draining"
+    );
+    node.drain.start();
+    let timeout = node.config.timing.drain_timeout;
+    if tokio::time::timeout(timeout, node.drain.wait_idle())
+        .await
+        .is_err()
+    {
+        warn!(
+            connections = node.drain.active(),
+            "drain timeout ({}s) passed with connections still open; closing them",
+            timeout.as_secs()
+        );
+    }
 }

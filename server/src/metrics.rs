@@ -8,38 +8,12 @@
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
-use crate::backend::BackendStats;
-use crate::protocol::ErrorCode;
-
-/// Message types counted inbound and outbound. `invalid` and `unknown` count
-/// frames that could not be parsed or named no known type.
-pub const MESSAGE_TYPES: [&str; 20] = [
-    "join",
-    "leave",
-    "signal",
-    "broadcast",
-    "discover",
-    "set_state",
-    "update",
-    "ping",
-    "invalid",
-    "unknown",
-    "joined",
-    "peers",
-    "ok",
-    "pong",
-    "error",
-    "peer_joined",
-    "peer_left",
-    "peer_updated",
-    "state",
-    "reconnect",
-];
+use crate::protocol::{ErrorCode, MessageType};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TypeLabel {
@@ -63,10 +37,10 @@ pub struct Metrics {
     pub connections_total: Counter,
     rejected: Family<ReasonLabel, Counter>,
     closes: Family<ReasonLabel, Counter>,
-    messages_in: Vec<Counter>,
-    messages_out: Vec<Counter>,
+    messages_in: Vec<Option<Counter>>,
+    messages_out: Vec<Option<Counter>>,
     errors: Vec<Counter>,
-    handling: Vec<Histogram>,
+    handling: Vec<Option<Histogram>>,
     pub slow_consumer_closes: Counter,
     pub rate_limited: Counter,
     /// Sockets accepted but not (yet) upgraded; set at scrape time.
@@ -78,8 +52,28 @@ pub struct Metrics {
     peers_active: Gauge,
 }
 
-fn type_index(kind: &str) -> usize {
-    MESSAGE_TYPES.iter().position(|t| *t == kind).unwrap_or(8)
+/// A new metric of type `M`, registered under `name`.
+fn register<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// One series per message type that can occur in a direction, indexed by
+/// `MessageType as usize`; `None` for the types that cannot.
+fn by_type<M: Clone, C: MetricConstructor<M>>(
+    family: &Family<TypeLabel, M, C>,
+    types: &[MessageType],
+) -> Vec<Option<M>> {
+    let mut series = vec![None; MessageType::COUNT];
+    for t in types {
+        series[*t as usize] = Some(
+            family
+                .get_or_create(&TypeLabel { r#type: t.as_str() })
+                .clone(),
+        );
+    }
+    series
 }
 
 impl Default for Metrics {
@@ -89,57 +83,47 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric.
+    /// Registers every metric. Long, but one flat list: each metric's name,
+    /// help and type side by side reads better than the same list spread
+    /// over helpers.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("switchboard");
-        let connections_active = Gauge::default();
-        registry.register(
+        let connections_active: Gauge = register(
+            &mut registry,
             "connections_active",
             "WebSocket connections open on this node",
-            connections_active.clone(),
         );
-        let connections_total = Counter::default();
-        registry.register(
+        let connections_total: Counter = register(
+            &mut registry,
             "connections",
             "WebSocket connections accepted since start",
-            connections_total.clone(),
         );
-        let rejected = Family::<ReasonLabel, Counter>::default();
-        registry.register(
+        let rejected: Family<ReasonLabel, Counter> = register(
+            &mut registry,
             "connections_rejected",
             "Upgrade requests and sockets refused, by reason",
-            rejected.clone(),
         );
-        let closes = Family::<ReasonLabel, Counter>::default();
-        registry.register(
+        let closes: Family<ReasonLabel, Counter> = register(
+            &mut registry,
             "connection_closes",
             "Connections closed, by reason",
-            closes.clone(),
         );
 
-        let in_family = Family::<TypeLabel, Counter>::default();
-        registry.register(
+        let in_family: Family<TypeLabel, Counter> = register(
+            &mut registry,
             "messages_in",
             "Client messages received, by type",
-            in_family.clone(),
         );
-        let out_family = Family::<TypeLabel, Counter>::default();
-        registry.register(
+        let out_family: Family<TypeLabel, Counter> = register(
+            &mut registry,
             "messages_out",
             "Messages sent to clients, by type",
-            out_family.clone(),
         );
-        let messages_in = MESSAGE_TYPES
-            .iter()
-            .map(|t| in_family.get_or_create(&TypeLabel { r#type: t }).clone())
-            .collect();
-        let messages_out = MESSAGE_TYPES
-            .iter()
-            .map(|t| out_family.get_or_create(&TypeLabel { r#type: t }).clone())
-            .collect();
+        let messages_in = by_type(&in_family, &MessageType::INBOUND);
+        let messages_out = by_type(&out_family, &MessageType::OUTBOUND);
 
-        let err_family = Family::<CodeLabel, Counter>::default();
-        registry.register("errors", "Error replies sent, by code", err_family.clone());
+        let err_family: Family<CodeLabel, Counter> =
+            register(&mut registry, "errors", "Error replies sent, by code");
         let errors = ErrorCode::ALL
             .iter()
             .map(|c| {
@@ -157,58 +141,31 @@ impl Metrics {
             "Time from receiving a client message to queuing its reply, by type",
             hist_family.clone(),
         );
-        let handling = MESSAGE_TYPES[..10]
-            .iter()
-            .map(|t| hist_family.get_or_create(&TypeLabel { r#type: t }).clone())
-            .collect();
+        let handling = by_type(&hist_family, &MessageType::INBOUND);
 
-        let slow_consumer_closes = Counter::default();
-        registry.register(
+        let slow_consumer_closes: Counter = register(
+            &mut registry,
             "slow_consumer_closes",
             "Connections closed because their outbound queue overflowed",
-            slow_consumer_closes.clone(),
         );
-        let rate_limited = Counter::default();
-        registry.register(
+        let rate_limited: Counter = register(
+            &mut registry,
             "rate_limited_messages",
             "Client messages refused by the per-connection rate limit",
-            rate_limited.clone(),
         );
-        let pending_connections = Gauge::default();
-        registry.register(
-            "pending_connections",
-            "Sockets accepted that are not WebSockets (yet): HTTP requests and upgrades in progress",
-            pending_connections.clone(),
-        );
-        let header_timeouts = Counter::default();
-        registry.register(
-            "header_read_timeouts",
-            "HTTP connections closed because no complete request head arrived within HEADER_READ_TIMEOUT_SECS (stalled or idle)",
-            header_timeouts.clone(),
-        );
-        let pending_evictions = Counter::default();
-        registry.register(
-            "pending_evictions",
-            "Pending sockets closed, oldest first, to make room for new ones (MAX_PENDING_CONNECTIONS reached)",
-            pending_evictions.clone(),
-        );
-        let accept_errors = Counter::default();
-        registry.register(
-            "accept_errors",
-            "Failures to accept a connection other than the client giving up (such as too many open files)",
-            accept_errors.clone(),
-        );
-        let rooms_active = Gauge::default();
-        registry.register(
+        let pending_connections: Gauge = register(&mut registry, "pending_connections", "Sockets accepted that are not WebSockets (yet): HTTP requests and upgrades in progress");
+        let header_timeouts: Counter = register(&mut registry, "header_read_timeouts", "HTTP connections closed because no complete request head arrived within HEADER_READ_TIMEOUT_SECS (stalled or idle)");
+        let pending_evictions: Counter = register(&mut registry, "pending_evictions", "Pending sockets closed, oldest first, to make room for new ones (MAX_PENDING_CONNECTIONS reached)");
+        let accept_errors: Counter = register(&mut registry, "accept_errors", "Failures to accept a connection other than the client giving up (such as too many open files)");
+        let rooms_active: Gauge = register(
+            &mut registry,
             "rooms_active",
             "Rooms with peers on this node",
-            rooms_active.clone(),
         );
-        let peers_active = Gauge::default();
-        registry.register(
+        let peers_active: Gauge = register(
+            &mut registry,
             "peers_active",
             "Peers joined through this node",
-            peers_active.clone(),
         );
 
         Self {
@@ -233,13 +190,17 @@ impl Metrics {
     }
 
     /// Counts an inbound message.
-    pub fn message_in(&self, kind: &str) {
-        self.messages_in[type_index(kind)].inc();
+    pub fn message_in(&self, kind: MessageType) {
+        if let Some(Some(c)) = self.messages_in.get(kind as usize) {
+            c.inc();
+        }
     }
 
     /// Counts an outbound message.
-    pub fn message_out(&self, kind: &str) {
-        self.messages_out[type_index(kind)].inc();
+    pub fn message_out(&self, kind: MessageType) {
+        if let Some(Some(c)) = self.messages_out.get(kind as usize) {
+            c.inc();
+        }
     }
 
     /// Counts an error reply.
@@ -250,8 +211,8 @@ impl Metrics {
     }
 
     /// Records how long handling a message took.
-    pub fn handled(&self, kind: &str, seconds: f64) {
-        if let Some(h) = self.handling.get(type_index(kind)) {
+    pub fn handled(&self, kind: MessageType, seconds: f64) {
+        if let Some(Some(h)) = self.handling.get(kind as usize) {
             h.observe(seconds);
         }
     }
@@ -271,10 +232,12 @@ impl Metrics {
         &mut self.registry
     }
 
-    /// Renders the Prometheus text exposition, with room gauges from `stats`.
-    pub fn render(&self, stats: &BackendStats) -> String {
-        self.rooms_active.set(stats.rooms as i64);
-        self.peers_active.set(stats.peers as i64);
+    /// Renders the Prometheus text exposition, with the room gauges from
+    /// the backend's figures (passed in so that this module stays below the
+    /// backends, which register their own metrics here).
+    pub fn render(&self, rooms: usize, peers: usize, room_sizes: &[usize]) -> String {
+        self.rooms_active.set(rooms as i64);
+        self.peers_active.set(peers as i64);
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             return "# metrics encoding failed\n".into();
@@ -286,16 +249,16 @@ impl Metrics {
              # TYPE switchboard_room_peers histogram\n",
         );
         for b in bounds {
-            let n = stats.room_sizes.iter().filter(|s| **s <= b).count();
+            let n = room_sizes.iter().filter(|s| **s <= b).count();
             section.push_str(&format!(
                 "switchboard_room_peers_bucket{{le=\"{b}\"}} {n}\n"
             ));
         }
-        let sum: usize = stats.room_sizes.iter().sum();
+        let sum: usize = room_sizes.iter().sum();
         section.push_str(&format!(
             "switchboard_room_peers_bucket{{le=\"+Inf\"}} {}\nswitchboard_room_peers_sum {sum}\nswitchboard_room_peers_count {}\n",
-            stats.room_sizes.len(),
-            stats.room_sizes.len()
+            room_sizes.len(),
+            room_sizes.len()
         ));
         match out.rfind("# EOF") {
             Some(i) => out.insert_str(i, &section),
@@ -312,15 +275,11 @@ mod tests {
     #[test]
     fn renders_every_family() {
         let m = Metrics::new();
-        m.message_in("signal");
-        m.message_out("peer_joined");
+        m.message_in(MessageType::Signal);
+        m.message_out(MessageType::PeerJoined);
         m.error(ErrorCode::RoomFull);
-        m.handled("signal", 0.0001);
-        let text = m.render(&BackendStats {
-            rooms: 2,
-            peers: 3,
-            room_sizes: vec![1, 2],
-        });
+        m.handled(MessageType::Signal, 0.0001);
+        let text = m.render(2, 3, &[1, 2]);
         for needle in [
             "switchboard_messages_in_total{type=\"signal\"} 1",
             "switchboard_messages_out_total{type=\"peer_joined\"} 1",
@@ -339,5 +298,9 @@ mod tests {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
         assert!(text.trim_end().ends_with("# EOF"));
+        // Only the types that can occur in a direction have a series there.
+        assert!(text.contains("switchboard_messages_out_total{type=\"signal\"} 0"));
+        assert!(!text.contains("switchboard_messages_out_total{type=\"join\"}"));
+        assert!(!text.contains("switchboard_messages_in_total{type=\"peer_joined\"}"));
     }
 }

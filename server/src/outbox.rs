@@ -23,19 +23,21 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
+use crate::protocol::{CloseCode, MessageType};
+
 /// A frame waiting to be written.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
     /// A text frame; `kind` is the message type for metrics, `seq` is 0 for
     /// replies and the event's seq otherwise.
     Text {
-        kind: &'static str,
+        kind: MessageType,
         seq: u64,
         text: Utf8Bytes,
     },
     /// Close the connection with this code and reason after what is queued.
     Close {
-        code: u16,
+        code: CloseCode,
         reason: Cow<'static, str>,
     },
 }
@@ -53,13 +55,13 @@ struct Inner {
     queue: VecDeque<Outgoing>,
     bytes: usize,
     /// Events that arrived while held (before `joined` was queued).
-    held: Option<Vec<(u64, &'static str, Utf8Bytes)>>,
+    held: Option<Vec<(u64, MessageType, Utf8Bytes)>>,
     /// Highest event seq accepted into the queue.
     last_seq: u64,
     overflowed: bool,
     closed: bool,
     /// The code of the queued close, once there is one.
-    close_code: Option<u16>,
+    close_code: Option<CloseCode>,
 }
 
 /// The outbound queue of one connection.
@@ -100,13 +102,11 @@ impl Outbox {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding this lock cannot leave the queue half-updated in
-        // a way that matters more than losing the connection, so recover.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.inner)
     }
 
     /// Queues a direct reply (no seq).
-    pub fn reply(&self, kind: &'static str, text: impl Into<Utf8Bytes>) -> Result<(), PushError> {
+    pub fn reply(&self, kind: MessageType, text: impl Into<Utf8Bytes>) -> Result<(), PushError> {
         let text = text.into();
         let mut inner = self.lock();
         self.enqueue(&mut inner, Outgoing::Text { kind, seq: 0, text })
@@ -114,7 +114,7 @@ impl Outbox {
 
     /// Queues an event with its seq; duplicates (seq already queued) are
     /// dropped silently. Returns `Overflow` when the connection must close.
-    pub fn event(&self, seq: u64, kind: &'static str, text: Utf8Bytes) -> Result<(), PushError> {
+    pub fn event(&self, seq: u64, kind: MessageType, text: Utf8Bytes) -> Result<(), PushError> {
         let mut inner = self.lock();
         if inner.closed {
             return Err(PushError::Closed);
@@ -214,7 +214,7 @@ impl Outbox {
 
     /// Queues a close frame; nothing can be queued after it. Only the first
     /// close counts.
-    pub fn close(&self, code: u16, reason: impl Into<Cow<'static, str>>) {
+    pub fn close(&self, code: CloseCode, reason: impl Into<Cow<'static, str>>) {
         let mut inner = self.lock();
         if inner.closed {
             return;
@@ -247,7 +247,7 @@ impl Outbox {
 
     /// The code of the close queued by [`Outbox::close`], if any: who closed
     /// the connection and why, for the session that did not.
-    pub fn close_code(&self) -> Option<u16> {
+    pub fn close_code(&self) -> Option<CloseCode> {
         self.lock().close_code
     }
 
@@ -310,7 +310,7 @@ mod tests {
                 .into_iter()
                 .map(|f| match f {
                     Outgoing::Text { text, .. } => text.to_string(),
-                    Outgoing::Close { code, .. } => format!("close {code}"),
+                    Outgoing::Close { code, .. } => format!("close {}", code.code()),
                 })
                 .collect(),
             std::task::Poll::Ready(Next::Overflowed) => vec!["overflow".into()],
@@ -324,10 +324,10 @@ mod tests {
     fn held_events_follow_the_reply() {
         let o = Outbox::new(1000);
         o.hold(0);
-        o.event(1, "signal", text("e1")).unwrap();
-        o.reply("joined", "joined").unwrap();
+        o.event(1, MessageType::Signal, text("e1")).unwrap();
+        o.reply(MessageType::Joined, "joined").unwrap();
         o.release().unwrap();
-        o.event(2, "signal", text("e2")).unwrap();
+        o.event(2, MessageType::Signal, text("e2")).unwrap();
         assert_eq!(frames(&o), ["joined", "e1", "e2"]);
     }
 
@@ -335,15 +335,15 @@ mod tests {
     fn held_events_are_sorted_and_deduplicated() {
         let o = Outbox::new(1000);
         o.hold(0);
-        o.event(7, "signal", text("live7")).unwrap();
+        o.event(7, MessageType::Signal, text("live7")).unwrap();
         o.set_last_seq(4);
         for (seq, t) in [(3, "old3"), (5, "r5"), (6, "r6"), (7, "r7")] {
-            o.event(seq, "signal", text(t)).unwrap();
+            o.event(seq, MessageType::Signal, text(t)).unwrap();
         }
-        o.reply("joined", "joined").unwrap();
+        o.reply(MessageType::Joined, "joined").unwrap();
         o.release().unwrap();
-        o.event(7, "signal", text("dup")).unwrap();
-        o.event(8, "signal", text("e8")).unwrap();
+        o.event(7, MessageType::Signal, text("dup")).unwrap();
+        o.event(8, MessageType::Signal, text("e8")).unwrap();
         let got = frames(&o);
         assert_eq!(got.len(), 5, "{got:?}");
         assert_eq!(&got[..3], ["joined", "r5", "r6"]);
@@ -354,18 +354,18 @@ mod tests {
     #[test]
     fn duplicate_seqs_are_dropped() {
         let o = Outbox::new(1000);
-        o.event(1, "signal", text("a")).unwrap();
-        o.event(1, "signal", text("a")).unwrap();
-        o.event(2, "signal", text("b")).unwrap();
+        o.event(1, MessageType::Signal, text("a")).unwrap();
+        o.event(1, MessageType::Signal, text("a")).unwrap();
+        o.event(2, MessageType::Signal, text("b")).unwrap();
         assert_eq!(frames(&o), ["a", "b"]);
     }
 
     #[test]
     fn overflow_closes_instead_of_growing() {
         let o = Outbox::new(10);
-        o.reply("x", "12345").unwrap();
-        assert_eq!(o.reply("x", "123456"), Err(PushError::Overflow));
-        assert_eq!(o.reply("x", "1"), Err(PushError::Overflow));
+        o.reply(MessageType::Ok, "12345").unwrap();
+        assert_eq!(o.reply(MessageType::Ok, "123456"), Err(PushError::Overflow));
+        assert_eq!(o.reply(MessageType::Ok, "1"), Err(PushError::Overflow));
         assert_eq!(frames(&o), ["overflow"]);
         assert!(o.is_closed());
     }
@@ -373,25 +373,25 @@ mod tests {
     #[test]
     fn nothing_after_close() {
         let o = Outbox::new(100);
-        o.reply("x", "a").unwrap();
-        o.close(1001, "bye");
-        o.close(4001, String::from("later"));
-        assert_eq!(o.reply("x", "b"), Err(PushError::Closed));
+        o.reply(MessageType::Ok, "a").unwrap();
+        o.close(CloseCode::GoingAway, "bye");
+        o.close(CloseCode::SessionLost, String::from("later"));
+        assert_eq!(o.reply(MessageType::Ok, "b"), Err(PushError::Closed));
         assert_eq!(frames(&o), ["a", "close 1001"]);
-        assert_eq!(o.close_code(), Some(1001));
+        assert_eq!(o.close_code(), Some(CloseCode::GoingAway));
     }
 
     #[test]
     fn reply_goes_before_the_events_held_for_it() {
         let o = Outbox::new(1000);
-        o.event(1, "signal", text("e1")).unwrap();
+        o.event(1, MessageType::Signal, text("e1")).unwrap();
         o.hold_events();
-        o.event(3, "state", text("e3")).unwrap();
-        o.event(2, "signal", text("e2")).unwrap();
-        o.reply("ok", "ok").unwrap();
+        o.event(3, MessageType::State, text("e3")).unwrap();
+        o.event(2, MessageType::Signal, text("e2")).unwrap();
+        o.reply(MessageType::Ok, "ok").unwrap();
         o.release().unwrap();
-        o.event(3, "state", text("dup")).unwrap();
-        o.event(4, "signal", text("e4")).unwrap();
+        o.event(3, MessageType::State, text("dup")).unwrap();
+        o.event(4, MessageType::Signal, text("e4")).unwrap();
         assert_eq!(frames(&o), ["e1", "ok", "e2", "e3", "e4"]);
     }
 }

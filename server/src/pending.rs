@@ -93,7 +93,7 @@ impl State {
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         // Poisoning would only mean a panic between two map updates.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 }
 

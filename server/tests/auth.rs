@@ -12,7 +12,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -22,10 +21,10 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use sha1::Sha1;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
+use support::files::{openssl, TempDir};
 use support::{Client, Cluster, Settings};
 
 const SECRET: &str = "test-secret-0123456789abcdef";
@@ -65,31 +64,6 @@ fn settings_hs() -> Settings {
 
 // ---- keys ----
 
-static DIRS: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh scratch directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let n = DIRS.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("switchboard-auth-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A key pair made by `openssl`: the PEM files and the signing key.
 struct KeyPair {
     private_pem: PathBuf,
@@ -99,24 +73,14 @@ struct KeyPair {
 
 impl KeyPair {
     fn generate(dir: &TempDir, name: &str, alg: Algorithm) -> KeyPair {
-        let private_pem = dir.path(&format!("{name}.key.pem"));
-        let public_pem = dir.path(&format!("{name}.pub.pem"));
+        let private_pem = dir.join(&format!("{name}.key.pem"));
+        let public_pem = dir.join(&format!("{name}.pub.pem"));
         let params: &[&str] = match alg {
             Algorithm::RS256 => &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
             Algorithm::ES256 => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
             _ => unreachable!(),
         };
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .output()
-                .expect("run openssl (needed to generate test keys)");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let run = |args: &[&str]| openssl(dir.path(), args);
         let mut gen = vec!["genpkey"];
         gen.extend_from_slice(params);
         gen.extend_from_slice(&["-out", private_pem.to_str().unwrap()]);
@@ -256,26 +220,8 @@ async fn refused(c: &Cluster, i: usize, token: &str, why: &str) {
 
 /// `GET path` with optional headers; (status, body).
 async fn http_get(c: &Cluster, i: usize, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(c.addr(i)).await.unwrap();
-    let extra: String = headers
-        .iter()
-        .map(|(k, v)| format!("{k}: {v}\r\n"))
-        .collect();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n{extra}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
-        .await
-        .expect("HTTP answer")
-        .unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_owned())
+    let response = support::http::get_with(c.addr(i), path, headers).await;
+    (response.status, response.body)
 }
 
 fn log_mentions(c: &Cluster, i: usize, needle: &str) -> bool {
@@ -303,7 +249,7 @@ async fn open_by_default_and_the_log_says_so() {
 
 #[tokio::test]
 async fn upgrades_without_a_valid_token_get_401() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("auth");
     let rsa = KeyPair::generate(&dir, "rsa", Algorithm::RS256);
     let c = Cluster::embedded(settings_hs()).await;
     assert!(log_mentions(&c, 0, "authentication is on"));
@@ -535,7 +481,7 @@ async fn issuer_and_audience_are_checked_when_configured() {
 
 #[tokio::test]
 async fn public_key_files_rs256_and_es256() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("auth");
     let rsa = KeyPair::generate(&dir, "rsa", Algorithm::RS256);
     let rsa2 = KeyPair::generate(&dir, "rsa2", Algorithm::RS256);
     let ec = KeyPair::generate(&dir, "ec", Algorithm::ES256);
@@ -623,9 +569,9 @@ fn jwks_keys(dir: &TempDir) -> [KeyPair; 3] {
 
 #[tokio::test]
 async fn jwks_keys_by_kid_rotate_without_restart() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("auth");
     let keys = jwks_keys(&dir);
-    let jwks = dir.path("jwks.json");
+    let jwks = dir.join("jwks.json");
     write_jwks(&jwks, &[keys[0].jwk("k1"), keys[1].jwk("k2")]);
     let c = Cluster::embedded(Settings::new().set("JWT_JWKS_FILE", jwks.display())).await;
     jwks_rotation_case(&c, &jwks, &keys).await;
@@ -849,9 +795,9 @@ async fn the_token_command_mints_tokens_the_server_accepts() {
     assert_eq!(joined["peer"], "alice");
 
     // Signed with a private key and a kid, for a JWKS server.
-    let dir = TempDir::new();
+    let dir = TempDir::new("auth");
     let ec = KeyPair::generate(&dir, "ec", Algorithm::ES256);
-    let jwks = dir.path("jwks.json");
+    let jwks = dir.join("jwks.json");
     write_jwks(&jwks, &[ec.jwk("dev-1")]);
     let key = ec.private_pem.display().to_string();
     let (code, stdout, stderr) = run_binary(
@@ -887,23 +833,16 @@ async fn the_token_command_mints_tokens_the_server_accepts() {
 
 #[test]
 fn bad_auth_and_ice_settings_are_one_line_config_errors() {
-    let dir = TempDir::new();
-    let jwks = dir.path("jwks.json");
+    let dir = TempDir::new("auth");
+    let jwks = dir.join("jwks.json");
     std::fs::write(&jwks, "{\"keys\": []}").unwrap();
-    let broken = dir.path("broken.json");
+    let broken = dir.join("broken.json");
     std::fs::write(&broken, "{not json").unwrap();
-    let missing = dir.path("missing.pem");
+    let missing = dir.join("missing.pem");
     // A P-384 public key (not ES256) and a private key.
-    let p384_key = dir.path("p384.key.pem");
-    let p384 = dir.path("p384.pem");
-    let openssl = |args: &[&str]| {
-        let ok = Command::new("openssl")
-            .args(args)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "openssl {args:?}");
-    };
+    let p384_key = dir.join("p384.key.pem");
+    let p384 = dir.join("p384.pem");
+    let openssl = |args: &[&str]| openssl(dir.path(), args);
     let (key_s, pub_s) = (p384_key.to_str().unwrap(), p384.to_str().unwrap());
     openssl(&[
         "genpkey",
@@ -1042,9 +981,9 @@ async fn redis_cluster_grants_resume_and_ice_across_nodes() {
 
 #[tokio::test]
 async fn redis_cluster_jwks_rotation_reaches_every_node() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("auth");
     let keys = jwks_keys(&dir);
-    let jwks = dir.path("jwks.json");
+    let jwks = dir.join("jwks.json");
     write_jwks(&jwks, &[keys[0].jwk("k1"), keys[1].jwk("k2")]);
     let c = Cluster::redis(2, Settings::new().set("JWT_JWKS_FILE", jwks.display())).await;
     jwks_rotation_case(&c, &jwks, &keys).await;

@@ -20,13 +20,12 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use switchboard::auth::Claims;
 use switchboard::backend::token;
-use switchboard::config::Limits;
-use switchboard::filters::{self, Filters, Op};
+use switchboard::limits::Limits;
+use switchboard::protocol::filters::{self, Filters, Op};
 use switchboard::protocol::{
-    self, event, reply, ErrorCode, JoinRequest, PeerInfo, Request, RequestId, RoomState,
+    self, event, reply, state, ErrorCode, JoinRequest, PeerInfo, Request, RequestId, RoomState,
     DEFAULT_ROLE, MAX_ROLE_CHARS, MAX_SAFE_INTEGER,
 };
-use switchboard::state;
 
 /// Peers the room model keeps at most, so that a long input stays fast.
 const MAX_MODEL_PEERS: usize = 32;
@@ -119,10 +118,10 @@ impl Model {
         if let Some(id) = &id {
             check_id(id);
         }
-        let kind = parsed.kind;
+        let kind = parsed.kind.as_str();
         let result = match parsed.request {
             Ok(request) => {
-                assert_eq!(kind, request.kind(), "parsed kind of {text:?}");
+                assert_eq!(kind, request.kind().as_str(), "parsed kind of {text:?}");
                 self.apply(request, id.as_ref())
             }
             Err(e) => {
@@ -252,7 +251,7 @@ impl Model {
         let joined = reply::joined(
             id,
             &reply::Joined {
-                ty: "joined",
+                ty: protocol::MessageType::Joined,
                 room: &join.room,
                 peer: &info.peer,
                 session: "sb1.x.y.z",

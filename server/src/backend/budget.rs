@@ -27,7 +27,8 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::config::Limits;
+use crate::limits::Limits;
+use crate::protocol::MessageType;
 
 /// Bytes counted per buffered event besides its body (room and node budgets).
 pub const ENTRY_OVERHEAD: usize = 64;
@@ -91,12 +92,12 @@ impl Drop for Body {
 #[derive(Debug)]
 pub struct Entry {
     pub seq: u64,
-    pub kind: &'static str,
+    pub kind: MessageType,
     body: Arc<Body>,
 }
 
 impl Entry {
-    pub fn new(seq: u64, kind: &'static str, body: &Arc<Body>) -> Entry {
+    pub fn new(seq: u64, kind: MessageType, body: &Arc<Body>) -> Entry {
         body.meter.add(ENTRY_OVERHEAD);
         Entry {
             seq,
@@ -177,8 +178,8 @@ mod tests {
         let meter = Arc::new(Meter::default());
         let body = Body::new("{\"a\":1}", &meter);
         assert_eq!(meter.bytes(), 7 + BODY_OVERHEAD);
-        let a = Entry::new(1, "broadcast", &body);
-        let b = Entry::new(4, "broadcast", &body);
+        let a = Entry::new(1, MessageType::Broadcast, &body);
+        let b = Entry::new(4, MessageType::Broadcast, &body);
         drop(body);
         assert_eq!(meter.bytes(), 7 + BODY_OVERHEAD + 2 * ENTRY_OVERHEAD);
         assert_eq!((a.body_len(), a.body()), (7, "{\"a\":1}"));

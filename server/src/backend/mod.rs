@@ -18,12 +18,15 @@
 pub mod budget;
 pub mod memory;
 pub mod redis;
+pub mod rules;
 pub mod token;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
+
+pub use rules::{not_joined, peer_id_taken, peer_not_found, room_full};
 
 use crate::outbox::Outbox;
 use crate::protocol::{EventBody, JoinRequest, LeaveReason, PeerInfo, ProtocolError, RoomState};
@@ -158,34 +161,4 @@ pub fn now_ms() -> u64 {
 pub fn new_peer_id() -> String {
     let n: u64 = rand::random();
     format!("p-{:012x}", n & 0xffff_ffff_ffff)
-}
-
-/// The error for an operation by a connection that is no longer the peer's
-/// current attachment (or never joined).
-pub fn not_joined() -> ProtocolError {
-    ProtocolError::new(crate::protocol::ErrorCode::NotJoined, "join a room first")
-}
-
-/// The error for a `signal` to a peer that is not in the room.
-pub fn peer_not_found(to: &str) -> ProtocolError {
-    ProtocolError::new(
-        crate::protocol::ErrorCode::PeerNotFound,
-        format!("peer {to:?} is not in this room"),
-    )
-}
-
-/// The error for a join to a full room.
-pub fn room_full(max: usize) -> ProtocolError {
-    ProtocolError::new(
-        crate::protocol::ErrorCode::RoomFull,
-        format!("the room has its maximum of {max} peers"),
-    )
-}
-
-/// The error for a taken peer id.
-pub fn peer_id_taken(peer: &str) -> ProtocolError {
-    ProtocolError::new(
-        crate::protocol::ErrorCode::PeerIdTaken,
-        format!("peer id {peer:?} is already in this room; pick another or resume its session"),
-    )
 }

@@ -44,21 +44,39 @@ pub async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
         .unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
 }
 
+/// `GET path` with extra request headers (`Authorization`, `Origin`, ...).
+pub async fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    tokio::time::timeout(HTTP_TIMEOUT, request(addr, path, headers))
+        .await
+        .unwrap_or_else(|_| {
+            panic!("GET http://{addr}{path}: no complete answer within {HTTP_TIMEOUT:?}")
+        })
+        .unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
+}
+
 /// `GET path`, with connection failures reported as `Err` (a draining server
 /// may have closed its listener).
 pub async fn try_get(addr: SocketAddr, path: &str) -> Result<HttpResponse, String> {
-    tokio::time::timeout(HTTP_TIMEOUT, request(addr, path))
+    tokio::time::timeout(HTTP_TIMEOUT, request(addr, path, &[]))
         .await
         .map_err(|_| format!("no complete answer within {HTTP_TIMEOUT:?}"))?
 }
 
-async fn request(addr: SocketAddr, path: &str) -> Result<HttpResponse, String> {
+async fn request(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<HttpResponse, String> {
     let mut stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: switchboard-tests\r\n\
-         Accept: */*\r\nConnection: close\r\n\r\n"
+         Accept: */*\r\n{extra}Connection: close\r\n\r\n"
     );
     stream
         .write_all(req.as_bytes())

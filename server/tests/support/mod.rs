@@ -13,6 +13,7 @@
 //! - `json`: assertions on protocol messages (exact key sets, error codes).
 //! - `redis`: Redis deployments for fault tests (restartable, password, TLS with
 //!   a test CA, a three-master Redis Cluster) and key inspection.
+//! - `files`: scratch directories and `openssl` for test keys and certificates.
 //! - `traffic`: pairs of resuming peers that keep signaling each other while a
 //!   fault test breaks things, and the delivery assertions over what they saw.
 //!
@@ -22,6 +23,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod files;
 pub mod http;
 pub mod json;
 pub mod process;

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::files::openssl;
+pub use super::files::TempDir;
+
 /// How long a started redis-server may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -36,27 +39,6 @@ pub fn info_field(info: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no numeric `{name}` in INFO reply:\n{info}"))
 }
 
-/// A scratch directory removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let n: u64 = rand::random();
-        let dir = std::env::temp_dir().join(format!("switchboard-test-{tag}-{n:x}"));
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        TempDir(dir)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A certificate authority and a server certificate for 127.0.0.1.
 pub struct TestCa {
     dir: TempDir,
@@ -66,18 +48,7 @@ impl TestCa {
     /// Generates a CA and a server certificate signed by it.
     pub fn generate() -> TestCa {
         let dir = TempDir::new("ca");
-        let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .output()
-                .expect("openssl is installed (make test installs it)");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let run = |args: &[&str]| openssl(dir.path(), args);
         std::fs::write(
             dir.path().join("ext.cnf"),
             "subjectAltName=IP:127.0.0.1,DNS:localhost\n",

@@ -195,6 +195,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::MessageType;
 
     fn job(room: &str, peer: &str, signals: &[(&str, &str)]) -> (Job, oneshot::Receiver<Results>) {
         let (done, rx) = oneshot::channel();
@@ -211,7 +212,7 @@ mod tests {
                     (
                         (*to).to_owned(),
                         EventBody {
-                            kind: "signal",
+                            kind: MessageType::Signal,
                             json: (*json).to_owned(),
                         },
                     )

@@ -19,20 +19,20 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::extract::ws::Utf8Bytes;
 use serde_json::{Map, Value};
 
-use super::budget::{Body, DropLog, Entry, Meter};
+use super::budget::DropLog;
+use super::rules::{new_peer, ResumeAttempt};
 use super::{
-    new_peer_id, not_joined, now_ms, peer_id_taken, peer_not_found, room_full, token, Backend,
-    BackendHealth, BackendStats, JoinArgs, JoinOutcome, Member,
+    new_peer_id, not_joined, now_ms, peer_id_taken, room_full, token, Backend, BackendHealth,
+    BackendStats, JoinArgs, JoinOutcome, Member,
 };
-use crate::config::Limits;
-use crate::outbox::Outbox;
-use crate::protocol::{
-    event, stamp, EventBody, LeaveReason, PeerInfo, ProtocolError, RoomState, DEFAULT_ROLE,
-};
-use crate::state;
+use crate::limits::Limits;
+use crate::protocol::{event, state, CloseCode, EventBody, LeaveReason, PeerInfo, ProtocolError};
+
+mod room;
+
+use self::room::{Peer, Room};
 
 /// The in-memory backend.
 pub struct MemoryBackend {
@@ -46,161 +46,6 @@ pub struct MemoryBackend {
     evicting: Mutex<()>,
     drops: DropLog,
     this: Weak<MemoryBackend>,
-}
-
-#[derive(Default)]
-struct Room {
-    peers: HashMap<String, Peer>,
-    state: RoomState,
-    /// Join order, so listings are stable.
-    joins: u64,
-    /// Set when the room was dropped from the map; a join that raced with the
-    /// removal looks the room up again.
-    removed: bool,
-    /// Replay bytes of this room's buffers (bodies once, plus overheads).
-    meter: Arc<Meter>,
-    /// `meter` as last added to the node's total.
-    reported: usize,
-    /// Buffers dropped for the room budget since the lock was taken.
-    dropped: u64,
-}
-
-struct Peer {
-    info: PeerInfo,
-    order: u64,
-    secret_hash: [u8; 32],
-    attachment: u64,
-    /// Last seq assigned to an event for this peer.
-    seq: u64,
-    /// Recent events, for replay on resume.
-    buffer: VecDeque<Entry>,
-    /// Body bytes of `buffer` (the per-peer budget's measure).
-    buffer_bytes: usize,
-    /// The connection's queue while attached.
-    outbox: Option<Arc<Outbox>>,
-    /// Last seq written to the socket when it detached.
-    written_seq: u64,
-}
-
-impl Peer {
-    fn deliver(&mut self, kind: &'static str, body: &Arc<Body>, limits: &Limits) {
-        self.seq += 1;
-        if let Some(outbox) = &self.outbox {
-            // An overflow closes that connection; the event stays buffered.
-            let text = Utf8Bytes::from(stamp(self.seq, body.text()));
-            let _ = outbox.event(self.seq, kind, text);
-        }
-        let entry = Entry::new(self.seq, kind, body);
-        self.buffer_bytes += entry.body_len();
-        self.buffer.push_back(entry);
-        while self.buffer.len() > limits.recovery_buffer_events
-            || self.buffer_bytes > limits.recovery_buffer_bytes
-        {
-            match self.buffer.pop_front() {
-                Some(e) => self.buffer_bytes -= e.body_len(),
-                None => break,
-            }
-        }
-    }
-
-    /// Forgets every buffered event (a budget was exceeded): a resume from
-    /// before now is no longer recoverable, one from now on is.
-    fn drop_buffer(&mut self) {
-        // A new deque, so that its capacity is freed too.
-        self.buffer = VecDeque::new();
-        self.buffer_bytes = 0;
-    }
-
-    /// Pushes every buffered event after `from` into `outbox`; false when the
-    /// buffer no longer reaches back to `from + 1`.
-    fn replay(&self, from: u64, outbox: &Outbox) -> bool {
-        if from >= self.seq {
-            outbox.set_last_seq(self.seq);
-            return true;
-        }
-        let oldest = self.buffer.front().map_or(u64::MAX, |e| e.seq);
-        if oldest > from + 1 {
-            outbox.set_last_seq(self.seq);
-            return false;
-        }
-        outbox.set_last_seq(from);
-        for e in self.buffer.iter().filter(|e| e.seq > from) {
-            let text = Utf8Bytes::from(stamp(e.seq, e.body()));
-            let _ = outbox.event(e.seq, e.kind, text);
-        }
-        true
-    }
-}
-
-impl Room {
-    fn others(&self, me: &str) -> Vec<PeerInfo> {
-        let mut list: Vec<(&u64, &PeerInfo)> = self
-            .peers
-            .values()
-            .filter(|p| p.info.peer != me)
-            .map(|p| (&p.order, &p.info))
-            .collect();
-        list.sort_by_key(|(order, _)| **order);
-        list.into_iter().map(|(_, info)| info.clone()).collect()
-    }
-
-    /// Delivers `event` to every peer but `me` (to everyone with `None`),
-    /// storing its body once for all of their buffers.
-    fn deliver_all_but(&mut self, me: Option<&str>, event: &EventBody, limits: &Limits) {
-        let body = Body::new(&event.json, &self.meter);
-        for peer in self.peers.values_mut() {
-            if Some(peer.info.peer.as_str()) != me {
-                peer.deliver(event.kind, &body, limits);
-            }
-        }
-        drop(body);
-        self.enforce_budget(limits.room_recovery_bytes);
-    }
-
-    /// Delivers `event` to peer `to`.
-    fn deliver_to(
-        &mut self,
-        to: &str,
-        event: &EventBody,
-        limits: &Limits,
-    ) -> Result<(), ProtocolError> {
-        let peer = self.peers.get_mut(to).ok_or_else(|| peer_not_found(to))?;
-        let body = Body::new(&event.json, &self.meter);
-        peer.deliver(event.kind, &body, limits);
-        drop(body);
-        self.enforce_budget(limits.room_recovery_bytes);
-        Ok(())
-    }
-
-    /// Drops the largest buffer of the room; false when all are empty.
-    fn drop_largest_buffer(&mut self) -> bool {
-        let largest = self
-            .peers
-            .values_mut()
-            .filter(|p| !p.buffer.is_empty())
-            .max_by_key(|p| p.buffer_bytes);
-        match largest {
-            Some(peer) => {
-                peer.drop_buffer();
-                self.dropped += 1;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Drops buffers, largest first, until the room is within `budget`.
-    fn enforce_budget(&mut self, budget: usize) {
-        while self.meter.bytes() > budget && self.drop_largest_buffer() {}
-    }
-
-    /// The member's peer, if the member is its current attachment.
-    fn member(&mut self, member: &Member) -> Result<&mut Peer, ProtocolError> {
-        match self.peers.get_mut(&member.peer) {
-            Some(p) if p.attachment == member.attachment => Ok(p),
-            _ => Err(not_joined()),
-        }
-    }
 }
 
 /// A locked room. Releasing it adds the room's change in replay bytes to the
@@ -266,7 +111,7 @@ impl MemoryBackend {
 
     fn lock<'a>(&'a self, room: &'a Mutex<Room>) -> Locked<'a> {
         Locked {
-            room: room.lock().unwrap_or_else(|e| e.into_inner()),
+            room: crate::sync::lock(room),
             backend: self,
         }
     }
@@ -293,13 +138,8 @@ impl MemoryBackend {
             Err(TryLockError::WouldBlock) => return,
         };
         let target = budget - budget / 8;
-        let rooms: Vec<Arc<Mutex<Room>>> = self
-            .rooms
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let rooms: Vec<Arc<Mutex<Room>>> =
+            crate::sync::read(&self.rooms).values().cloned().collect();
         let mut sized: Vec<(usize, Arc<Mutex<Room>>)> = rooms
             .into_iter()
             .map(|room| {
@@ -326,24 +166,20 @@ impl MemoryBackend {
     }
 
     fn room(&self, name: &str) -> Option<Arc<Mutex<Room>>> {
-        self.rooms
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+        crate::sync::read(&self.rooms).get(name).cloned()
     }
 
     fn room_or_create(&self, name: &str) -> Arc<Mutex<Room>> {
         if let Some(room) = self.room(name) {
             return room;
         }
-        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        let mut rooms = crate::sync::write(&self.rooms);
         rooms.entry(name.to_owned()).or_default().clone()
     }
 
     /// Drops a room from the map once it has no peers left.
     fn remove_if_empty(&self, name: &str) {
-        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+        let mut rooms = crate::sync::write(&self.rooms);
         if let Some(room) = rooms.get(name) {
             let mut guard = self.lock(room);
             if guard.peers.is_empty() {
@@ -397,29 +233,21 @@ impl MemoryBackend {
     ) -> Result<JoinOutcome, ProtocolError> {
         let req = args.request;
         let limits = &self.limits;
-        let mut recovered = None;
-        let mut peer_id = req.peer.clone();
-
-        if let Some(resume) = &req.resume {
-            // A token resumes only its own peer of its own room; anything else
-            // (garbage, another peer's or room's token, an expired session) is
-            // no valid resume: the join proceeds afresh, and a taken id is
-            // `PEER_ID_TAKEN`.
-            recovered = Some(false);
-            let parsed = token::for_join(req);
-            if let Some(t) = parsed {
-                let valid = room
-                    .peers
-                    .get(&t.peer)
-                    .is_some_and(|p| token::same_hash(&p.secret_hash, &t.secret_hash));
-                if valid {
-                    return Ok(self.resume_locked(room, &t.peer, resume, args));
-                }
-                peer_id = Some(t.peer);
+        // The rules of `rules::ResumeAttempt`: only a token of this room and
+        // peer resumes, and only while the room holds its session.
+        let attempt = ResumeAttempt::of(req);
+        let recovered = attempt.recovered;
+        if let (Some(t), Some(resume)) = (&attempt.token, &req.resume) {
+            let valid = room
+                .peers
+                .get(&t.peer)
+                .is_some_and(|p| token::same_hash(&p.secret_hash, &t.secret_hash));
+            if valid {
+                return Ok(self.resume_locked(room, &t.peer, resume, args));
             }
         }
 
-        let peer_id = match peer_id {
+        let peer_id = match attempt.fresh_peer(req) {
             Some(id) => {
                 if room.peers.contains_key(&id) {
                     return Err(peer_id_taken(&id));
@@ -436,12 +264,7 @@ impl MemoryBackend {
         if room.peers.len() >= limits.max_peers_per_room {
             return Err(room_full(limits.max_peers_per_room));
         }
-        let info = PeerInfo {
-            peer: peer_id.clone(),
-            role: req.role.clone().unwrap_or_else(|| DEFAULT_ROLE.to_owned()),
-            metadata: req.metadata.clone(),
-            joined_at: now_ms(),
-        };
+        let info = new_peer(req, peer_id.clone(), now_ms());
         room.deliver_all_but(Some(&peer_id), &event::peer_joined(&info), limits);
         let minted = token::mint(&req.room, &peer_id);
         let attachment = self.attachments.fetch_add(1, Ordering::Relaxed);
@@ -492,10 +315,7 @@ impl MemoryBackend {
             // The old connection is still open (the client noticed the break
             // before the server did): retire it.
             peer.written_seq = old.written_seq();
-            old.close(
-                crate::session::CLOSE_SESSION_MOVED,
-                "session resumed on another connection",
-            );
+            old.close(CloseCode::SessionMoved, CloseCode::SessionMoved.reason());
         }
         let from = args.request.last_seq.unwrap_or(peer.written_seq);
         let recovered = peer.replay(from, &args.outbox);
@@ -638,7 +458,7 @@ impl Backend for MemoryBackend {
     }
 
     fn stats(&self) -> BackendStats {
-        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        let rooms = crate::sync::read(&self.rooms);
         let mut stats = BackendStats {
             rooms: rooms.len(),
             ..Default::default()

@@ -1,246 +1,25 @@
-//! Wire types of the signaling protocol (docs/protocol.md): parsing and
-//! validating client messages, and serializing replies and events.
-//!
-//! No I/O lives here. Parsing is two-staged so that errors can be precise and
-//! large payloads are never re-encoded: the frame is first split into its
-//! top-level fields as raw JSON slices, then each field is checked on its own.
-//! `signal`/`broadcast` payloads travel through the server as the client's own
-//! bytes.
-
-use std::fmt;
+//! Parsing client frames. Two-staged so that errors can be precise and large
+//! payloads are never re-encoded: the frame is first split into its
+//! top-level fields as raw JSON slices, then each field is checked on its
+//! own. `signal`/`broadcast` payloads travel through the server as the
+//! client's own bytes.
 
 use serde::de::Deserializer;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::config::Limits;
-use crate::filters::Filters;
-
-/// Largest integer id the protocol accepts (2^53, what JavaScript can hold exactly).
-pub const MAX_SAFE_INTEGER: i64 = 1 << 53;
-/// Longest room name or peer id, in characters.
-pub const MAX_NAME_CHARS: usize = 128;
-/// Longest role, in characters.
-pub const MAX_ROLE_CHARS: usize = 64;
-/// Default role of a peer that names none.
-pub const DEFAULT_ROLE: &str = "peer";
-/// Longest `resume` token kept. Tokens of ours are far shorter; a longer one
-/// is not kept (memory) but answered like any other invalid token: the join
-/// proceeds afresh.
-pub const MAX_RESUME_BYTES: usize = 1024;
-
-/// Every error code of the protocol, in one place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    BadRequest,
-    UnknownType,
-    PayloadTooLarge,
-    NotJoined,
-    AlreadyJoined,
-    PeerIdTaken,
-    PeerNotFound,
-    RoomFull,
-    VersionConflict,
-    RateLimited,
-    Unauthorized,
-    Forbidden,
-    Unavailable,
-    Internal,
-}
-
-impl ErrorCode {
-    /// All codes, for metrics that want every series present from the start.
-    pub const ALL: [ErrorCode; 14] = [
-        ErrorCode::BadRequest,
-        ErrorCode::UnknownType,
-        ErrorCode::PayloadTooLarge,
-        ErrorCode::NotJoined,
-        ErrorCode::AlreadyJoined,
-        ErrorCode::PeerIdTaken,
-        ErrorCode::PeerNotFound,
-        ErrorCode::RoomFull,
-        ErrorCode::VersionConflict,
-        ErrorCode::RateLimited,
-        ErrorCode::Unauthorized,
-        ErrorCode::Forbidden,
-        ErrorCode::Unavailable,
-        ErrorCode::Internal,
-    ];
-
-    /// The code as it appears on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadRequest => "BAD_REQUEST",
-            ErrorCode::UnknownType => "UNKNOWN_TYPE",
-            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
-            ErrorCode::NotJoined => "NOT_JOINED",
-            ErrorCode::AlreadyJoined => "ALREADY_JOINED",
-            ErrorCode::PeerIdTaken => "PEER_ID_TAKEN",
-            ErrorCode::PeerNotFound => "PEER_NOT_FOUND",
-            ErrorCode::RoomFull => "ROOM_FULL",
-            ErrorCode::VersionConflict => "VERSION_CONFLICT",
-            ErrorCode::RateLimited => "RATE_LIMITED",
-            ErrorCode::Unauthorized => "UNAUTHORIZED",
-            ErrorCode::Forbidden => "FORBIDDEN",
-            ErrorCode::Unavailable => "UNAVAILABLE",
-            ErrorCode::Internal => "INTERNAL",
-        }
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A protocol error: what the client is told. `version` is set for
-/// `VERSION_CONFLICT` (the room's current version).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct ProtocolError {
-    pub code: ErrorCode,
-    pub message: String,
-    pub version: Option<u64>,
-}
-
-impl ProtocolError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            version: None,
-        }
-    }
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::BadRequest, message)
-    }
-    pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::PayloadTooLarge, message)
-    }
-    pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::Unavailable, message)
-    }
-    pub fn internal() -> Self {
-        Self::new(
-            ErrorCode::Internal,
-            "internal error; the server logged the details",
-        )
-    }
-}
-
-/// A validated client-chosen request id, kept as its JSON text so the reply
-/// echoes it with its type unchanged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(Box<str>);
-
-impl RequestId {
-    fn parse(raw: &RawValue) -> Result<Self, ProtocolError> {
-        let text = raw.get();
-        let bad = || {
-            ProtocolError::bad_request("`id` must be a string or an integer between -2^53 and 2^53")
-        };
-        // A string id is bounded only by the frame limit.
-        match text.as_bytes().first() {
-            Some(b'"') => {
-                // Validate it is a well-formed string; keep the original text.
-                serde_json::from_str::<String>(text).map_err(|_| bad())?;
-                Ok(Self(text.into()))
-            }
-            Some(b'-' | b'0'..=b'9') => {
-                let n: i64 = text.parse().map_err(|_| bad())?;
-                if !(-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&n) {
-                    return Err(bad());
-                }
-                Ok(Self(n.to_string().into()))
-            }
-            _ => Err(bad()),
-        }
-    }
-
-    /// The id as JSON text (`"abc"` or `42`).
-    pub fn as_json(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A peer as others see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PeerInfo {
-    pub peer: String,
-    pub role: String,
-    pub metadata: Map<String, Value>,
-    pub joined_at: u64,
-}
-
-/// A room's shared state.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct RoomState {
-    pub version: u64,
-    pub data: Map<String, Value>,
-}
-
-/// A parsed, validated client message.
-#[derive(Debug)]
-pub enum Request<'a> {
-    Join(JoinRequest),
-    Leave,
-    Signal {
-        to: String,
-        payload: &'a RawValue,
-    },
-    Broadcast {
-        payload: &'a RawValue,
-    },
-    Discover {
-        filters: Filters,
-    },
-    SetState {
-        patch: Map<String, Value>,
-        if_version: Option<u64>,
-    },
-    Update {
-        role: Option<String>,
-        metadata: Option<Map<String, Value>>,
-    },
-    Ping,
-}
-
-impl Request<'_> {
-    /// The message type, for metrics and logs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Request::Join(_) => "join",
-            Request::Leave => "leave",
-            Request::Signal { .. } => "signal",
-            Request::Broadcast { .. } => "broadcast",
-            Request::Discover { .. } => "discover",
-            Request::SetState { .. } => "set_state",
-            Request::Update { .. } => "update",
-            Request::Ping => "ping",
-        }
-    }
-}
-
-/// The fields of a `join`.
-#[derive(Debug, Clone)]
-pub struct JoinRequest {
-    pub room: String,
-    pub peer: Option<String>,
-    /// `None` when the client named no role (the peer gets [`DEFAULT_ROLE`],
-    /// or the role its token pins).
-    pub role: Option<String>,
-    pub metadata: Map<String, Value>,
-    pub resume: Option<String>,
-    pub last_seq: Option<u64>,
-}
+use super::{
+    ErrorCode, Filters, JoinRequest, MessageType, ProtocolError, Request, RequestId,
+    MAX_NAME_CHARS, MAX_RESUME_BYTES, MAX_ROLE_CHARS,
+};
+use crate::limits::Limits;
 
 /// A client frame after parsing: its id (when valid) and the request or the
 /// error to answer with.
 pub struct Parsed<'a> {
     pub id: Option<RequestId>,
-    pub kind: &'static str,
+    pub kind: MessageType,
     pub request: Result<Request<'a>, ProtocolError>,
 }
 
@@ -280,22 +59,11 @@ fn raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Erro
     <&RawValue>::deserialize(d).map(Some)
 }
 
-const KNOWN_TYPES: [&str; 8] = [
-    "join",
-    "leave",
-    "signal",
-    "broadcast",
-    "discover",
-    "set_state",
-    "update",
-    "ping",
-];
-
 /// Parses one text frame. Never panics, whatever the input.
 pub fn parse<'a>(text: &'a str, limits: &Limits) -> Parsed<'a> {
     let fail = |e: ProtocolError| Parsed {
         id: None,
-        kind: "invalid",
+        kind: MessageType::Invalid,
         request: Err(e),
     };
     // A struct deserializer would also accept a JSON array positionally.
@@ -317,23 +85,23 @@ pub fn parse<'a>(text: &'a str, limits: &Limits) -> Parsed<'a> {
         Some(Err(_)) => {
             return Parsed {
                 id,
-                kind: "invalid",
+                kind: MessageType::Invalid,
                 request: Err(ProtocolError::bad_request("`type` must be a string")),
             }
         }
         None => {
             return Parsed {
                 id,
-                kind: "invalid",
+                kind: MessageType::Invalid,
                 request: Err(ProtocolError::bad_request("missing field `type`")),
             }
         }
     };
-    let Some(kind) = KNOWN_TYPES.iter().copied().find(|k| *k == ty) else {
+    let Some(kind) = MessageType::request(ty) else {
         let shown: String = ty.chars().take(64).collect();
         return Parsed {
             id,
-            kind: "unknown",
+            kind: MessageType::Unknown,
             request: Err(ProtocolError::new(
                 ErrorCode::UnknownType,
                 format!("unknown message type {shown:?}; see docs/protocol.md"),
@@ -344,9 +112,13 @@ pub fn parse<'a>(text: &'a str, limits: &Limits) -> Parsed<'a> {
     Parsed { id, kind, request }
 }
 
-fn build<'a>(kind: &str, f: &Fields<'a>, limits: &Limits) -> Result<Request<'a>, ProtocolError> {
+fn build<'a>(
+    kind: MessageType,
+    f: &Fields<'a>,
+    limits: &Limits,
+) -> Result<Request<'a>, ProtocolError> {
     Ok(match kind {
-        "join" => Request::Join(JoinRequest {
+        MessageType::Join => Request::Join(JoinRequest {
             room: name("room", required("room", f.room)?)?,
             peer: f.peer.map(|p| name("peer", p)).transpose()?,
             role: f.role.map(role).transpose()?,
@@ -358,15 +130,15 @@ fn build<'a>(kind: &str, f: &Fields<'a>, limits: &Limits) -> Result<Request<'a>,
             resume: f.resume.map(resume).transpose()?,
             last_seq: f.last_seq.map(|s| unsigned("last_seq", s)).transpose()?,
         }),
-        "leave" => Request::Leave,
-        "signal" => Request::Signal {
+        MessageType::Leave => Request::Leave,
+        MessageType::Signal => Request::Signal {
             to: name("to", required("to", f.to)?)?,
             payload: payload(required("payload", f.payload)?, limits)?,
         },
-        "broadcast" => Request::Broadcast {
+        MessageType::Broadcast => Request::Broadcast {
             payload: payload(required("payload", f.payload)?, limits)?,
         },
-        "discover" => Request::Discover {
+        MessageType::Discover => Request::Discover {
             filters: match f.filters {
                 None => Filters::default(),
                 Some(raw) => {
@@ -376,7 +148,7 @@ fn build<'a>(kind: &str, f: &Fields<'a>, limits: &Limits) -> Result<Request<'a>,
                 }
             },
         },
-        "set_state" => {
+        MessageType::SetState => {
             let raw = required("patch", f.patch)?;
             let value: Value = serde_json::from_str(raw.get())
                 .map_err(|e| ProtocolError::bad_request(format!("`patch`: {e}")))?;
@@ -393,11 +165,11 @@ fn build<'a>(kind: &str, f: &Fields<'a>, limits: &Limits) -> Result<Request<'a>,
                     .transpose()?,
             }
         }
-        "update" => Request::Update {
+        MessageType::Update => Request::Update {
             role: f.role.map(role).transpose()?,
             metadata: f.metadata.map(|m| metadata(m, limits)).transpose()?,
         },
-        "ping" => Request::Ping,
+        MessageType::Ping => Request::Ping,
         _ => {
             return Err(ProtocolError::new(
                 ErrorCode::UnknownType,
@@ -517,254 +289,10 @@ fn metadata(raw: &RawValue, limits: &Limits) -> Result<Map<String, Value>, Proto
     Ok(map)
 }
 
-// ---------------------------------------------------------------------------
-// Server -> client
-
-/// A serialized event body: a compact JSON object without `seq`. The backend
-/// stamps each recipient's `seq` onto it with [`stamp`].
-#[derive(Debug, Clone)]
-pub struct EventBody {
-    pub kind: &'static str,
-    pub json: String,
-}
-
-/// Prefixes `"seq":N` to an event body.
-pub fn stamp(seq: u64, body: &str) -> String {
-    debug_assert!(body.starts_with('{'));
-    let rest = body.get(1..).unwrap_or("}");
-    let mut out = String::with_capacity(body.len() + 28);
-    out.push_str("{\"seq\":");
-    out.push_str(itoa_u64(seq).as_str());
-    if rest != "}" {
-        out.push(',');
-    }
-    out.push_str(rest);
-    out
-}
-
-fn itoa_u64(n: u64) -> String {
-    n.to_string()
-}
-
-/// Builders of the event bodies and replies.
-pub mod event {
-    use super::*;
-
-    fn body<T: Serialize>(kind: &'static str, value: &T) -> EventBody {
-        // Serializing plain structs of strings and maps cannot fail.
-        let json = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned());
-        EventBody { kind, json }
-    }
-
-    #[derive(Serialize)]
-    struct PeerEvent<'a> {
-        #[serde(rename = "type")]
-        ty: &'static str,
-        peer: &'a PeerInfo,
-    }
-
-    pub fn peer_joined(peer: &PeerInfo) -> EventBody {
-        body(
-            "peer_joined",
-            &PeerEvent {
-                ty: "peer_joined",
-                peer,
-            },
-        )
-    }
-
-    pub fn peer_updated(peer: &PeerInfo) -> EventBody {
-        body(
-            "peer_updated",
-            &PeerEvent {
-                ty: "peer_updated",
-                peer,
-            },
-        )
-    }
-
-    #[derive(Serialize)]
-    struct PeerLeft<'a> {
-        #[serde(rename = "type")]
-        ty: &'static str,
-        peer: &'a str,
-        reason: &'a str,
-    }
-
-    pub fn peer_left(peer: &str, reason: LeaveReason) -> EventBody {
-        body(
-            "peer_left",
-            &PeerLeft {
-                ty: "peer_left",
-                peer,
-                reason: reason.as_str(),
-            },
-        )
-    }
-
-    #[derive(Serialize)]
-    struct Relay<'a> {
-        #[serde(rename = "type")]
-        ty: &'static str,
-        from: &'a str,
-        payload: &'a RawValue,
-    }
-
-    pub fn signal(from: &str, payload: &RawValue) -> EventBody {
-        body(
-            "signal",
-            &Relay {
-                ty: "signal",
-                from,
-                payload,
-            },
-        )
-    }
-
-    pub fn broadcast(from: &str, payload: &RawValue) -> EventBody {
-        body(
-            "broadcast",
-            &Relay {
-                ty: "broadcast",
-                from,
-                payload,
-            },
-        )
-    }
-
-    #[derive(Serialize)]
-    struct State<'a> {
-        #[serde(rename = "type")]
-        ty: &'static str,
-        version: u64,
-        data: &'a Map<String, Value>,
-        by: &'a str,
-    }
-
-    pub fn state(state: &RoomState, by: &str) -> EventBody {
-        body(
-            "state",
-            &State {
-                ty: "state",
-                version: state.version,
-                data: &state.data,
-                by,
-            },
-        )
-    }
-}
-
-/// Why a peer left its room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LeaveReason {
-    Left,
-    Disconnected,
-    Timeout,
-    NodeLost,
-}
-
-impl LeaveReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LeaveReason::Left => "left",
-            LeaveReason::Disconnected => "disconnected",
-            LeaveReason::Timeout => "timeout",
-            LeaveReason::NodeLost => "node_lost",
-        }
-    }
-}
-
-/// Direct replies. Each is serialized once, with the request's `id` spliced in.
-pub mod reply {
-    use super::*;
-
-    /// Appends `,"id":<id>` before the closing brace of a serialized object.
-    fn with_id(mut json: String, id: Option<&RequestId>) -> String {
-        if let Some(id) = id {
-            json.pop();
-            json.push_str(",\"id\":");
-            json.push_str(id.as_json());
-            json.push('}');
-        }
-        json
-    }
-
-    pub fn ok(id: Option<&RequestId>) -> String {
-        with_id("{\"type\":\"ok\"}".to_owned(), id)
-    }
-
-    pub fn ok_version(id: Option<&RequestId>, version: u64) -> String {
-        with_id(format!("{{\"type\":\"ok\",\"version\":{version}}}"), id)
-    }
-
-    pub fn pong(id: Option<&RequestId>) -> String {
-        with_id("{\"type\":\"pong\"}".to_owned(), id)
-    }
-
-    #[derive(Serialize)]
-    struct Error<'a> {
-        #[serde(rename = "type")]
-        ty: &'static str,
-        code: &'static str,
-        message: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        version: Option<u64>,
-    }
-
-    pub fn error(id: Option<&RequestId>, err: &ProtocolError) -> String {
-        let json = serde_json::to_string(&Error {
-            ty: "error",
-            code: err.code.as_str(),
-            message: &err.message,
-            version: err.version,
-        })
-        .unwrap_or_else(|_| "{\"type\":\"error\",\"code\":\"INTERNAL\"}".to_owned());
-        with_id(json, id)
-    }
-
-    #[derive(Serialize)]
-    struct Peers<'a> {
-        #[serde(rename = "type")]
-        ty: &'static str,
-        peers: &'a [PeerInfo],
-    }
-
-    pub fn peers(id: Option<&RequestId>, peers: &[PeerInfo]) -> String {
-        let json = serde_json::to_string(&Peers { ty: "peers", peers })
-            .unwrap_or_else(|_| "{\"type\":\"peers\",\"peers\":[]}".to_owned());
-        with_id(json, id)
-    }
-
-    /// The `joined` reply.
-    #[derive(Serialize)]
-    pub struct Joined<'a> {
-        #[serde(rename = "type")]
-        pub ty: &'static str,
-        pub room: &'a str,
-        pub peer: &'a str,
-        pub session: &'a str,
-        pub peers: &'a [PeerInfo],
-        pub state: &'a RoomState,
-        pub ice_servers: &'a Value,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub recovered: Option<bool>,
-    }
-
-    pub fn joined(id: Option<&RequestId>, joined: &Joined<'_>) -> String {
-        let json = serde_json::to_string(joined)
-            .unwrap_or_else(|_| "{\"type\":\"error\",\"code\":\"INTERNAL\"}".to_owned());
-        with_id(json, id)
-    }
-
-    pub fn reconnect(reason: &str, after_ms: u64) -> String {
-        serde_json::json!({"type": "reconnect", "reason": reason, "after_ms": after_ms}).to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::reply;
 
     fn limits() -> Limits {
         Limits::default()
@@ -968,22 +496,5 @@ mod tests {
         assert_eq!(j.resume.as_deref(), Some(""));
         let number = r#"{"type":"join","room":"r","resume":5}"#;
         assert_eq!(err_of(number).1.code, ErrorCode::BadRequest);
-    }
-
-    #[test]
-    fn stamp_prefixes_seq() {
-        assert_eq!(stamp(7, r#"{"type":"x"}"#), r#"{"seq":7,"type":"x"}"#);
-        assert_eq!(stamp(1, "{}"), r#"{"seq":1}"#);
-    }
-
-    #[test]
-    fn errors_serialize_with_id_and_version() {
-        let mut e = ProtocolError::new(ErrorCode::VersionConflict, "stale");
-        e.version = Some(3);
-        let id = RequestId("\"q\"".into());
-        let v: Value = serde_json::from_str(&reply::error(Some(&id), &e)).unwrap();
-        assert_eq!(v["code"], "VERSION_CONFLICT");
-        assert_eq!(v["version"], 3);
-        assert_eq!(v["id"], "q");
     }
 }

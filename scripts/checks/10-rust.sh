@@ -30,3 +30,7 @@ run_tests() {
   return "$rc"
 }
 step "cargo nextest (workspace)" run_tests
+
+# The one-way import rule and the function-length rule (docs/architecture.md).
+step "module graph: no import cycle, no unexplained long function" \
+  python3 scripts/module_graph.py server/src operator/src

@@ -101,6 +101,9 @@ pub fn server_config_data(sc: &SignalingCluster) -> BTreeMap<String, String> {
     if let Some(port) = internal_port(sc) {
         d.insert("INTERNAL_ADDR".into(), format!("0.0.0.0:{port}"));
     }
+    // Behind a Service or an ingress every socket comes from a few proxy
+    // addresses: bound sockets not yet upgraded in total, not per address.
+    d.insert("MAX_PENDING_PER_IP".into(), "1024".into());
     d.insert("LOG_FORMAT".into(), "json".into());
     d.insert("RUST_LOG".into(), s.log_level.clone());
     d.insert(

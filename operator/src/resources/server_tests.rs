@@ -186,6 +186,7 @@ fn config_carries_server_settings() {
     assert_eq!(get("ALLOWED_ORIGINS"), Some("https://a,https://b"));
     assert_eq!(get("MAX_PEERS_PER_ROOM"), Some("8"));
     assert_eq!(get("MAX_CONNECTIONS"), None);
+    assert_eq!(get("MAX_PENDING_PER_IP"), Some("1024"));
     assert_eq!(get("REDIS_URL"), Some("redis://chat-redis:6379"));
     assert_eq!(get("INTERNAL_ADDR"), Some("0.0.0.0:9091"));
     assert_eq!(get("JWT_ISSUER"), Some("iss"));

@@ -466,7 +466,8 @@ def dashboards(files):
     for src in glob.glob("server/src/**/*.rs", recursive=True) + glob.glob("operator/src/**/*.rs", recursive=True):
         text = open(src).read()
         prefix = "switchboard_operator_" if src.startswith("operator/") else "switchboard_"
-        for name in re.findall(r'register\(\s*"([a-z_]+)"', text):
+        # `registry.register("name", …)` or a helper `register(&mut registry, "name", …)`.
+        for name in re.findall(r'register\(\s*(?:&mut\s+\w+\s*,\s*)?"([a-z_]+)"', text):
             registered.add(prefix + name)
     external = {"kube_pod_status_ready", "up"}
     suffixes = ("_total", "_bucket", "_sum", "_count")

@@ -40,8 +40,8 @@ impl Claims {
     /// a join without `peer` takes `sub`, one without a role takes the pinned
     /// role. `now` is Unix seconds.
     ///
-    /// The protocol's default role cannot be told apart from an absent one,
-    /// so an explicit `"role":"peer"` also takes the pinned role.
+    /// An explicit role other than the pinned one is `FORBIDDEN`, the
+    /// protocol's default `"peer"` included (docs/auth.md).
     pub fn authorize_join(
         &self,
         join: &mut JoinRequest,

@@ -121,8 +121,7 @@ async fn seeded_chaos_loses_nothing_acknowledged() {
     let redis = Redis::start(RedisOptions::default());
     let settings = Settings::new()
         .set("REDIS_URL", redis.url())
-        .set("HEARTBEAT_INTERVAL_MS", 200)
-        .set("NODE_TTL_MS", 1000)
+        .fast_failure_detection()
         .set("DRAIN_TIMEOUT_SECS", 5);
     let mut chaos = Chaos {
         settings,

@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::redis::{Redis, RedisOptions};
 use support::traffic::{assert_delivery, Nodes, Traffic};
@@ -22,22 +22,6 @@ const WARM_UP: Duration = Duration::from_secs(15);
 /// How soon after Redis is back every pair must exchange signals again.
 const BACK_AFTER_REDIS: Duration = Duration::from_secs(5);
 
-fn fast_failure_detection(settings: Settings) -> Settings {
-    settings
-        .set("HEARTBEAT_INTERVAL_MS", 200)
-        .set("NODE_TTL_MS", 1000)
-}
-
-/// Polls `/ready` of node `i` until it answers `status` (bounded).
-async fn wait_ready(c: &Cluster, i: usize, status: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while c.get(i, "/ready").await.status != status {
-        assert!(Instant::now() < deadline, "node {i} never became {status}");
-        // Readiness is a state with no push notification: poll it.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Runs a blocking fault action (redis-server start and stop wait on the
 /// process) off the runtime's workers, so the peers keep running.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -49,7 +33,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarting_empty_under_traffic_loses_no_member() {
     let redis = Redis::start(RedisOptions::default());
-    let settings = fast_failure_detection(Settings::new().set("REDIS_URL", redis.url()));
+    let settings = Settings::new()
+        .set("REDIS_URL", redis.url())
+        .fast_failure_detection();
     let c = Cluster::over(2, settings, Box::new(())).await;
     let nodes = Nodes::new(vec![c.ws_url(0), c.ws_url(1)]);
     let traffic = Traffic::start(&nodes, 6, PERIOD).await;
@@ -62,8 +48,8 @@ async fn redis_restarting_empty_under_traffic_loses_no_member() {
         redis
     })
     .await;
-    wait_ready(&c, 0, 503).await;
-    wait_ready(&c, 1, 503).await;
+    c.wait_ready(0, 503).await;
+    c.wait_ready(1, 503).await;
     let _redis = blocking(move || {
         let mut redis = redis;
         redis.restart();
@@ -91,7 +77,9 @@ async fn redis_restarting_empty_under_traffic_loses_no_member() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_crash_under_traffic_loses_nothing_acknowledged() {
     let redis = RedisProcess::start().await;
-    let settings = fast_failure_detection(Settings::new().set("REDIS_URL", redis.url()));
+    let settings = Settings::new()
+        .set("REDIS_URL", redis.url())
+        .fast_failure_detection();
     let mut servers = Vec::new();
     for i in 0..3 {
         let name = format!("node-{i}");

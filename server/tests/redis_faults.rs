@@ -19,41 +19,20 @@ use support::{assert_error, join, peer_ids, sorted, ty, Cluster, Settings};
 /// Bound of every wait for a state change in this file.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Polls `/ready` of node `i` until it answers `status`.
-async fn wait_ready(c: &Cluster, i: usize, status: u16) {
-    let deadline = Instant::now() + CHANGE_TIMEOUT;
-    loop {
-        let got = c.get(i, "/ready").await.status;
-        if got == status {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {i} /ready stayed {got}, expected {status}"
-        );
-        // Readiness is a state with no push notification: poll it.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn fast_failure_detection(settings: Settings) -> Settings {
-    settings
-        .set("HEARTBEAT_INTERVAL_MS", 200)
-        .set("NODE_TTL_MS", 1000)
-}
-
 #[tokio::test]
 async fn redis_restart_without_persistence_is_survived_without_reconnecting() {
     let mut redis = Redis::start(RedisOptions::default());
-    let settings = fast_failure_detection(Settings::new().set("REDIS_URL", redis.url()));
+    let settings = Settings::new()
+        .set("REDIS_URL", redis.url())
+        .fast_failure_detection();
     let c = Cluster::over(2, settings, Box::new(())).await;
     let (mut alice, _) = join(&c, 0, "r1", "alice").await;
     let (mut bob, _) = join(&c, 1, "r1", "bob").await;
     assert_eq!(alice.recv_type("peer_joined").await["peer"]["peer"], "bob");
 
     redis.kill();
-    wait_ready(&c, 0, 503).await;
-    wait_ready(&c, 1, 503).await;
+    c.wait_ready(0, 503).await;
+    c.wait_ready(1, 503).await;
     // The sockets stay open; operations that need Redis say so.
     alice.ping().await;
     let reply = alice
@@ -64,8 +43,8 @@ async fn redis_restart_without_persistence_is_survived_without_reconnecting() {
     assert_eq!(body["backend"]["healthy"], false, "{body}");
 
     redis.restart();
-    wait_ready(&c, 0, 200).await;
-    wait_ready(&c, 1, 200).await;
+    c.wait_ready(0, 200).await;
+    c.wait_ready(1, 200).await;
     // Both nodes re-registered their peers and subscriptions: the room works
     // again without anyone reconnecting.
     alice
@@ -210,11 +189,10 @@ async fn concurrent_joins_never_exceed_the_room_limit() {
 #[tokio::test]
 async fn a_crashed_node_leaves_no_keys_behind() {
     let redis = Redis::start(RedisOptions::default());
-    let settings = fast_failure_detection(
-        Settings::new()
-            .set("REDIS_URL", redis.url())
-            .set("RESUME_WINDOW_SECS", 1),
-    );
+    let settings = Settings::new()
+        .set("REDIS_URL", redis.url())
+        .set("RESUME_WINDOW_SECS", 1)
+        .fast_failure_detection();
     let c = Cluster::over(2, settings, Box::new(())).await;
     let (mut alice, _) = join(&c, 0, "r1", "alice").await;
     let (_bob, _) = join(&c, 1, "r1", "bob").await;
@@ -277,11 +255,10 @@ async fn a_crashed_node_leaves_no_keys_behind() {
 #[tokio::test]
 async fn a_node_restarted_under_the_same_id_does_not_inherit_dead_peers() {
     let redis = Redis::start(RedisOptions::default());
-    let settings = fast_failure_detection(
-        Settings::new()
-            .set("REDIS_URL", redis.url())
-            .set("RESUME_WINDOW_SECS", 1),
-    );
+    let settings = Settings::new()
+        .set("REDIS_URL", redis.url())
+        .set("RESUME_WINDOW_SECS", 1)
+        .fast_failure_detection();
     let c = Cluster::over(2, settings.clone(), Box::new(())).await;
     let (mut alice, _) = join(&c, 0, "r1", "alice").await;
     let (_bob, _) = join(&c, 1, "r1", "bob").await;
@@ -349,11 +326,10 @@ fn signal_process(pid: u32, signal: &str) {
 #[tokio::test]
 async fn a_node_cut_off_past_the_window_closes_its_removed_peers_with_4001() {
     let redis = Redis::start(RedisOptions::default());
-    let settings = fast_failure_detection(
-        Settings::new()
-            .set("REDIS_URL", redis.url())
-            .set("RESUME_WINDOW_SECS", 1),
-    );
+    let settings = Settings::new()
+        .set("REDIS_URL", redis.url())
+        .set("RESUME_WINDOW_SECS", 1)
+        .fast_failure_detection();
     let c = Cluster::over(2, settings, Box::new(())).await;
     let (mut alice, _) = join(&c, 0, "r1", "alice").await;
     let (mut bob, _) = join(&c, 1, "r1", "bob").await;

@@ -151,6 +151,23 @@ impl Cluster {
         backing.downcast_ref::<Redis>().map(Redis::used_memory)
     }
 
+    /// Polls `/ready` of node `i` until it answers `status` (at most 20 s).
+    pub async fn wait_ready(&self, i: usize, status: u16) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let got = self.get(i, "/ready").await.status;
+            if got == status {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node {i} /ready stayed {got}, expected {status}"
+            );
+            // Readiness is a state with no push notification: poll it.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Panics with its output when any node exited without being asked to.
     pub fn assert_alive(&self) {
         for node in &self.nodes {

@@ -172,6 +172,27 @@ impl RedisBackend {
         }
     }
 
+    /// Runs a room script for `member` whose reply starts with a bare status
+    /// (`OK` or `STALE`). After `STALE` the member is restored
+    /// ([`Self::settle`]) and the script runs once more; a second `STALE`
+    /// answers `UNAVAILABLE` (retryable).
+    pub(super) async fn run_as_member(
+        &self,
+        op: &'static str,
+        script: &redis::Script,
+        member: &Member,
+        args: &[&str],
+    ) -> Result<(), ProtocolError> {
+        for _ in 0..2 {
+            let v = self.script(op, script, &member.room, args).await?;
+            let status = v.first().and_then(text).unwrap_or_default();
+            if self.settle(&status, member).await? {
+                return Ok(());
+            }
+        }
+        Err(restoring())
+    }
+
     /// One heartbeat: refresh this node's liveness keys; when Redis lost them
     /// (it restarted empty), re-register every live local peer.
     pub(super) async fn heartbeat(&self, registered: bool) -> bool {

@@ -252,22 +252,15 @@ impl Backend for RedisBackend {
         self.current(member)?;
         let att = member.attachment.to_string();
         let body = event::peer_left(&member.peer, LeaveReason::Left).json;
-        for _ in 0..2 {
-            let v = self
-                .script(
-                    "leave",
-                    &self.scripts.leave,
-                    &member.room,
-                    &[&member.peer, &att, &body],
-                )
-                .await?;
-            let status = v.first().and_then(text).unwrap_or_default();
-            if self.settle(&status, member).await? {
-                self.remove_active(member);
-                return Ok(());
-            }
-        }
-        Err(restoring())
+        self.run_as_member(
+            "leave",
+            &self.scripts.leave,
+            member,
+            &[&member.peer, &att, &body],
+        )
+        .await?;
+        self.remove_active(member);
+        Ok(())
     }
 
     async fn detach(&self, member: &Member, reason: LeaveReason, written_seq: u64) {
@@ -325,21 +318,13 @@ impl Backend for RedisBackend {
     async fn broadcast(&self, member: &Member, body: EventBody) -> Result<(), ProtocolError> {
         self.current(member)?;
         let att = member.attachment.to_string();
-        for _ in 0..2 {
-            let v = self
-                .script(
-                    "broadcast",
-                    &self.scripts.broadcast,
-                    &member.room,
-                    &[&member.peer, &att, &body.json],
-                )
-                .await?;
-            let status = v.first().and_then(text).unwrap_or_default();
-            if self.settle(&status, member).await? {
-                return Ok(());
-            }
-        }
-        Err(restoring())
+        self.run_as_member(
+            "broadcast",
+            &self.scripts.broadcast,
+            member,
+            &[&member.peer, &att, &body.json],
+        )
+        .await
     }
 
     async fn peers(&self, member: &Member) -> Result<Vec<PeerInfo>, ProtocolError> {
@@ -438,25 +423,13 @@ impl Backend for RedisBackend {
         let att = member.attachment.to_string();
         let json = serde_json::to_string(&info).map_err(|_| ProtocolError::internal())?;
         let body = event::peer_updated(&info).json;
-        let mut applied = false;
-        for _ in 0..2 {
-            let v = self
-                .script(
-                    "update",
-                    &self.scripts.update,
-                    &member.room,
-                    &[&member.peer, &att, &json, &body],
-                )
-                .await?;
-            let status = v.first().and_then(text).unwrap_or_default();
-            if self.settle(&status, member).await? {
-                applied = true;
-                break;
-            }
-        }
-        if !applied {
-            return Err(restoring());
-        }
+        self.run_as_member(
+            "update",
+            &self.scripts.update,
+            member,
+            &[&member.peer, &att, &json, &body],
+        )
+        .await?;
         let mut local = self.local();
         if let Some(p) = local
             .active

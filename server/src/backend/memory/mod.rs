@@ -22,10 +22,10 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::budget::DropLog;
-use super::rules::{new_peer, ResumeAttempt};
+use super::rules::{new_peer, on_taken, ResumeAttempt};
 use super::{
-    new_peer_id, not_joined, now_ms, peer_id_taken, room_full, token, Backend, BackendHealth,
-    BackendStats, JoinArgs, JoinOutcome, Member,
+    new_peer_id, not_joined, now_ms, room_full, token, Backend, BackendHealth, BackendStats,
+    JoinArgs, JoinOutcome, Member,
 };
 use crate::limits::Limits;
 use crate::protocol::{event, state, CloseCode, EventBody, LeaveReason, PeerInfo, ProtocolError};
@@ -250,7 +250,8 @@ impl MemoryBackend {
         let peer_id = match attempt.fresh_peer(req) {
             Some(id) => {
                 if room.peers.contains_key(&id) {
-                    return Err(peer_id_taken(&id));
+                    on_taken(&id, args.takeover)?;
+                    self.replace_locked(room, &id);
                 }
                 id
             }
@@ -296,6 +297,21 @@ impl MemoryBackend {
             state: room.state.clone(),
             recovered,
         })
+    }
+
+    /// Removes peer `id` for a takeover: its connection (if any) closes with
+    /// 4000, its session and replay buffer are gone, the others see
+    /// `peer_left{reason:"replaced"}`. The room stays (the new peer joins
+    /// next), so its state is kept even if the old peer was alone.
+    fn replace_locked(&self, room: &mut Room, id: &str) {
+        let Some(old) = room.peers.remove(id) else {
+            return;
+        };
+        if let Some(outbox) = old.outbox {
+            outbox.close(CloseCode::SessionMoved, CloseCode::SessionMoved.reason());
+        }
+        let body = event::peer_left(id, LeaveReason::Replaced);
+        room.deliver_all_but(Some(id), &body, &self.limits);
     }
 
     fn resume_locked(

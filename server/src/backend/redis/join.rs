@@ -13,7 +13,7 @@ use crate::backend::{
     new_peer_id, now_ms, peer_id_taken, room_full, token, JoinArgs, JoinOutcome, Member,
 };
 use crate::outbox::Outbox;
-use crate::protocol::{event, stamp, PeerInfo, ProtocolError};
+use crate::protocol::{event, stamp, LeaveReason, PeerInfo, ProtocolError};
 
 impl RedisBackend {
     /// A join: a resume when the token's session is in the room, else a
@@ -43,11 +43,15 @@ impl RedisBackend {
             let att = attachment.to_string();
             let max = self.limits.max_peers_per_room.to_string();
             let body = event::peer_joined(&info).json;
+            let takeover = if args.takeover { "1" } else { "0" };
+            let replaced = event::peer_left(&peer, LeaveReason::Replaced).json;
             self.script(
                 "join",
                 &self.scripts.join,
                 room,
-                &[&peer, &info_json, &self.node, &att, &secret, &max, &body],
+                &[
+                    &peer, &info_json, &self.node, &att, &secret, &max, &body, takeover, &replaced,
+                ],
             )
             .await
         }
@@ -62,6 +66,7 @@ impl RedisBackend {
         match v.first().and_then(text).as_deref() {
             Some("OK") => {}
             Some("TAKEN") => {
+                // The script only answers TAKEN without takeover.
                 self.drop_pending(room, &peer);
                 return Err(peer_id_taken(&peer));
             }

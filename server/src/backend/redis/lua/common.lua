@@ -291,12 +291,15 @@ local function touch(peer)
   if peer then redis.call('PEXPIRE', meta_key(peer), TTL) end
 end
 
-local function remove(peer, reason, body)
+-- Removes a peer and tells the others (`body`: their peer_left). The last
+-- peer out takes the room's state and replay store with it, unless
+-- `keep_room` (a takeover: the replacing peer joins in the same script).
+local function remove(peer, reason, body, keep_room)
   redis.call('HDEL', PEERS, peer)
   forget(peer)
   redis.call('DEL', meta_key(peer), queue_key(peer))
   deliver(others(peer), 'peer_left', body)
-  if redis.call('HLEN', PEERS) == 0 then
+  if not keep_room and redis.call('HLEN', PEERS) == 0 then
     redis.call('DEL', state_key(), replay_key())
   end
 end

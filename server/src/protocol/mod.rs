@@ -259,6 +259,8 @@ pub enum LeaveReason {
     Disconnected,
     Timeout,
     NodeLost,
+    /// Removed through the Server API.
+    Kicked,
 }
 
 impl LeaveReason {
@@ -268,6 +270,7 @@ impl LeaveReason {
             LeaveReason::Disconnected => "disconnected",
             LeaveReason::Timeout => "timeout",
             LeaveReason::NodeLost => "node_lost",
+            LeaveReason::Kicked => "kicked",
         }
     }
 }

@@ -12,6 +12,7 @@ use tracing::warn;
 
 use crate::backend::{not_joined, Member};
 use crate::outbox::Outbox;
+use crate::protocol::close::ROOM_CLOSED_REASON;
 use crate::protocol::{stamp, CloseCode, PeerInfo, ProtocolError};
 
 use super::client::unavailable;
@@ -216,6 +217,11 @@ impl RedisBackend {
 
     /// Forgets a local connection and closes it with `code` and its reason.
     pub(super) fn retire(&self, member: &Member, code: CloseCode) {
+        self.retire_with(member, code, code.reason());
+    }
+
+    /// [`Self::retire`] with a reason of the caller's.
+    pub(super) fn retire_with(&self, member: &Member, code: CloseCode, reason: &'static str) {
         let outbox = self
             .local()
             .active
@@ -224,7 +230,7 @@ impl RedisBackend {
             .map(|p| p.outbox.clone());
         if let Some(outbox) = outbox {
             self.remove_active(member);
-            outbox.close(code, code.reason());
+            outbox.close(code, reason);
         }
     }
 
@@ -280,7 +286,10 @@ impl RedisBackend {
                 self.deliver_local(&local, room, e.kind, e.recipients, e.body);
             }
         } else if let Some(rest) = payload.strip_prefix("K ") {
-            let Some((peer, att)) = rest.split_once(' ') else {
+            // `K <peer> <att>`: resumed elsewhere (4000); `K <peer> <att>
+            // 4003 <kicked|closed>`: removed through the Server API.
+            let mut parts = rest.split(' ');
+            let (Some(peer), Some(att)) = (parts.next(), parts.next()) else {
                 return;
             };
             let Ok(att) = att.parse::<u64>() else { return };
@@ -289,7 +298,18 @@ impl RedisBackend {
                 peer: peer.to_owned(),
                 attachment: att,
             };
-            self.retire(&member, CloseCode::SessionMoved);
+            match (parts.next(), parts.next()) {
+                (Some("4003"), why) => self.retire_with(
+                    &member,
+                    CloseCode::Removed,
+                    if why == Some("closed") {
+                        ROOM_CLOSED_REASON
+                    } else {
+                        CloseCode::Removed.reason()
+                    },
+                ),
+                _ => self.retire(&member, CloseCode::SessionMoved),
+            }
         }
     }
 }

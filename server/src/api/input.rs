@@ -67,7 +67,6 @@ pub fn page_query(query: Option<&str>) -> Result<(usize, Option<String>), ApiErr
                         ))
                     })?;
             }
-            "cursor" if value.is_empty() => cursor = None,
             "cursor" => {
                 let decoded = percent_decode(value);
                 if !is_valid_name(&decoded) {
@@ -83,8 +82,8 @@ pub fn page_query(query: Option<&str>) -> Result<(usize, Option<String>), ApiErr
     Ok((limit, cursor))
 }
 
-/// `If-Match: "<version>"` as a version; `None` without the header or with
-/// `*` (any version).
+/// `If-Match: "<version>"` as a version (the quotes of an entity tag may
+/// be left out); `None` without the header or with `*` (any version).
 pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
         return Ok(None);
@@ -93,13 +92,17 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     if text == "*" {
         return Ok(None);
     }
-    text.strip_prefix('"')
+    let unquoted = text
+        .strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    Some(unquoted)
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|t| t.parse::<u64>().ok())
         .map(Some)
         .ok_or_else(|| {
             ApiError::bad_request(format!(
-                "If-Match {text:?} must be a state version in double quotes, like \"3\""
+                "If-Match {text:?} must be a state version, like \"3\" (or * for any)"
             ))
         })
 }
@@ -162,9 +165,11 @@ mod tests {
         assert_eq!(if_match(&h).unwrap(), None);
         h.insert("if-match", HeaderValue::from_static("\"3\""));
         assert_eq!(if_match(&h).unwrap(), Some(3));
+        h.insert("if-match", HeaderValue::from_static("7"));
+        assert_eq!(if_match(&h).unwrap(), Some(7));
         h.insert("if-match", HeaderValue::from_static("*"));
         assert_eq!(if_match(&h).unwrap(), None);
-        for bad in ["3", "\"x\"", "\"-1\"", "W/\"3\""] {
+        for bad in ["\"x\"", "\"-1\"", "W/\"3\"", "\"\"", "\"3", "+3"] {
             h.insert("if-match", HeaderValue::from_static(bad));
             assert!(if_match(&h).is_err(), "{bad}");
         }

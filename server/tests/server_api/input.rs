@@ -89,11 +89,17 @@ pub async fn bad_input_changes_nothing(c: &Cluster) {
             String::from_utf8_lossy(body)
         );
     }
-    for query in ["limit=0", "limit=abc", "limit=100000", "cursor=a%20b"] {
+    for query in [
+        "limit=0",
+        "limit=abc",
+        "limit=100000",
+        "cursor=a%20b",
+        "cursor=",
+    ] {
         let r = api.get(&format!("/api/v1/rooms?{query}")).await;
         assert_api_error(&r, 400, "BAD_REQUEST");
     }
-    for if_match in ["1", "\"one\"", "W/\"1\""] {
+    for if_match in ["\"one\"", "W/\"1\"", "\"1"] {
         let r = api.patch(state, &json!({"a": 2}), Some(if_match)).await;
         assert_api_error(&r, 400, "BAD_REQUEST");
     }

@@ -55,7 +55,8 @@ pub async fn bad_input_changes_nothing(c: &Cluster) {
 
     let messages = "/api/v1/rooms/calm/messages";
     let state = "/api/v1/rooms/calm/state";
-    let raw: [(&str, &str, &[u8], &str); 12] = [
+    let deep = format!("{}{}", "{\"a\":".repeat(127) + "{}", "}".repeat(127));
+    let raw: [(&str, &str, &[u8], &str); 13] = [
         (
             "POST",
             messages,
@@ -78,6 +79,8 @@ pub async fn bad_input_changes_nothing(c: &Cluster) {
         ("PATCH", state, b"null", "JSON object"),
         ("PATCH", state, b"", "empty"),
         ("GET", "/api/v1/rooms/bad%20room", b"", "not a valid name"),
+        // 128 levels: one more than a member's set_state may nest.
+        ("PATCH", state, deep.as_bytes(), "recursion limit"),
     ];
     for (method, path, body, says) in raw {
         let r = api.call(method, path, &[], body).await;

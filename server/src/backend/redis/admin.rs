@@ -35,7 +35,7 @@ const PATCH_CAS_ATTEMPTS: usize = 64;
 /// a page may take several reads, but never more than this many.
 const LIST_READS: usize = 8;
 
-/// Names of the room index checked per sweep.
+/// Names of the room index checked per sweep, and added per command.
 const SWEEP_BATCH: usize = 256;
 
 impl RedisBackend {
@@ -51,6 +51,14 @@ impl RedisBackend {
         }
         // A failure only delays the room's listing until the next touch.
         let _ = self.command::<i64>("room_index", &cmd).await;
+    }
+
+    /// Adds every room where this node holds connections to the index.
+    pub(super) async fn index_local_rooms(&self) {
+        let rooms: Vec<String> = self.local().rooms.keys().cloned().collect();
+        for chunk in rooms.chunks(SWEEP_BATCH) {
+            self.index_rooms(chunk).await;
+        }
     }
 
     /// The summary of `room`, `None` when it has no peers.

@@ -301,6 +301,8 @@ impl RedisBackend {
                 Err(_) => return false,
             }
         }
+        // Redis lost the room index too: list these rooms again at once.
+        self.index_local_rooms().await;
         info!(
             peers = restored,
             closed, "re-registered live peers after Redis lost them"
@@ -503,8 +505,6 @@ impl RedisBackend {
             let _ = self.script("touch", &self.scripts.touch, room, &[]).await;
         }
         // Heals a listing's prune that raced with a join (see `admin`).
-        for chunk in rooms.chunks(256) {
-            self.index_rooms(chunk).await;
-        }
+        self.index_local_rooms().await;
     }
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::{assert_api_error, peers_of, Api, OTHER_KEY};
+use super::{assert_api_error, peers_of, Api, KEY, OTHER_KEY};
 use crate::support::http::{self, metric_sample};
 use crate::support::{join, Cluster};
 
@@ -39,6 +39,13 @@ pub async fn keys_are_required_and_both_are_accepted(c: &Cluster) {
     };
     assert_eq!(peers_of(&first.room("keyed").await), ["alice"]);
     assert_eq!(peers_of(&second.room("keyed").await), ["alice"]);
+    // Keys, right or wrong, are never logged.
+    for i in 0..c.len() {
+        let log = c.node(i).output().join("\n");
+        for key in [KEY, OTHER_KEY, "wrong-key-0123456789abc"] {
+            assert!(!log.contains(key), "node {i} logged a key:\n{log}");
+        }
+    }
 }
 
 /// Bad JSON, a non-object body, missing and wrong-typed fields, a payload

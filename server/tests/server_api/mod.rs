@@ -148,6 +148,7 @@ macro_rules! api_suite {
         $crate::server_api::api_suite!(@cases $start;
             rooms {
                 rooms_are_listed_a_page_at_a_time => Settings::new(),
+                rooms_that_ended_are_skipped_and_pruned => Settings::new(),
                 a_room_shows_peers_nodes_away_and_state => Settings::new(),
                 closing_a_room_closes_every_peer_and_deletes_it => Settings::new(),
             }

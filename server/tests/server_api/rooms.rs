@@ -137,3 +137,41 @@ pub async fn closing_a_room_closes_every_peer_and_deletes_it(c: &Cluster) {
         "{joined}"
     );
 }
+
+/// Rooms whose peers all left are not listed. On Redis their names stay in
+/// the room index until a listing (or a sweep) meets them: paging through
+/// many of them still ends at the live rooms, with short pages meanwhile,
+/// and a listing after that finds the live room at once (they were pruned).
+pub async fn rooms_that_ended_are_skipped_and_pruned(c: &Cluster) {
+    let api = Api::of(c, 0);
+    for i in 0..20 {
+        let (mut peer, _) = join(c, i, &format!("ended-{i:02}"), "p").await;
+        peer.request_ok(json!({"type": "leave"})).await;
+    }
+    let (_live, _) = join(c, 1, "live", "p").await;
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    for page in 0.. {
+        assert!(page < 30, "paging never ended: {listed:?}");
+        let query = cursor.map_or_else(String::new, |c| format!("&cursor={c}"));
+        let r = api
+            .get(&format!("/api/v1/rooms?limit=1{query}"))
+            .await
+            .json();
+        for room in r["rooms"].as_array().unwrap() {
+            listed.push(room["room"].as_str().unwrap().to_owned());
+        }
+        match r["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(listed, ["live"]);
+    let again = api.get("/api/v1/rooms?limit=1").await.json();
+    assert_eq!(
+        again,
+        json!({"rooms": [{"room": "live", "peers": 1,
+        "state_version": 0, "created_at": again["rooms"][0]["created_at"]}],
+        "next_cursor": null})
+    );
+}

@@ -80,15 +80,20 @@ impl RedisBackend {
         }))
     }
 
+    /// A page of the index after `cursor`, skipping (and pruning) rooms that
+    /// ended. When the reads run out before the page is full, the page is
+    /// short and `next_cursor` is the last name looked at.
     pub(super) async fn list_page(
         &self,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<RoomPage, AdminError> {
-        let mut rooms = Vec::new();
-        let mut from = cursor.map_or_else(|| "-".to_owned(), |c| format!("({c}"));
-        let mut more = false;
-        'reads: for _ in 0..LIST_READS {
+        let mut rooms: Vec<RoomSummary> = Vec::new();
+        let mut last_seen = cursor.map(str::to_owned);
+        for _ in 0..LIST_READS {
+            let from = last_seen
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), |name| format!("({name}"));
             // One more than needed tells whether another page follows.
             let want = limit + 1 - rooms.len();
             let names: Vec<String> = self
@@ -106,35 +111,27 @@ impl RedisBackend {
                 .map_err(|e| unavailable("room_index", &e))?;
             let exhausted = names.len() < want;
             for name in names {
-                from = format!("({name}");
                 match self.summary(&name).await? {
                     Some(_) if rooms.len() == limit => {
-                        more = true;
-                        break 'reads;
+                        let next_cursor = rooms.last().map(|r| r.room.clone());
+                        return Ok(RoomPage { rooms, next_cursor });
                     }
                     Some(summary) => rooms.push(summary),
                     None => self.unindex(&name).await,
                 }
+                last_seen = Some(name);
             }
             if exhausted {
-                break;
+                return Ok(RoomPage {
+                    rooms,
+                    next_cursor: None,
+                });
             }
         }
-        // Out of reads with the index not exhausted: say there is more.
-        if !more && rooms.len() == limit && from != "-" {
-            more = self.indexed_after(&from).await;
-        }
-        let next_cursor = more.then(|| rooms.last().map(|r| r.room.clone())).flatten();
-        Ok(RoomPage { rooms, next_cursor })
-    }
-
-    async fn indexed_after(&self, from: &str) -> bool {
-        self.command::<i64>(
-            "room_index",
-            redis::cmd("ZLEXCOUNT").arg(ROOMS_KEY).arg(from).arg("+"),
-        )
-        .await
-        .is_ok_and(|n| n > 0)
+        Ok(RoomPage {
+            rooms,
+            next_cursor: last_seen,
+        })
     }
 
     async fn unindex(&self, room: &str) {

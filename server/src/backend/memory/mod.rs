@@ -238,7 +238,13 @@ impl MemoryBackend {
         if !guard.peers.get(peer).is_some_and(allowed) {
             return None;
         }
-        let removed = guard.peers.remove(peer);
+        let mut removed = guard.peers.remove(peer);
+        if let Some(p) = removed.as_mut() {
+            // Freed under the lock, so that the room's replay bytes settle
+            // into the node's total when it is released (the caller keeps
+            // the peer, but only for its outbox).
+            p.drop_buffer();
+        }
         let body = event::peer_left(peer, reason);
         guard.deliver_all_but(Some(peer), &body, &self.limits);
         let empty = guard.peers.is_empty();

@@ -64,19 +64,26 @@ impl RedisBackend {
     /// The summary of `room`, `None` when it has no peers.
     async fn summary(&self, room: &str) -> Result<Option<RoomSummary>, ProtocolError> {
         let v = self
-            .script("room_info", &self.scripts.room_info, room, &[])
+            .script("room_info", &self.scripts.room_info, room, &["summary"])
             .await?;
         match v.first().and_then(text).as_deref() {
             Some("OK") => {}
             Some("NO_ROOM") => return Ok(None),
             other => return Err(internal(&format!("room_info status {other:?}"))),
         }
-        let detail = room_detail(room, &v).ok_or_else(|| internal("room_info reply"))?;
+        let (Some(peers), Some(version)) = (v.get(2).and_then(int), v.get(3).and_then(int)) else {
+            return Err(internal("room_info summary reply"));
+        };
+        let created_at = match v.get(4).and_then(int) {
+            Some(c) => c.max(0) as u64,
+            // Re-created after Redis lost it: the full read knows the peers.
+            None => self.detail(room).await.map_or(0, |d| d.created_at),
+        };
         Ok(Some(RoomSummary {
-            room: detail.room,
-            peers: detail.peers.len(),
-            state_version: detail.state.version,
-            created_at: detail.created_at,
+            room: room.to_owned(),
+            peers: peers.max(0) as usize,
+            state_version: version.max(0) as u64,
+            created_at,
         }))
     }
 
@@ -173,7 +180,7 @@ impl RedisBackend {
 
     pub(super) async fn detail(&self, room: &str) -> Result<RoomDetail, AdminError> {
         let v = self
-            .script("room_info", &self.scripts.room_info, room, &[])
+            .script("room_info", &self.scripts.room_info, room, &["full"])
             .await?;
         match v.first().and_then(text).as_deref() {
             Some("OK") => room_detail(room, &v).ok_or_else(|| internal("room_info reply").into()),

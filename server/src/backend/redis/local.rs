@@ -171,6 +171,12 @@ impl RedisBackend {
         let Some((attachment, outbox)) = local.pending.remove(&key) else {
             return;
         };
+        if outbox.close_code() == Some(CloseCode::Removed) {
+            // Kicked (or its room closed) while the join was in flight: the
+            // cluster no longer holds it, so it never becomes active here.
+            local.drop_room(room);
+            return;
+        }
         let local_outbox = outbox.clone();
         let previous = local.active.insert(
             key,
@@ -222,14 +228,27 @@ impl RedisBackend {
 
     /// [`Self::retire`] with a reason of the caller's.
     pub(super) fn retire_with(&self, member: &Member, code: CloseCode, reason: &'static str) {
-        let outbox = self
-            .local()
-            .active
-            .get(&(member.room.clone(), member.peer.clone()))
-            .filter(|p| p.attachment == member.attachment)
-            .map(|p| p.outbox.clone());
-        if let Some(outbox) = outbox {
+        let key = (member.room.clone(), member.peer.clone());
+        let (active, pending) = {
+            let local = self.local();
+            let active = local
+                .active
+                .get(&key)
+                .filter(|p| p.attachment == member.attachment)
+                .map(|p| p.outbox.clone());
+            let pending = local
+                .pending
+                .get(&key)
+                .filter(|(att, _)| *att == member.attachment)
+                .map(|(_, outbox)| outbox.clone());
+            (active, pending)
+        };
+        if let Some(outbox) = active {
             self.remove_active(member);
+            outbox.close(code, reason);
+        } else if let Some(outbox) = pending.filter(|_| code == CloseCode::Removed) {
+            // A join or resume whose script already ran, removed before it
+            // was answered: `activate` sees the close and drops it.
             outbox.close(code, reason);
         }
     }

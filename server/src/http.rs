@@ -1,5 +1,6 @@
 //! HTTP routes: the WebSocket upgrade, health, readiness, metrics, status,
-//! the small status page and the demo page. `app()` builds the router so
+//! the small status page and the demo page, and where the Server API
+//! ([`crate::api`]) is mounted. `app()` builds the router so
 //! tests and the binary serve the same thing.
 
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::api;
 use crate::auth;
 use crate::node::Node;
 use crate::session;
@@ -27,7 +29,8 @@ const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
 const WS_WRITE_BUFFER_BYTES: usize = 8 * 1024;
 
 /// The router of one node's listener: everything, or with an internal
-/// listener (`INTERNAL_ADDR`) configured, everything but metrics and status.
+/// listener (`INTERNAL_ADDR`) configured, everything but metrics, status and
+/// the Server API.
 pub fn app(node: Arc<Node>) -> Router {
     let public = Router::new()
         .route("/", get(index))
@@ -43,18 +46,31 @@ pub fn app(node: Arc<Node>) -> Router {
             .route("/metrics", get(metrics))
             .route("/status", get(status))
     };
-    public.with_state(node)
+    let public = public.with_state(node.clone());
+    match node.config.internal_addr {
+        Some(_) => public,
+        None => with_api(public, node),
+    }
 }
 
-/// The router of the internal listener: probes, metrics and status, for
-/// what runs inside the network (Prometheus, load balancer health checks).
+/// The router of the internal listener: probes, metrics, status and the
+/// Server API, for what runs inside the network (Prometheus, load balancer health checks).
 pub fn internal_app(node: Arc<Node>) -> Router {
-    Router::new()
+    let internal = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
-        .with_state(node)
+        .with_state(node.clone());
+    with_api(internal, node)
+}
+
+/// `router` plus the Server API when an API key is configured.
+fn with_api(router: Router, node: Arc<Node>) -> Router {
+    match api::router(node) {
+        Some(api) => router.merge(api),
+        None => router,
+    }
 }
 
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {

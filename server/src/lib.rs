@@ -9,6 +9,8 @@
 //!   `/`, `/demo`); [`listener`]: the accept loop and HTTP/1.1 serving
 //!   (request-head deadline, accept-error backoff); [`pending`]: sockets not
 //!   upgraded yet, against their overall and per-address limits.
+//! - [`api`]: the Server API (`/api/v1`) for application backends: rooms
+//!   listed, read, messaged, patched, kicked from and closed.
 //! - [`session`]: one WebSocket connection (read loop, dispatch, write loop,
 //!   lingering close, rate limit).
 //! - [`node`]: the shared handle of one node; [`shutdown`]: the graceful
@@ -31,6 +33,7 @@
 //! The binary (`main.rs`) only parses the command line and calls [`run`].
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod auth;
 pub mod backend;
 pub mod cli;
@@ -77,10 +80,11 @@ pub async fn build_backend(
     metrics: &mut Metrics,
 ) -> Result<Arc<dyn Backend>, Error> {
     match &config.backend {
-        BackendConfig::Memory => Ok(MemoryBackend::new(
-            config.limits.clone(),
-            config.timing.resume_window,
-        )),
+        BackendConfig::Memory => {
+            let backend = MemoryBackend::new(config.limits.clone(), config.timing.resume_window);
+            backend.set_node_id(&config.node_id);
+            Ok(backend)
+        }
         BackendConfig::Redis(redis) => {
             // rustls needs a process-wide crypto provider for rediss:// URLs;
             // installing it twice (several nodes in one test process) is harmless.

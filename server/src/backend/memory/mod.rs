@@ -15,7 +15,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, TryLockError, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,12 +24,13 @@ use serde_json::{Map, Value};
 use super::budget::DropLog;
 use super::rules::{new_peer, on_taken, ResumeAttempt};
 use super::{
-    new_peer_id, not_joined, now_ms, room_full, token, Backend, BackendHealth, BackendStats,
-    JoinArgs, JoinOutcome, Member,
+    new_peer_id, not_joined, now_ms, room_full, token, AdminError, Backend,
+    BackendHealth, BackendStats, JoinArgs, JoinOutcome, Member, Recipients, RoomDetail, RoomPage,
 };
 use crate::limits::Limits;
 use crate::protocol::{event, state, CloseCode, EventBody, LeaveReason, PeerInfo, ProtocolError};
 
+mod admin;
 mod room;
 
 use self::room::{Peer, Room};
@@ -45,6 +46,9 @@ pub struct MemoryBackend {
     /// Held while dropping buffers for the node budget (one evictor at a time).
     evicting: Mutex<()>,
     drops: DropLog,
+    /// This node's `SERVER_ID`, shown as every peer's `node` by the Server
+    /// API (see [`MemoryBackend::set_node_id`]).
+    node_id: OnceLock<String>,
     this: Weak<MemoryBackend>,
 }
 
@@ -105,6 +109,7 @@ impl MemoryBackend {
             recovery_bytes: AtomicUsize::new(0),
             evicting: Mutex::new(()),
             drops: DropLog::default(),
+            node_id: OnceLock::new(),
             this: this.clone(),
         })
     }
@@ -114,6 +119,12 @@ impl MemoryBackend {
             room: crate::sync::lock(room),
             backend: self,
         }
+    }
+
+    /// Names this node for the Server API's `node` field (once; later calls
+    /// are ignored). Unset, peers show `local`.
+    pub fn set_node_id(&self, id: &str) {
+        let _ = self.node_id.set(id.to_owned());
     }
 
     /// Replay bytes held by every room of this node (the node budget's measure).
@@ -205,25 +216,44 @@ impl MemoryBackend {
     }
 
     fn remove_peer(&self, member: &Member, reason: LeaveReason, only_if_away: bool) -> bool {
-        let Some(room) = self.room(&member.room) else {
-            return false;
-        };
-        let mut guard = self.lock(&room);
-        match guard.peers.get(&member.peer) {
-            Some(p)
-                if p.attachment == member.attachment && !(only_if_away && p.outbox.is_some()) => {}
-            _ => return false,
+        self.remove_where(&member.room, &member.peer, reason, |p| {
+            p.attachment == member.attachment && !(only_if_away && p.outbox.is_some())
+        })
+        .is_some()
+    }
+
+    /// Removes `peer` from `room` if `allowed(peer)`, telling the others
+    /// `peer_left{reason}`, and returns it. Every removal of a peer (leave,
+    /// expiry after the resume window, kick) goes through here, so that
+    /// whatever must follow a removal (room history) hooks one place.
+    fn remove_where(
+        &self,
+        room: &str,
+        peer: &str,
+        reason: LeaveReason,
+        allowed: impl FnOnce(&Peer) -> bool,
+    ) -> Option<Peer> {
+        let handle = self.room(room)?;
+        let mut guard = self.lock(&handle);
+        if !guard.peers.get(peer).is_some_and(allowed) {
+            return None;
         }
-        guard.peers.remove(&member.peer);
-        let body = event::peer_left(&member.peer, reason);
-        guard.deliver_all_but(Some(&member.peer), &body, &self.limits);
+        let mut removed = guard.peers.remove(peer);
+        if let Some(p) = removed.as_mut() {
+            // Freed under the lock, so that the room's replay bytes settle
+            // into the node's total when it is released (the caller keeps
+            // the peer, but only for its outbox).
+            p.drop_buffer();
+        }
+        let body = event::peer_left(peer, reason);
+        guard.deliver_all_but(Some(peer), &body, &self.limits);
         let empty = guard.peers.is_empty();
         drop(guard);
         if empty {
-            self.remove_if_empty(&member.room);
+            self.remove_if_empty(room);
         }
         self.enforce_node_budget();
-        true
+        removed
     }
 
     fn join_locked(
@@ -247,6 +277,8 @@ impl MemoryBackend {
             }
         }
 
+        // Decided before a takeover, which may empty the room only for a moment.
+        let starts = room.peers.is_empty();
         let peer_id = match attempt.fresh_peer(req) {
             Some(id) => {
                 if room.peers.contains_key(&id) {
@@ -266,6 +298,9 @@ impl MemoryBackend {
             return Err(room_full(limits.max_peers_per_room));
         }
         let info = new_peer(req, peer_id.clone(), now_ms());
+        if starts {
+            room.created_at = info.joined_at;
+        }
         room.deliver_all_but(Some(&peer_id), &event::peer_joined(&info), limits);
         let minted = token::mint(&req.room, &peer_id);
         let attachment = self.attachments.fetch_add(1, Ordering::Relaxed);
@@ -464,6 +499,40 @@ impl Backend for MemoryBackend {
             room.deliver_all_but(Some(&member.peer), &body, limits);
             Ok(())
         })
+    }
+
+    async fn list_rooms(&self, cursor: Option<&str>, limit: usize) -> Result<RoomPage, AdminError> {
+        Ok(self.list_page(cursor, limit))
+    }
+
+    async fn room(&self, room: &str) -> Result<RoomDetail, AdminError> {
+        self.detail(room)
+    }
+
+    async fn send_server(
+        &self,
+        room: &str,
+        to: Recipients<'_>,
+        body: EventBody,
+    ) -> Result<usize, AdminError> {
+        self.deliver_server(room, to, &body)
+    }
+
+    async fn patch_state(
+        &self,
+        room: &str,
+        patch: &Map<String, Value>,
+        if_version: Option<u64>,
+    ) -> Result<u64, AdminError> {
+        self.patch_room_state(room, patch, if_version)
+    }
+
+    async fn kick(&self, room: &str, peer: &str) -> Result<(), AdminError> {
+        self.kick_peer(room, peer)
+    }
+
+    async fn close_room(&self, room: &str) -> Result<(), AdminError> {
+        self.close(room)
     }
 
     fn health(&self) -> BackendHealth {

@@ -6,6 +6,8 @@
 -- Returns {'OK', published, peers-hash-flat, version, data} | {'TAKEN'} | {'FULL'}.
 configure(ARGV[1], ARGV[2], ARGV[3])
 local peer = ARGV[4]
+-- Decided before a takeover, which may empty the room only for a moment.
+local starts = redis.call('HLEN', PEERS) == 0
 if redis.call('HEXISTS', PEERS, peer) == 1 then
   if ARGV[11] ~= '1' then return {'TAKEN', PUBLISHED} end
   local old = redis.call('HMGET', meta_key(peer), 'node', 'att')
@@ -16,6 +18,11 @@ if redis.call('HEXISTS', PEERS, peer) == 1 then
   remove(peer, 'replaced', ARGV[12], true)
 end
 if redis.call('HLEN', PEERS) >= tonumber(ARGV[9]) then return {'FULL', PUBLISHED} end
+if starts then
+  -- The room starts: remember when, for the Server API's `created_at`.
+  local t = redis.call('TIME')
+  redis.call('HSET', state_key(), 'c', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+end
 deliver(others(peer), 'peer_joined', ARGV[10])
 redis.call('HSET', PEERS, peer, ARGV[5])
 redis.call('HSET', meta_key(peer), 'node', ARGV[6], 'att', ARGV[7], 'seq', 0,

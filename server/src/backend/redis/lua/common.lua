@@ -192,12 +192,13 @@ end
 -- TTL when it is created (the periodic touch refreshes it). Once it holds
 -- MAXLEN + SLACK events it goes back to MAXLEN; whenever it holds more than
 -- PEER_BYTES, the oldest ones go at once. settle() must follow before the
--- script ends (it writes the seq back). Returns the seq as a string: Lua
+-- script ends (it writes the seq back). `state` is the peer's peer_state()
+-- when the caller has it at hand. Returns the seq as a string: Lua
 -- formats a number with sprintf, a cost worth paying once per event, not
 -- three times.
-local function record(peer, kind, body, shared)
+local function record(peer, kind, body, shared, state)
   local queue = queue_key(peer)
-  local s = peer_state(meta_key(peer))
+  local s = state or peer_state(meta_key(peer))
   s.seq = s.seq + 1
   local seq = tostring(s.seq)
   s.text = seq

@@ -40,7 +40,7 @@ for j = 1, #KEYS do
         if redis.call('HEXISTS', PEERS, to) == 1 then s.node = '' end
       end
       if s.node then
-        local seq = record(to, 'signal', body)
+        local seq = record(to, 'signal', body, nil, s)
         if s.node ~= '' then
           local ch = channel(s.node)
           local batch = batches[ch]
@@ -49,7 +49,9 @@ for j = 1, #KEYS do
             batches[ch] = batch
             table.insert(order, ch)
           end
-          table.insert(batch, {to .. '=' .. seq, body})
+          -- Flat: route, body, route, body... (no table per event).
+          batch[#batch + 1] = to .. '=' .. seq
+          batch[#batch + 1] = body
         end
         table.insert(reply, 1)
       else
@@ -63,13 +65,13 @@ settle()
 for _, ch in ipairs(order) do
   local batch = batches[ch]
   local message
-  if #batch == 1 then
-    message = 'E signal ' .. batch[1][1] .. '\n' .. batch[1][2]
+  if #batch == 2 then
+    message = 'E signal ' .. batch[1] .. '\n' .. batch[2]
   else
     local parts = {'M\n'}
-    for _, event in ipairs(batch) do
-      table.insert(parts, 'signal ' .. event[1] .. ' ' .. #event[2] .. '\n')
-      table.insert(parts, event[2])
+    for i = 1, #batch, 2 do
+      parts[#parts + 1] = 'signal ' .. batch[i] .. ' ' .. #batch[i + 1] .. '\n'
+      parts[#parts + 1] = batch[i + 1]
     end
     message = table.concat(parts)
   end

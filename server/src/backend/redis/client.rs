@@ -136,6 +136,15 @@ impl Scripts {
         }
     }
 
+    /// The library's name in `FUNCTION LIST` (`switchboard_VERSION`).
+    fn library_name(&self) -> &str {
+        self.library
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("#!lua name="))
+            .unwrap_or("switchboard")
+    }
+
     /// `FUNCTION LOAD REPLACE` of the library (on a Redis Cluster the client
     /// sends it to every master).
     fn load_command(&self) -> Cmd {
@@ -284,8 +293,22 @@ impl RedisBackend {
                 let loaded: redis::RedisResult<Value> =
                     self.scripts.load_command().query_async(&mut conn).await;
                 result = match loaded {
-                    Ok(_) => call.query_async(&mut conn).await,
-                    Err(e) => Err(e),
+                    Ok(_) => {
+                        tracing::info!(
+                            library = %self.scripts.library_name(),
+                            "loaded the script library into Redis"
+                        );
+                        call.query_async(&mut conn).await
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            library = %self.scripts.library_name(),
+                            "cannot load the script library into Redis ({e}); operations answer \
+                             UNAVAILABLE until it loads: Redis must be 7.0 or newer and the \
+                             Redis user needs FUNCTION LOAD and FCALL (the @scripting category)"
+                        );
+                        Err(e)
+                    }
                 };
             }
         }
@@ -336,5 +359,44 @@ impl RedisBackend {
             self.command::<Value>(op, cmd).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_is_a_function_of_the_versioned_library() {
+        let scripts = Scripts::load();
+        let name = scripts.library_name().to_owned();
+        let version = name.strip_prefix("switchboard_").unwrap_or_default();
+        assert_eq!(version.len(), 16, "{name}");
+        assert!(version.chars().all(|c| c.is_ascii_hexdigit()), "{name}");
+        for script in [
+            &scripts.join,
+            &scripts.resume,
+            &scripts.signal,
+            &scripts.broadcast,
+            &scripts.leave,
+            &scripts.detach,
+            &scripts.expire,
+            &scripts.node_lost,
+            &scripts.set_state,
+            &scripts.update,
+            &scripts.reattach,
+            &scripts.touch,
+        ] {
+            assert!(script.name.starts_with(&format!("sb_{version}_")));
+            let registered = format!("redis.register_function('{}',", script.name);
+            assert_eq!(
+                scripts.library.matches(&registered).count(),
+                1,
+                "{}",
+                script.name
+            );
+        }
+        // The same source gives the same names: nodes of one build share them.
+        assert_eq!(Scripts::load().signal.name, scripts.signal.name);
     }
 }

@@ -120,6 +120,12 @@ cluster() {
   say "cross-node: latency at 25,000 signals/s"
   bench relay --url "$a" --url "$b" --connections 100 --in-flight 8 --rate 25000 \
     --duration 10s "${pids[@]}"
+  # Paced like real signaling (5 signals/s per connection, 205-byte payloads):
+  # CPU per relayed signal of the nodes and of Redis, apart.
+  local split=(--server-pid "$a_pid" --server-pid "$NODE_PID" --redis-pid "$REDIS_PID")
+  say "cross-node: CPU per signal at 5 signals/s per connection (1,000 connections)"
+  bench relay --url "$a" --url "$b" --connections 1000 --in-flight 8 --rate 5000 \
+    --payload-bytes 175 --duration 10s "${split[@]}"
   say "cross-node: joins"
   bench joins --url "$a" --url "$b" --count 10000 --concurrency 64 --source-addrs 4 \
     "${pids[@]}"

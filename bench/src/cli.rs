@@ -96,6 +96,11 @@ pub struct RelayArgs {
     /// Extra padding bytes in every signal payload.
     #[arg(long, default_value_t = 0, value_name = "B")]
     pub payload_bytes: usize,
+    /// Process id of a Redis server (repeat for each master of a Redis Cluster):
+    /// its CPU is reported apart from the `--server-pid` nodes, per process and
+    /// per relayed signal.
+    #[arg(long = "redis-pid", value_name = "PID")]
+    pub redis_pids: Vec<u32>,
 }
 
 /// Flags of `idle`.

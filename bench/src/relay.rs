@@ -99,6 +99,12 @@ pub struct Summary {
     pub bench_cores: Option<f64>,
     /// Cores used by the `--server-pid` processes during the measured window.
     pub server_cores: Option<f64>,
+    /// Cores used by each `--redis-pid` process during the measured window.
+    pub redis_cores: Vec<f64>,
+    /// CPU time of the `--server-pid` processes per relayed signal, in µs.
+    pub server_us_per_signal: Option<f64>,
+    /// CPU time of all `--redis-pid` processes per relayed signal, in µs.
+    pub redis_us_per_signal: Option<f64>,
 }
 
 /// Runs the relay benchmark and prints its summary.
@@ -178,7 +184,12 @@ pub async fn measure(args: RelayArgs) -> anyhow::Result<Summary> {
     });
 
     let progress = tokio::spawn(progress(shared.clone()));
-    let cpu = tokio::spawn(measure_cpu(start, end, t.server_pids.clone()));
+    let cpu = tokio::spawn(measure_cpu(
+        start,
+        end,
+        t.server_pids.clone(),
+        args.redis_pids.clone(),
+    ));
     let tasks: Vec<_> = sockets
         .into_iter()
         .enumerate()
@@ -201,9 +212,18 @@ pub async fn measure(args: RelayArgs) -> anyhow::Result<Summary> {
         total.errors.merge(&r.errors);
     }
     progress.abort();
-    let (bench_cores, server_cores) = cpu.await?;
+    let (bench_cores, server_cores, redis_cores) = cpu.await?;
 
     let secs = args.duration.as_secs_f64();
+    // Cores × seconds / signals = CPU seconds per signal.
+    let per_signal =
+        |cores: f64| (total.relayed > 0).then(|| cores * secs * 1e6 / total.relayed as f64);
+    let server_us_per_signal = server_cores.and_then(per_signal);
+    let redis_us_per_signal = if redis_cores.is_empty() {
+        None
+    } else {
+        per_signal(redis_cores.iter().sum())
+    };
     let summary = Summary {
         nodes: targets.len(),
         connections: n,
@@ -223,6 +243,9 @@ pub async fn measure(args: RelayArgs) -> anyhow::Result<Summary> {
         errors: total.errors,
         bench_cores,
         server_cores,
+        redis_cores,
+        server_us_per_signal,
+        redis_us_per_signal,
     };
     Ok(summary)
 }
@@ -259,11 +282,25 @@ fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {
             );
         }
         let cores = |c: Option<f64>| c.map_or("-".to_string(), |c| format!("{c:.2}"));
+        let redis = if s.redis_cores.is_empty() {
+            String::new()
+        } else {
+            let each: Vec<String> = s.redis_cores.iter().map(|c| format!("{c:.2}")).collect();
+            format!("  redis {}", each.join(" + "))
+        };
         println!(
-            "  cpu (cores)  bench {}  server(s) {}",
+            "  cpu (cores)  bench {}  server(s) {}{redis}",
             cores(s.bench_cores),
             cores(s.server_cores)
         );
+        let us = |c: Option<f64>| c.map_or("-".to_string(), |c| format!("{c:.1}"));
+        if s.server_us_per_signal.is_some() || s.redis_us_per_signal.is_some() {
+            println!(
+                "  cpu/signal   server(s) {} µs  redis {} µs",
+                us(s.server_us_per_signal),
+                us(s.redis_us_per_signal)
+            );
+        }
         println!("  errors       {}", s.errors.line());
     }
     if let Some(hint) = s.errors.rate_limit_hint() {
@@ -272,15 +309,25 @@ fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// CPU use of the bench and (optionally) the server over the measured window.
-async fn measure_cpu(start: Instant, end: Instant, server: Vec<u32>) -> (Option<f64>, Option<f64>) {
+/// CPU use of the bench, (optionally) the server and each Redis process over
+/// the measured window.
+async fn measure_cpu(
+    start: Instant,
+    end: Instant,
+    server: Vec<u32>,
+    redis: Vec<u32>,
+) -> (Option<f64>, Option<f64>, Vec<f64>) {
     tokio::time::sleep_until(start.into()).await;
     let bench = CpuMeter::of_self().ok();
     let srv = CpuMeter::of(&server);
+    let each: Vec<Option<CpuMeter>> = redis.iter().map(|&pid| CpuMeter::of(&[pid])).collect();
     tokio::time::sleep_until(end.into()).await;
     (
         bench.and_then(|m| m.cores().ok()),
         srv.and_then(|m| m.cores().ok()),
+        each.into_iter()
+            .filter_map(|m| m.and_then(|m| m.cores().ok()))
+            .collect(),
     )
 }
 

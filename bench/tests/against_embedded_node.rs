@@ -43,6 +43,7 @@ fn relay_args(url: String) -> RelayArgs {
         warmup: Duration::from_millis(200),
         rate: None,
         payload_bytes: 16,
+        redis_pids: vec![],
     }
 }
 
@@ -66,9 +67,16 @@ async fn fixed_rate_relay_holds_the_rate() {
     let mut args = relay_args(url);
     args.rate = Some(400);
     args.duration = Duration::from_secs(1);
+    // The node runs in this process: its CPU stands in for a server's and a
+    // Redis's, each reported per relayed signal.
+    args.target.server_pids = vec![std::process::id()];
+    args.redis_pids = vec![std::process::id()];
     let s = relay::measure(args).await.unwrap();
     assert!((200.0..=600.0).contains(&s.relayed_per_sec), "{s:?}");
     assert_eq!(s.errors.total(), 0, "{s:?}");
+    assert_eq!(s.redis_cores.len(), 1, "{s:?}");
+    assert!(s.server_us_per_signal.is_some_and(|us| us >= 0.0), "{s:?}");
+    assert!(s.redis_us_per_signal.is_some_and(|us| us >= 0.0), "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,8 +3,9 @@
 //! connections, a password-protected Redis (and a wrong password), Redis over
 //! TLS with a CA made at test time, the race of many nodes for a room's last
 //! seat, the keys a crashed node leaves behind, a peer Redis lost restored on
-//! its next request, and a node cut off past the resume window closing its
-//! removed peers with 4001. Faults under paced traffic are in
+//! its next request, a node cut off past the resume window closing its
+//! removed peers with 4001, and the scripts' library loaded again after
+//! Redis dropped it. Faults under paced traffic are in
 //! `faults_under_traffic.rs`.
 
 mod support;
@@ -223,7 +224,7 @@ async fn a_crashed_node_leaves_no_keys_behind() {
             .filter(|k| {
                 k.starts_with("sb:{r2}")
                     || k.contains("node-1")
-                    || k.contains("q:bob")
+                    || k.contains("e:bob")
                     || k.contains("p:bob")
             })
             .collect();
@@ -301,7 +302,7 @@ async fn a_peer_redis_lost_is_restored_on_its_next_request() {
     // Redis loses alice's records (as after a restart without persistence)
     // while her node's heartbeat has not noticed yet.
     redis.cli(&["HDEL", "sb:{r1}:peers", "alice"]);
-    redis.cli(&["DEL", "sb:{r1}:p:alice", "sb:{r1}:q:alice"]);
+    redis.cli(&["DEL", "sb:{r1}:p:alice", "sb:{r1}:e:alice"]);
     // Her node restores her and the request goes through: never NOT_JOINED.
     alice
         .request_ok(json!({"type": "broadcast", "payload": 1}))
@@ -312,6 +313,35 @@ async fn a_peer_redis_lost_is_restored_on_its_next_request() {
     bob.request_ok(json!({"type": "signal", "to": "alice", "payload": 2}))
         .await;
     assert_eq!(alice.recv_type("signal").await["payload"], 2);
+}
+
+#[tokio::test]
+async fn a_function_library_redis_dropped_is_loaded_again() {
+    let redis = Redis::start(RedisOptions::default());
+    let c = Cluster::over(
+        2,
+        Settings::new().set("REDIS_URL", redis.url()),
+        Box::new(()),
+    )
+    .await;
+    let (mut alice, _) = join(&c, 0, "r1", "alice").await;
+    let (mut bob, _) = join(&c, 1, "r1", "bob").await;
+    alice.recv_type("peer_joined").await;
+    // Both nodes run the same build: one library, loaded once.
+    let libraries = redis.cli(&["FUNCTION", "LIST"]);
+    assert_eq!(libraries.matches("switchboard_").count(), 1, "{libraries}");
+    // Redis loses the library (FUNCTION FLUSH, or a restart that kept the
+    // data but not the functions): the next call of each node loads it again.
+    assert_eq!(redis.cli(&["FUNCTION", "FLUSH"]).trim(), "OK");
+    alice
+        .request_ok(json!({"type": "signal", "to": "bob", "payload": 1}))
+        .await;
+    assert_eq!(bob.recv_type("signal").await["payload"], 1);
+    assert_eq!(redis.cli(&["FUNCTION", "FLUSH"]).trim(), "OK");
+    bob.request_ok(json!({"type": "broadcast", "payload": 2}))
+        .await;
+    assert_eq!(alice.recv_type("broadcast").await["payload"], 2);
+    assert!(redis.cli(&["FUNCTION", "LIST"]).contains("switchboard_"));
 }
 
 /// Sends a signal to a process through `kill(1)` (no unsafe, no libc).

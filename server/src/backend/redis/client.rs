@@ -1,6 +1,13 @@
-//! Talking to Redis: the Lua scripts (each prefixed with `lua/common.lua`),
-//! the metered calls that run them and plain commands (latency and errors by
-//! operation), and the `UNAVAILABLE` answer when Redis cannot be reached.
+//! Talking to Redis: the Lua scripts (one Redis Functions library:
+//! `lua/common.lua` once, then each script as a function), the metered calls
+//! that run them and plain commands (latency and errors by operation), and the
+//! `UNAVAILABLE` answer when Redis cannot be reached.
+//!
+//! Why a library and not `EVALSHA`: a script sent with `EVAL` carries the
+//! shared prelude and runs it on every call (defining its helpers, parsing
+//! the budgets); a library runs it once per `FUNCTION LOAD`, and each `FCALL`
+//! runs only the function's body. That was about a fifth of the Redis CPU of
+//! a one-signal `signal.lua` call (docs/benchmarks.md).
 
 use std::time::Instant;
 
@@ -8,7 +15,8 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use redis::{Script, Value};
+use redis::{Cmd, Value};
+use sha2::{Digest, Sha256};
 
 use crate::metrics::Metrics;
 use crate::protocol::ProtocolError;
@@ -17,7 +25,15 @@ use super::keys::{peers_key, ROOM_KEY_TTL};
 use super::reply::{int, internal};
 use super::RedisBackend;
 
+/// One room script: a function of the library, called with `FCALL`.
+pub(super) struct Script {
+    name: String,
+}
+
+/// The library's source and the functions in it.
 pub(super) struct Scripts {
+    /// `FUNCTION LOAD` source of the library.
+    library: String,
     pub(super) join: Script,
     pub(super) resume: Script,
     pub(super) signal: Script,
@@ -37,30 +53,128 @@ pub(super) struct Scripts {
     pub(super) close_room: Script,
 }
 
-impl Scripts {
-    pub(super) fn load() -> Self {
-        let common = include_str!("lua/common.lua");
-        let s = |body: &str| Script::new(&format!("{common}\n{body}"));
+/// Builds the library: the shared prelude once, then one function per
+/// script whose body sees `KEYS` and `ARGV` as an `EVAL` script would.
+struct Library {
+    /// The scripts by name, in order.
+    scripts: Vec<(&'static str, &'static str)>,
+}
+
+impl Library {
+    fn new() -> Self {
         Self {
-            join: s(include_str!("lua/join.lua")),
-            resume: s(include_str!("lua/resume.lua")),
-            signal: s(include_str!("lua/signal.lua")),
-            broadcast: s(include_str!("lua/broadcast.lua")),
-            leave: s(include_str!("lua/leave.lua")),
-            detach: s(include_str!("lua/detach.lua")),
-            expire: s(include_str!("lua/expire.lua")),
-            node_lost: s(include_str!("lua/node_lost.lua")),
-            set_state: s(include_str!("lua/set_state.lua")),
-            update: s(include_str!("lua/update.lua")),
-            reattach: s(include_str!("lua/reattach.lua")),
-            touch: s(include_str!("lua/touch.lua")),
-            room_info: s(include_str!("lua/room_info.lua")),
-            server_message: s(include_str!("lua/server_message.lua")),
-            api_state: s(include_str!("lua/api_state.lua")),
-            kick: s(include_str!("lua/kick.lua")),
-            close_room: s(include_str!("lua/close_room.lua")),
+            scripts: Vec::new(),
         }
     }
+
+    fn add(&mut self, name: &'static str, body: &'static str) -> &'static str {
+        self.scripts.push((name, body));
+        name
+    }
+
+    /// The library's source and its version: the first 16 hex digits of the
+    /// SHA-256 of the Lua it holds. Library and function names carry the
+    /// version, so nodes of different builds sharing one Redis (a rolling
+    /// upgrade) each call their own functions.
+    fn build(&self) -> (String, String) {
+        let common = include_str!("lua/common.lua");
+        let mut digest = Sha256::new();
+        digest.update(common);
+        for (name, body) in &self.scripts {
+            digest.update(name);
+            digest.update(body);
+        }
+        let version: String = digest
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut source = format!("#!lua name=switchboard_{version}\n{common}\n");
+        for (name, body) in &self.scripts {
+            source.push_str(&format!(
+                "redis.register_function('{}', function(KEYS, ARGV)\nbegin(KEYS)\n{body}\nend)\n",
+                function_name(&version, name)
+            ));
+        }
+        (source, version)
+    }
+}
+
+fn function_name(version: &str, script: &str) -> String {
+    format!("sb_{version}_{script}")
+}
+
+impl Scripts {
+    pub(super) fn load() -> Self {
+        let mut lib = Library::new();
+        let join = lib.add("join", include_str!("lua/join.lua"));
+        let resume = lib.add("resume", include_str!("lua/resume.lua"));
+        let signal = lib.add("signal", include_str!("lua/signal.lua"));
+        let broadcast = lib.add("broadcast", include_str!("lua/broadcast.lua"));
+        let leave = lib.add("leave", include_str!("lua/leave.lua"));
+        let detach = lib.add("detach", include_str!("lua/detach.lua"));
+        let expire = lib.add("expire", include_str!("lua/expire.lua"));
+        let node_lost = lib.add("node_lost", include_str!("lua/node_lost.lua"));
+        let set_state = lib.add("set_state", include_str!("lua/set_state.lua"));
+        let update = lib.add("update", include_str!("lua/update.lua"));
+        let reattach = lib.add("reattach", include_str!("lua/reattach.lua"));
+        let touch = lib.add("touch", include_str!("lua/touch.lua"));
+        let room_info = lib.add("room_info", include_str!("lua/room_info.lua"));
+        let server_message = lib.add("server_message", include_str!("lua/server_message.lua"));
+        let api_state = lib.add("api_state", include_str!("lua/api_state.lua"));
+        let kick = lib.add("kick", include_str!("lua/kick.lua"));
+        let close_room = lib.add("close_room", include_str!("lua/close_room.lua"));
+        let (library, version) = lib.build();
+        let f = |name: &str| Script {
+            name: function_name(&version, name),
+        };
+        Self {
+            library,
+            join: f(join),
+            resume: f(resume),
+            signal: f(signal),
+            broadcast: f(broadcast),
+            leave: f(leave),
+            detach: f(detach),
+            expire: f(expire),
+            node_lost: f(node_lost),
+            set_state: f(set_state),
+            update: f(update),
+            reattach: f(reattach),
+            touch: f(touch),
+            room_info: f(room_info),
+            server_message: f(server_message),
+            api_state: f(api_state),
+            kick: f(kick),
+            close_room: f(close_room),
+        }
+    }
+
+    /// The library's name in `FUNCTION LIST` (`switchboard_VERSION`).
+    fn library_name(&self) -> &str {
+        self.library
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("#!lua name="))
+            .unwrap_or("switchboard")
+    }
+
+    /// `FUNCTION LOAD REPLACE` of the library (on a Redis Cluster the client
+    /// sends it to every master).
+    fn load_command(&self) -> Cmd {
+        let mut cmd = redis::cmd("FUNCTION");
+        cmd.arg("LOAD").arg("REPLACE").arg(&self.library);
+        cmd
+    }
+}
+
+/// True for the answer to an `FCALL` of a function Redis does not have: a
+/// Redis that restarted empty or was flushed, a new cluster master, or the
+/// first call of this build.
+fn missing_function(e: &redis::RedisError) -> bool {
+    e.detail()
+        .is_some_and(|d| d.starts_with("Function not found"))
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -176,20 +290,43 @@ impl RedisBackend {
         keys: &[String],
         args: &[&str],
     ) -> Result<Vec<Value>, ProtocolError> {
-        let mut invocation = script.prepare_invoke();
-        for key in keys {
-            invocation.key(key);
-        }
-        invocation
-            .arg(self.publish)
+        let mut call = redis::cmd("FCALL");
+        call.arg(&script.name).arg(keys.len()).arg(keys);
+        call.arg(self.publish)
             .arg(crate::backend::budget::redis_limits(&self.limits))
             .arg(ROOM_KEY_TTL.as_millis() as u64);
         for a in args {
-            invocation.arg(*a);
+            call.arg(*a);
         }
         let started = Instant::now();
         let mut conn = self.conn.clone();
-        let result: redis::RedisResult<Value> = invocation.invoke_async(&mut conn).await;
+        let mut result: redis::RedisResult<Value> = call.query_async(&mut conn).await;
+        if let Err(e) = &result {
+            if missing_function(e) {
+                // Load the library and call again, once: Redis lost it (or
+                // never had it), and every node loads the same source.
+                let loaded: redis::RedisResult<Value> =
+                    self.scripts.load_command().query_async(&mut conn).await;
+                result = match loaded {
+                    Ok(_) => {
+                        tracing::info!(
+                            library = %self.scripts.library_name(),
+                            "loaded the script library into Redis"
+                        );
+                        call.query_async(&mut conn).await
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            library = %self.scripts.library_name(),
+                            "cannot load the script library into Redis ({e}); operations answer \
+                             UNAVAILABLE until it loads: Redis must be 7.0 or newer and the \
+                             Redis user needs FUNCTION LOAD and FCALL (the @scripting category)"
+                        );
+                        Err(e)
+                    }
+                };
+            }
+        }
         self.metrics
             .latency
             .get_or_create(&OpLabel { op })
@@ -237,5 +374,44 @@ impl RedisBackend {
             self.command::<Value>(op, cmd).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_is_a_function_of_the_versioned_library() {
+        let scripts = Scripts::load();
+        let name = scripts.library_name().to_owned();
+        let version = name.strip_prefix("switchboard_").unwrap_or_default();
+        assert_eq!(version.len(), 16, "{name}");
+        assert!(version.chars().all(|c| c.is_ascii_hexdigit()), "{name}");
+        for script in [
+            &scripts.join,
+            &scripts.resume,
+            &scripts.signal,
+            &scripts.broadcast,
+            &scripts.leave,
+            &scripts.detach,
+            &scripts.expire,
+            &scripts.node_lost,
+            &scripts.set_state,
+            &scripts.update,
+            &scripts.reattach,
+            &scripts.touch,
+        ] {
+            assert!(script.name.starts_with(&format!("sb_{version}_")));
+            let registered = format!("redis.register_function('{}',", script.name);
+            assert_eq!(
+                scripts.library.matches(&registered).count(),
+                1,
+                "{}",
+                script.name
+            );
+        }
+        // The same source gives the same names: nodes of one build share them.
+        assert_eq!(Scripts::load().signal.name, scripts.signal.name);
     }
 }

@@ -182,7 +182,7 @@ impl RedisBackend {
     pub(super) async fn run_as_member(
         &self,
         op: &'static str,
-        script: &redis::Script,
+        script: &super::client::Script,
         member: &Member,
         args: &[&str],
     ) -> Result<(), ProtocolError> {

@@ -1,13 +1,19 @@
--- Shared helpers, prepended to every room script. Every script returns a
--- table {status, published, ...}.
+-- Shared helpers of every room script. The scripts are the functions of one
+-- Redis Functions library (client.rs builds it: this file, then each script's
+-- body as a function of KEYS and ARGV), loaded once per Redis server, so this
+-- file runs once per load, not once per call: the state below is reset by
+-- begin() at the start of every call. At load time only `redis` exists (no
+-- `string`, `math`, ...), so top-level code here must not touch them.
+-- Every script returns a table {status, published, ...}.
 --
 -- KEYS[1] is the room's peer hash `sb:{ROOM}:peers`; every other key of the
 -- room is derived from it, so all of them share the room's hash slot.
 -- (signal.lua takes one such key per sender and points PEERS and PREFIX at
 -- each in turn.)
 -- Per-peer keys: `p:<peer>` (hash: node, att, seq, secret, away, reason,
--- written, qb) and `q:<peer>` (stream of events, entry id `<seq>-1`).
--- A delivery assigns the recipient's next seq, appends to its stream (bounded)
+-- written, qb) and `e:<peer>` (list of events, oldest first, created by the
+-- first event).
+-- A delivery assigns the recipient's next seq, appends to its list (bounded)
 -- and publishes one message per node that holds recipients, on the channel
 -- `sb:{ROOM}:node:<node>`:
 --   "E <kind> <peer>=<seq>,<peer>=<seq>...\n<body>"
@@ -16,34 +22,38 @@
 --   "M\n" then, per event, "<kind> <peer>=<seq> <length>\n<body>"
 --
 -- Replay budgets (server/src/backend/budget.rs says what is counted):
--- - per peer: its stream keeps the newest events within MAXLEN events and
+-- - per peer: its list keeps the newest events within MAXLEN events and
 --   PEER_BYTES bytes of bodies; `p:<peer>` tracks `qb` (body bytes held).
---   A stream entry has one field: the
---   event type with the body (`signal` -> `{...}`), or `r` with
---   "<type> <body length> <id>" for a shared body (few fields are cheaper to
---   write and read back; see entry_parts).
+--   A list entry is one string: "<seq> <type> <body>", or for a shared body
+--   "<seq> *<type> <body length> <id>" (see entry_parts). The seqs of a list
+--   are consecutive and its last is the peer's `seq`; resume.lua checks both.
+--   A list, not a stream: a stream preallocates a 4 KiB node with its first
+--   entry, a list grows with what it holds.
 -- - per room: `replay` (hash) stores each body sent to several peers once,
---   `b:<id>` with `r:<id>` the number of stream entries that refer to it,
+--   `b:<id>` with `r:<id>` the number of list entries that refer to it,
 --   `last` the last id, and `bytes`: everything the room keeps for replay
---   (bodies once, plus OVERHEAD per body and per stream entry). Beyond
---   ROOM_BYTES whole streams are dropped, largest first; their peers' resumes
+--   (bodies once, plus OVERHEAD per body and per list entry). Beyond
+--   ROOM_BYTES whole lists are dropped, largest first; their peers' resumes
 --   from before then answer recovered=0 (resume.lua finds the gap).
--- A peer recorded before budgets existed has no `qb` and old-style entries:
--- they are read correctly, and the bytes they were never counted with are
--- not subtracted below zero.
+-- Streams `q:<peer>` of earlier versions are no longer read; they expire on
+-- their own, and their resumes answer recovered=0.
 
-local PEERS = KEYS[1]
-local PREFIX = string.sub(PEERS, 1, -6)
+local PEERS = ''
+local PREFIX = ''
 local PUBLISH = 'PUBLISH'
 local MAXLEN = 512
-local PEER_BYTES = math.huge
-local ROOM_BYTES = math.huge
+local PEER_BYTES = 1 / 0
+local ROOM_BYTES = 1 / 0
 local TTL = 3600000
--- Bytes counted per stored body and per stream entry besides the body
+-- The arguments configure() parsed last: every call passes the same ones, so
+-- parsing them once per load is enough.
+local LIMITS = nil
+local TTL_ARG = nil
+-- Bytes counted per stored body and per list entry besides the body
 -- (ENTRY_OVERHEAD and BODY_OVERHEAD in budget.rs).
 local OVERHEAD = 64
--- A stream is trimmed back to MAXLEN events every SLACK events, so it may
--- hold up to SLACK - 1 more: trimming a batch at a time is much cheaper
+-- A list is trimmed back to MAXLEN events once it holds MAXLEN + SLACK, so it
+-- may hold up to SLACK - 1 more: trimming a batch at a time is much cheaper
 -- than one entry per event. resume.lua enforces the exact bound of MAXLEN
 -- recoverable events.
 local SLACK = 64
@@ -51,24 +61,42 @@ local SLACK = 64
 local PUBLISHED = 0
 -- Change of the current room's replay bytes not yet written (see settle).
 local DELTA = 0
--- `seq` and `qb` of the peers this run recorded events for, by peer hash key,
--- written back by settle(): a burst of events to one peer then costs two
--- commands, not two per event.
+-- `node`, `seq` and `qb` of the peers this run looked up or recorded events
+-- for, by peer hash key; settle() writes back those it recorded for: a burst
+-- of events to one peer then costs two commands, not two per event.
 local PEER_CACHE = {}
+
+-- Starts a call: the room of KEYS[1], and nothing left of the last call
+-- (which may have failed halfway).
+local function begin(keys)
+  PEERS = keys[1] or ''
+  PREFIX = string.sub(PEERS, 1, -6)
+  PUBLISHED = 0
+  DELTA = 0
+  PEER_CACHE = {}
+end
 
 -- ARGV prefix of every script: the publish command, the replay limits
 -- `EVENTS:PEER_BYTES:ROOM_BYTES` (or only EVENTS: no byte budgets), the TTL.
 local function configure(publish_cmd, limits, ttl)
   PUBLISH = publish_cmd
-  local events, peer_bytes, room_bytes = string.match(limits, '^(%d+):(%d+):(%d+)$')
-  if events then
-    MAXLEN = tonumber(events)
-    PEER_BYTES = tonumber(peer_bytes)
-    ROOM_BYTES = tonumber(room_bytes)
-  else
-    MAXLEN = tonumber(limits)
+  if limits ~= LIMITS then
+    local events, peer_bytes, room_bytes = string.match(limits, '^(%d+):(%d+):(%d+)$')
+    if events then
+      MAXLEN = tonumber(events)
+      PEER_BYTES = tonumber(peer_bytes)
+      ROOM_BYTES = tonumber(room_bytes)
+    else
+      MAXLEN = tonumber(limits)
+      PEER_BYTES = math.huge
+      ROOM_BYTES = math.huge
+    end
+    LIMITS = limits
   end
-  TTL = tonumber(ttl)
+  if ttl ~= TTL_ARG then
+    TTL = tonumber(ttl)
+    TTL_ARG = ttl
+  end
 end
 
 local function meta_key(peer) return PREFIX .. 'p:' .. peer end
@@ -76,31 +104,45 @@ local function meta_key(peer) return PREFIX .. 'p:' .. peer end
 -- That node may still be alive (a partition) and must not re-create the peer
 -- the room was told had left; reattach.lua answers GONE instead.
 local function gone_key(peer) return PREFIX .. 'gone:' .. peer end
-local function queue_key(peer) return PREFIX .. 'q:' .. peer end
+local function queue_key(peer) return PREFIX .. 'e:' .. peer end
 local function state_key() return PREFIX .. 'state' end
 local function replay_key() return PREFIX .. 'replay' end
 local function channel(node) return PREFIX .. 'node:' .. node end
 
--- The seq of a stream entry (id `<seq>-1`).
+-- The seq of a list entry (nil if it has none).
 local function entry_seq(entry)
-  return tonumber(string.match(entry[1], '^(%d+)-'))
+  local seq = string.match(entry, '^%d+')
+  return seq and tonumber(seq)
 end
 
 -- The type, body length, shared body id (nil if inline) and inline body
--- (nil if shared) of a stream entry.
+-- (nil if shared) of a list entry ("<seq> <type> <body>" or
+-- "<seq> *<type> <length> <id>").
 local function entry_parts(entry)
-  local f = entry[2]
-  if f[1] == 'r' then
-    local kind, n, id = string.match(f[2], '^(%S+) (%d+) (%d+)$')
-    return kind, tonumber(n) or 0, id, nil
-  elseif f[1] == 'k' then
-    -- Written before replay budgets: k <type> b <body>.
-    return f[2], #(f[4] or ''), nil, f[4]
+  local a = string.find(entry, ' ', 1, true)
+  local b = a and string.find(entry, ' ', a + 1, true)
+  if not b then return nil, 0, nil, nil end
+  if string.byte(entry, a + 1) == 42 then -- '*'
+    local n, id = string.match(entry, '^(%d+) (%d+)$', b + 1)
+    return string.sub(entry, a + 2, b - 1), tonumber(n) or 0, id, nil
   end
-  return f[1], #f[2], nil, f[2]
+  return string.sub(entry, a + 1, b - 1), #entry - b, nil, string.sub(entry, b + 1)
 end
 
--- One stream entry less refers to shared body `id`; frees it with the last.
+-- The body length and shared body id (nil if inline) of a list entry, without
+-- copying its body (trimming reads every dropped entry).
+local function entry_size(entry)
+  local a = string.find(entry, ' ', 1, true)
+  local b = a and string.find(entry, ' ', a + 1, true)
+  if not b then return 0, nil end
+  if string.byte(entry, a + 1) == 42 then -- '*'
+    local n, id = string.match(entry, '^(%d+) (%d+)$', b + 1)
+    return tonumber(n) or 0, id
+  end
+  return #entry - b, nil
+end
+
+-- One list entry less refers to shared body `id`; frees it with the last.
 local function release_body(id)
   local key = replay_key()
   if redis.call('HINCRBY', key, 'r:' .. id, -1) <= 0 then
@@ -109,77 +151,88 @@ local function release_body(id)
   end
 end
 
--- Accounts for a stream entry that is gone; returns its body length.
+-- Accounts for a list entry that is gone; returns its body length.
 local function release_entry(entry)
-  local _, n, id = entry_parts(entry)
+  local n, id = entry_size(entry)
   DELTA = DELTA - OVERHEAD
   if id then release_body(id) else DELTA = DELTA - n end
   return n
 end
 
--- Drops the oldest events of a peer's stream while it holds more than
+-- Drops the oldest events of a peer's list while it holds more than
 -- PEER_BYTES bytes of bodies (`held`); returns the bytes then held.
 local function trim_bytes(queue, held)
   while held > PEER_BYTES do
-    local batch = redis.call('XRANGE', queue, '-', '+', 'COUNT', 8)
-    -- An empty stream (expired on its own) holds nothing.
+    local batch = redis.call('LRANGE', queue, 0, 7)
+    -- An empty list (expired on its own) holds nothing.
     if #batch == 0 then return 0 end
-    local last
+    local dropped = 0
     for _, e in ipairs(batch) do
       if held <= PEER_BYTES then break end
       held = held - release_entry(e)
-      last = entry_seq(e)
+      dropped = dropped + 1
     end
-    redis.call('XTRIM', queue, 'MINID', (last + 1) .. '-0')
+    redis.call('LTRIM', queue, dropped, -1)
   end
   return held
 end
 
--- The cached `seq` and `qb` of a peer (see PEER_CACHE).
+-- The cached `node` (nil when the peer hash or its field is missing), `seq`
+-- and `qb` of a peer (see PEER_CACHE).
 local function peer_state(meta)
   local s = PEER_CACHE[meta]
   if not s then
-    local m = redis.call('HMGET', meta, 'seq', 'qb')
-    s = {seq = tonumber(m[1] or '0'), held = tonumber(m[2] or '0')}
+    local m = redis.call('HMGET', meta, 'node', 'seq', 'qb')
+    -- A missing field is `false` here; nil keeps `node` simple to test.
+    s = {node = m[1] or nil, seq = tonumber(m[2] or '0'), held = tonumber(m[3] or '0'), dirty = false}
     PEER_CACHE[meta] = s
   end
   return s
 end
 
--- Writes the cached peer states back.
+-- Writes back the cached peer states that recorded events.
 local function flush_peers()
   for meta, s in pairs(PEER_CACHE) do
-    redis.call('HSET', meta, 'seq', s.seq, 'qb', math.max(s.held, 0))
+    if s.dirty then
+      redis.call('HSET', meta, 'seq', s.text, 'qb', math.max(s.held, 0))
+    end
   end
   PEER_CACHE = {}
 end
 
--- Assigns the peer's next seq and appends the event to its stream: the body
--- itself, or with `shared` the id of the room's copy of it. Every SLACK
--- events, the events more than MAXLEN back are dropped; whenever the stream
--- holds more than PEER_BYTES, the oldest ones at once. settle() must follow
--- before the script ends (it writes the seq back).
-local function record(peer, kind, body, shared)
+-- Assigns the peer's next seq and appends the event to its list: the body
+-- itself, or with `shared` the id of the room's copy of it. A list gets its
+-- TTL when it is created (the periodic touch refreshes it). Once it holds
+-- MAXLEN + SLACK events it goes back to MAXLEN; whenever it holds more than
+-- PEER_BYTES, the oldest ones go at once. settle() must follow before the
+-- script ends (it writes the seq back). `state` is the peer's peer_state()
+-- when the caller has it at hand. Returns the seq as a string: Lua
+-- formats a number with sprintf, a cost worth paying once per event, not
+-- three times.
+local function record(peer, kind, body, shared, state)
   local queue = queue_key(peer)
-  local s = peer_state(meta_key(peer))
+  local s = state or peer_state(meta_key(peer))
   s.seq = s.seq + 1
-  local seq = s.seq
+  local seq = tostring(s.seq)
+  s.text = seq
+  s.dirty = true
   local n = #body
+  local len
   if shared then
-    redis.call('XADD', queue, seq .. '-1', 'r', kind .. ' ' .. n .. ' ' .. shared)
+    len = redis.call('RPUSH', queue, seq .. ' *' .. kind .. ' ' .. n .. ' ' .. shared)
     DELTA = DELTA + OVERHEAD
   else
-    redis.call('XADD', queue, seq .. '-1', kind, body)
+    len = redis.call('RPUSH', queue, seq .. ' ' .. kind .. ' ' .. body)
     DELTA = DELTA + OVERHEAD + n
   end
+  if len == 1 then redis.call('PEXPIRE', queue, TTL) end
   s.held = s.held + n
-  if seq % SLACK == 0 and seq > MAXLEN then
-    local cut = seq - MAXLEN
-    local old = redis.call('XRANGE', queue, '-', cut .. '-1')
-    if #old > 0 then
-      for _, e in ipairs(old) do s.held = s.held - release_entry(e) end
-      redis.call('XTRIM', queue, 'MINID', (cut + 1) .. '-0')
+  if len >= MAXLEN + SLACK then
+    local cut = len - MAXLEN
+    for _, e in ipairs(redis.call('LRANGE', queue, 0, cut - 1)) do
+      s.held = s.held - release_entry(e)
     end
+    redis.call('LTRIM', queue, cut, -1)
   end
   if s.held > PEER_BYTES then s.held = trim_bytes(queue, s.held) end
   return seq
@@ -190,7 +243,7 @@ end
 local function forget(peer)
   local meta, queue = meta_key(peer), queue_key(peer)
   PEER_CACHE[meta] = nil
-  for _, e in ipairs(redis.call('XRANGE', queue, '-', '+')) do
+  for _, e in ipairs(redis.call('LRANGE', queue, 0, -1)) do
     release_entry(e)
   end
   redis.call('DEL', queue)
@@ -198,7 +251,7 @@ local function forget(peer)
 end
 
 -- Writes the recipients' seqs and the room's change of replay bytes; beyond
--- ROOM_BYTES, drops whole streams, largest first, until the room is within
+-- ROOM_BYTES, drops whole lists, largest first, until the room is within
 -- it. Called before the script moves on to another room (signal.lua) and at
 -- the end of deliver.
 local function settle()
@@ -224,7 +277,7 @@ local function settle()
       if bytes <= ROOM_BYTES then break end
     end
     if bytes > ROOM_BYTES then
-      -- Every stream with counted bytes is gone, so the count drifted (keys
+      -- Every list with counted bytes is gone, so the count drifted (keys
       -- that expired on their own, entries written before budgets): start
       -- again from nothing, but never reuse a body id (a stale reference
       -- then finds no body, and its resume answers recovered=0).
@@ -244,7 +297,7 @@ end
 local function deliver(recipients, kind, body)
   local shared = nil
   if #recipients > 1 then
-    -- One copy for every recipient's stream.
+    -- One copy for every recipient's list.
     local key = replay_key()
     shared = redis.call('HINCRBY', key, 'last', 1)
     redis.call('HSET', key, 'b:' .. shared, body, 'r:' .. shared, #recipients)
@@ -253,8 +306,7 @@ local function deliver(recipients, kind, body)
   local routes = {}
   for _, peer in ipairs(recipients) do
     local seq = record(peer, kind, body, shared)
-    redis.call('PEXPIRE', queue_key(peer), TTL)
-    local node = redis.call('HGET', meta_key(peer), 'node')
+    local node = peer_state(meta_key(peer)).node
     if node and node ~= '' then
       local entry = peer .. '=' .. seq
       if routes[node] then routes[node] = routes[node] .. ',' .. entry else routes[node] = entry end

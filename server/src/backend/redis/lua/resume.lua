@@ -8,7 +8,7 @@ local meta = meta_key(peer)
 local m = redis.call('HMGET', meta, 'secret', 'node', 'att', 'seq', 'written')
 if not m[1] or m[1] ~= ARGV[5] then return {'INVALID', PUBLISHED} end
 local old_node, old_att = m[2], m[3]
-local seq, written = tonumber(m[4]), tonumber(m[5])
+local seq, written = tonumber(m[4] or '0'), tonumber(m[5] or '0')
 redis.call('HSET', meta, 'node', ARGV[6], 'att', ARGV[7], 'away', 0, 'reason', '')
 if old_node and old_node ~= '' then
   redis.call(PUBLISH, channel(old_node), 'K ' .. peer .. ' ' .. old_att)
@@ -19,32 +19,39 @@ if from < 0 then from = written end
 local recovered = 1
 local events = {}
 if from < seq and seq - from > MAXLEN then
-  -- More was missed than the configured buffer holds (the stream may keep a
-  -- few more, trimmed approximately): not recoverable.
+  -- More was missed than the configured buffer holds (the list may keep a
+  -- few more, trimmed in batches): not recoverable.
   recovered = 0
   from = seq
 elseif from < seq then
-  local entries = redis.call('XRANGE', queue_key(peer), (from + 1) .. '-0', '+')
-  local first = entries[1] and tonumber(string.match(entries[1][1], '^(%d+)-'))
-  if first ~= from + 1 then
+  -- The list holds consecutive seqs ending at `seq`, unless events went
+  -- elsewhere (a node of an earlier version) or were dropped: any gap, in
+  -- front or inside, and the resume is not recoverable.
+  local queue = queue_key(peer)
+  local first = entry_seq(redis.call('LINDEX', queue, 0) or '')
+  local entries = {}
+  if first and first <= from + 1 then
+    entries = redis.call('LRANGE', queue, from + 1 - first, -1)
+  end
+  local expect = from + 1
+  for _, e in ipairs(entries) do
+    local kind, _, id, body = entry_parts(e)
+    if id then body = redis.call('HGET', replay_key(), 'b:' .. id) end
+    -- A shared body that is gone (its key expired) is a gap too.
+    if entry_seq(e) ~= expect or not kind or not body then
+      expect = -1
+      break
+    end
+    table.insert(events, tostring(expect))
+    table.insert(events, kind)
+    table.insert(events, body)
+    expect = expect + 1
+  end
+  if expect ~= seq + 1 then
     -- Trimmed, or dropped for the room budget (see settle in common.lua).
     recovered = 0
     from = seq
-  else
-    for _, e in ipairs(entries) do
-      local kind, _, id, body = entry_parts(e)
-      if id then body = redis.call('HGET', replay_key(), 'b:' .. id) end
-      if not body then
-        -- A shared body is gone (its key expired): nothing rather than a gap.
-        recovered = 0
-        from = seq
-        events = {}
-        break
-      end
-      table.insert(events, string.match(e[1], '^(%d+)-'))
-      table.insert(events, kind)
-      table.insert(events, body)
-    end
+    events = {}
   end
 else
   from = seq

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -42,6 +42,7 @@ pub fn app(node: Arc<Node>) -> Router {
         public
             .route("/metrics", get(metrics))
             .route("/status", get(status))
+            .route(EVENTS_PATH, get(events))
     };
     public.with_state(node)
 }
@@ -54,7 +55,35 @@ pub fn internal_app(node: Arc<Node>) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
+        .route(EVENTS_PATH, get(events))
         .with_state(node)
+}
+
+/// The room history read of the server API.
+const EVENTS_PATH: &str = "/api/v1/rooms/{room}/events";
+
+/// The history read, behind the admin token: served only when ADMIN_TOKEN
+/// is set (404 otherwise, as every `/api/v1` path without a key).
+async fn events(
+    State(node): State<Arc<Node>>,
+    Path(room): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if node.config.auth.admin_token.is_none() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !auth::admin_allowed(&node.config.auth, authorization) {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this endpoint needs Authorization: Bearer <ADMIN_TOKEN>",
+        );
+    }
+    crate::api::events::events(node.backend.as_ref(), &room, query.as_deref()).await
 }
 
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {

@@ -31,6 +31,7 @@
 //! The binary (`main.rs`) only parses the command line and calls [`run`].
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod auth;
 pub mod backend;
 pub mod cli;
@@ -48,6 +49,7 @@ pub mod session;
 pub mod shutdown;
 pub mod sync;
 pub mod telemetry;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -69,6 +71,8 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("backend: {0}")]
     Backend(String),
+    #[error("webhooks: {0}")]
+    Webhooks(String),
 }
 
 /// Builds the backend the configuration asks for.
@@ -77,9 +81,10 @@ pub async fn build_backend(
     metrics: &mut Metrics,
 ) -> Result<Arc<dyn Backend>, Error> {
     match &config.backend {
-        BackendConfig::Memory => Ok(MemoryBackend::new(
+        BackendConfig::Memory => Ok(MemoryBackend::with_history(
             config.limits.clone(),
             config.timing.resume_window,
+            config.history.clone(),
         )),
         BackendConfig::Redis(redis) => {
             // rustls needs a process-wide crypto provider for rediss:// URLs;
@@ -117,6 +122,8 @@ pub async fn run(
             return Ok(());
         }
     };
+    let hooks_stop = tokio_util::sync::CancellationToken::new();
+    start_webhooks(&config, &backend, &mut metrics, hooks_stop.clone())?;
     let node = Node::new(config, backend, metrics);
     let addr = listener.local_addr()?;
     info!(
@@ -158,9 +165,29 @@ pub async fn run(
         }
         None => public.await,
     }
+    hooks_stop.cancel();
     node.backend.shutdown().await;
     info!("stopped");
     Ok(())
+}
+
+/// Starts webhook delivery when WEBHOOK_URLS is set. A room's delivery
+/// lease lasts three node TTLs: long enough that a live sender renews it in
+/// time, short enough that a dead node's rooms move on within seconds.
+fn start_webhooks(
+    config: &Config,
+    backend: &Arc<dyn Backend>,
+    metrics: &mut Metrics,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<(), Error> {
+    let Some(webhooks) = &config.webhooks else {
+        return Ok(());
+    };
+    let Some(queue) = backend.hooks() else {
+        return Ok(());
+    };
+    let lease = config.timing.node_ttl * 3;
+    webhook::start(webhooks, queue, lease, metrics, stop).map_err(Error::Webhooks)
 }
 
 /// Binds the internal listener (metrics, status) when INTERNAL_ADDR is set.

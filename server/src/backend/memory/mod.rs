@@ -11,22 +11,31 @@
 //! buffers of all its recipients, each room's bytes are metered as bodies and
 //! entries come and go, and every room lock settles the room's change into
 //! the node's total when it is released.
+//!
+//! Room history is recorded under the room's lock, so a room's events are in
+//! the order of its changes; it is kept in [`MemoryHistory`], outside the
+//! rooms, so that it outlives the room's last peer. The same store is the
+//! webhook queue ([`HookQueue`]): one node, so the lease is always ours.
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, TryLockError, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
+use tokio::sync::mpsc::UnboundedSender;
 
 use super::budget::DropLog;
+use super::history::{self, HistoryPage, MemoryHistory};
+use super::hooks::{HookBatch, HookQueue};
 use super::rules::{new_peer, ResumeAttempt};
 use super::{
     new_peer_id, not_joined, now_ms, peer_id_taken, room_full, token, Backend, BackendHealth,
     BackendStats, JoinArgs, JoinOutcome, Member,
 };
+use crate::config::HistoryConfig;
 use crate::limits::Limits;
 use crate::protocol::{event, state, CloseCode, EventBody, LeaveReason, PeerInfo, ProtocolError};
 
@@ -45,6 +54,9 @@ pub struct MemoryBackend {
     /// Held while dropping buffers for the node budget (one evictor at a time).
     evicting: Mutex<()>,
     drops: DropLog,
+    history: MemoryHistory,
+    /// Where rooms with new history events are announced (webhooks).
+    announce: OnceLock<UnboundedSender<String>>,
     this: Weak<MemoryBackend>,
 }
 
@@ -95,8 +107,17 @@ impl Drop for Locked<'_> {
 }
 
 impl MemoryBackend {
-    /// A new, empty backend.
+    /// A new, empty backend with the default history bounds.
     pub fn new(limits: Limits, resume_window: Duration) -> Arc<Self> {
+        Self::with_history(limits, resume_window, HistoryConfig::default())
+    }
+
+    /// A new, empty backend.
+    pub fn with_history(
+        limits: Limits,
+        resume_window: Duration,
+        history: HistoryConfig,
+    ) -> Arc<Self> {
         Arc::new_cyclic(|this| Self {
             rooms: RwLock::new(HashMap::new()),
             limits,
@@ -105,6 +126,8 @@ impl MemoryBackend {
             recovery_bytes: AtomicUsize::new(0),
             evicting: Mutex::new(()),
             drops: DropLog::default(),
+            history: MemoryHistory::new(history),
+            announce: OnceLock::new(),
             this: this.clone(),
         })
     }
@@ -165,6 +188,16 @@ impl MemoryBackend {
         }
     }
 
+    /// Records a history event of `room`; the caller holds the room's lock.
+    fn record(&self, room: &str, kind: &str, data: Value) {
+        if self.history.record(room, kind, data, now_ms()).is_some() {
+            if let Some(tx) = self.announce.get() {
+                // The delivery loop is gone only when the node stops.
+                let _ = tx.send(room.to_owned());
+            }
+        }
+    }
+
     fn room(&self, name: &str) -> Option<Arc<Mutex<Room>>> {
         crate::sync::read(&self.rooms).get(name).cloned()
     }
@@ -218,6 +251,11 @@ impl MemoryBackend {
         let body = event::peer_left(&member.peer, reason);
         guard.deliver_all_but(Some(&member.peer), &body, &self.limits);
         let empty = guard.peers.is_empty();
+        let left = history::left_data(&member.peer, reason);
+        self.record(&member.room, history::PEER_LEFT, left);
+        if empty {
+            self.record(&member.room, history::ROOM_FINISHED, Value::Object(Map::new()));
+        }
         drop(guard);
         if empty {
             self.remove_if_empty(&member.room);
@@ -265,6 +303,10 @@ impl MemoryBackend {
             return Err(room_full(limits.max_peers_per_room));
         }
         let info = new_peer(req, peer_id.clone(), now_ms());
+        if room.peers.is_empty() {
+            self.record(&req.room, history::ROOM_STARTED, Value::Object(Map::new()));
+        }
+        self.record(&req.room, history::PEER_JOINED, history::peer_data(&info));
         room.deliver_all_but(Some(&peer_id), &event::peer_joined(&info), limits);
         let minted = token::mint(&req.room, &peer_id);
         let attachment = self.attachments.fetch_add(1, Ordering::Relaxed);
@@ -423,6 +465,8 @@ impl Backend for MemoryBackend {
         self.with_member(member, |room| {
             let next = state::apply(&room.state, patch, if_version, limits.max_state_bytes)?;
             let body = event::state(&next, &member.peer);
+            let data = history::state_data(patch, next.version, Some(&member.peer));
+            self.record(&member.room, history::STATE_CHANGED, data);
             room.state = next;
             room.deliver_all_but(None, &body, limits);
             Ok(room.state.version)
@@ -445,9 +489,24 @@ impl Backend for MemoryBackend {
                 peer.info.metadata = metadata;
             }
             let body = event::peer_updated(&peer.info);
+            let data = history::peer_data(&peer.info);
+            self.record(&member.room, history::PEER_UPDATED, data);
             room.deliver_all_but(Some(&member.peer), &body, limits);
             Ok(())
         })
+    }
+
+    async fn history(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<HistoryPage>, ProtocolError> {
+        self.history.read(room, after, limit, now_ms())
+    }
+
+    fn hooks(&self) -> Option<Arc<dyn HookQueue>> {
+        self.this.upgrade().map(|b| b as Arc<dyn HookQueue>)
     }
 
     fn health(&self) -> BackendHealth {
@@ -472,4 +531,56 @@ impl Backend for MemoryBackend {
     }
 
     async fn shutdown(&self) {}
+}
+
+/// One node: every room's lease is this node's, and "flagged" means "has
+/// undelivered events", read straight from the history.
+#[async_trait]
+impl HookQueue for MemoryBackend {
+    fn announce_to(&self, tx: UnboundedSender<String>) {
+        let _ = self.announce.set(tx);
+    }
+
+    async fn flag(&self, _room: &str) -> Result<(), ProtocolError> {
+        Ok(())
+    }
+
+    async fn flagged(&self, limit: usize) -> Result<Vec<String>, ProtocolError> {
+        let mut rooms = self.history.undelivered_rooms();
+        rooms.truncate(limit);
+        Ok(rooms)
+    }
+
+    async fn next(
+        &self,
+        room: &str,
+        limit: usize,
+        _lease: Duration,
+    ) -> Result<Option<HookBatch>, ProtocolError> {
+        let (delivered, events) = self.history.undelivered(room, limit, now_ms());
+        Ok(Some(HookBatch { delivered, events }))
+    }
+
+    async fn ack(
+        &self,
+        room: &str,
+        _offset: &str,
+        seq: u64,
+        _lease: Duration,
+    ) -> Result<bool, ProtocolError> {
+        self.history.delivered(room, seq);
+        Ok(true)
+    }
+
+    async fn renew(&self, _room: &str, _lease: Duration) -> Result<bool, ProtocolError> {
+        Ok(true)
+    }
+
+    async fn unflag(&self, _room: &str) -> Result<(), ProtocolError> {
+        Ok(())
+    }
+
+    async fn release(&self, _room: &str) -> Result<(), ProtocolError> {
+        Ok(())
+    }
 }

@@ -30,6 +30,7 @@ pub(super) struct Scripts {
     pub(super) update: Script,
     pub(super) reattach: Script,
     pub(super) touch: Script,
+    pub(super) hook: Script,
 }
 
 impl Scripts {
@@ -49,6 +50,7 @@ impl Scripts {
             update: s(include_str!("lua/update.lua")),
             reattach: s(include_str!("lua/reattach.lua")),
             touch: s(include_str!("lua/touch.lua")),
+            hook: s(include_str!("lua/hook.lua")),
         }
     }
 }

@@ -47,7 +47,16 @@ impl RedisBackend {
                 "join",
                 &self.scripts.join,
                 room,
-                &[&peer, &info_json, &self.node, &att, &secret, &max, &body],
+                &[
+                    &peer,
+                    &info_json,
+                    &self.node,
+                    &att,
+                    &secret,
+                    &max,
+                    &body,
+                    self.history_spec(),
+                ],
             )
             .await
         }
@@ -78,6 +87,7 @@ impl RedisBackend {
             self.drop_pending(room, &peer);
             return Err(internal("join reply"));
         };
+        self.recorded(room);
         self.activate(room, &peer, info.clone(), secret);
         Ok(JoinOutcome {
             member: Member {

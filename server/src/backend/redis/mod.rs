@@ -20,12 +20,14 @@
 //!
 //! Files: [`keys`] (names), [`client`] (scripts and metered calls),
 //! [`reply`] (decoding), [`local`] (this node's connections and fan-out),
-//! [`liveness`] (heartbeat, re-register, reap, expire), [`signals`]
+//! [`liveness`] (heartbeat, re-register, reap, expire), [`history`] (room
+//! history and the webhook queue), [`signals`]
 //! (batching), [`join`] (join and resume), [`conn`] (the connection); this
 //! file holds the backend itself and the `Backend` implementation.
 
 mod client;
 mod conn;
+mod history;
 mod join;
 mod keys;
 mod liveness;
@@ -35,13 +37,15 @@ mod signals;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redis::Value;
 use serde_json::{Map, Value as Json};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use crate::backend::history::{self as room_history, HistoryPage};
+use crate::backend::hooks::HookQueue;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -90,6 +94,12 @@ pub struct RedisBackend {
     reregister_needed: AtomicBool,
     /// Wakes the maintenance loop before its next tick.
     wake: Arc<tokio::sync::Notify>,
+    /// `MAX:AGE_MS` of the room history, for the recording scripts.
+    history_spec: String,
+    history_age: Duration,
+    /// Where rooms with new history events are announced (webhooks on).
+    announce: OnceLock<UnboundedSender<String>>,
+    this: Weak<RedisBackend>,
 }
 
 pub(super) fn new_attachment() -> u64 {
@@ -132,7 +142,7 @@ impl RedisBackend {
                 }
             }
         };
-        let backend = Arc::new(Self {
+        let backend = Arc::new_cyclic(|this| Self {
             publish: conn.publish_command(),
             conn,
             // This process's identity in Redis. SERVER_ID may be fixed (a pod
@@ -153,6 +163,14 @@ impl RedisBackend {
             signal_jobs,
             reregister_needed: AtomicBool::new(false),
             wake: Arc::new(tokio::sync::Notify::new()),
+            history_spec: format!(
+                "{}:{}",
+                config.history.max_events,
+                config.history.max_age.as_millis()
+            ),
+            history_age: config.history.max_age,
+            announce: OnceLock::new(),
+            this: this.clone(),
         });
         backend.heartbeat(false).await;
         tokio::spawn(dispatch_pushes(Arc::downgrade(&backend), rx));
@@ -256,9 +274,10 @@ impl Backend for RedisBackend {
             "leave",
             &self.scripts.leave,
             member,
-            &[&member.peer, &att, &body],
+            &[&member.peer, &att, &body, self.history_spec()],
         )
         .await?;
+        self.recorded(&member.room);
         self.remove_active(member);
         Ok(())
     }
@@ -362,17 +381,30 @@ impl Backend for RedisBackend {
             let next = state::apply(&current, patch, if_version, self.limits.max_state_bytes)?;
             let data = serde_json::to_string(&next.data).map_err(|_| ProtocolError::internal())?;
             let body = event::state(&next, &member.peer).json;
+            let recorded =
+                room_history::state_data(patch, next.version, Some(&member.peer)).to_string();
             let expected = current.version.to_string();
             let r = self
                 .script(
                     "set_state",
                     &self.scripts.set_state,
                     &member.room,
-                    &[&member.peer, &att, &expected, &data, &body],
+                    &[
+                        &member.peer,
+                        &att,
+                        &expected,
+                        &data,
+                        &body,
+                        &recorded,
+                        self.history_spec(),
+                    ],
                 )
                 .await?;
             match r.first().and_then(text).as_deref() {
-                Some("OK") => return Ok(next.version),
+                Some("OK") => {
+                    self.recorded(&member.room);
+                    return Ok(next.version);
+                }
                 Some("STALE") => {
                     // Restored: the next attempt runs as this member again.
                     self.settle("STALE", member).await?;
@@ -427,9 +459,10 @@ impl Backend for RedisBackend {
             "update",
             &self.scripts.update,
             member,
-            &[&member.peer, &att, &json, &body],
+            &[&member.peer, &att, &json, &body, self.history_spec()],
         )
         .await?;
+        self.recorded(&member.room);
         let mut local = self.local();
         if let Some(p) = local
             .active
@@ -440,6 +473,19 @@ impl Backend for RedisBackend {
             }
         }
         Ok(())
+    }
+
+    async fn history(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<HistoryPage>, ProtocolError> {
+        self.read_history(room, after, limit).await
+    }
+
+    fn hooks(&self) -> Option<Arc<dyn HookQueue>> {
+        self.this.upgrade().map(|b| b as Arc<dyn HookQueue>)
     }
 
     fn health(&self) -> BackendHealth {

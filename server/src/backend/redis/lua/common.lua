@@ -291,12 +291,47 @@ local function touch(peer)
   if peer then redis.call('PEXPIRE', meta_key(peer), TTL) end
 end
 
+-- Room history (docs/redis.md, "Room history"): every membership and state
+-- change of the room, in `history` (a stream; entry fields `t` type, `n` the
+-- room's event number, `d` data JSON; the entry id is the offset, its
+-- milliseconds the time). `hook` (hash) holds `seq`, the last event number,
+-- and the webhook cursor (`cursor` offset, `cseq` event number); `hook:lease`
+-- names the node delivering the room's webhooks. Recorded by the script that
+-- makes the change, so the history is in the order of the changes. Bounded to
+-- HISTORY_MAX events and HISTORY_AGE ms; HISTORY_MAX 0 records nothing.
+local HISTORY_MAX = 0
+local HISTORY_AGE = 0
+
+-- ARGV of the scripts that record: `MAX:AGE_MS`.
+local function configure_history(spec)
+  local n, age = string.match(spec or '', '^(%d+):(%d+)$')
+  if n then
+    HISTORY_MAX = tonumber(n)
+    HISTORY_AGE = tonumber(age)
+  end
+end
+
+local function history(kind, data)
+  if HISTORY_MAX == 0 then return end
+  local key, hook = PREFIX .. 'history', PREFIX .. 'hook'
+  local n = redis.call('HINCRBY', hook, 'seq', 1)
+  local id = redis.call('XADD', key, 'MAXLEN', HISTORY_MAX, '*', 't', kind, 'n', n, 'd', data)
+  local ms = tonumber(string.match(id, '^(%d+)-'))
+  if ms > HISTORY_AGE then
+    redis.call('XTRIM', key, 'MINID', (ms - HISTORY_AGE) .. '-0')
+  end
+  redis.call('PEXPIRE', key, HISTORY_AGE)
+  redis.call('PEXPIRE', hook, HISTORY_AGE)
+end
+
 local function remove(peer, reason, body)
   redis.call('HDEL', PEERS, peer)
   forget(peer)
   redis.call('DEL', meta_key(peer), queue_key(peer))
   deliver(others(peer), 'peer_left', body)
+  history('peer_left', '{"peer":' .. cjson.encode(peer) .. ',"reason":' .. cjson.encode(reason) .. '}')
   if redis.call('HLEN', PEERS) == 0 then
     redis.call('DEL', state_key(), replay_key())
+    history('room_finished', '{}')
   end
 end

@@ -64,7 +64,11 @@ fn parse_query(query: &str) -> Result<(Option<String>, usize), String> {
         match key {
             "after" if value.is_empty() => {}
             "after" => {
-                if value.len() > 64 || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                if value.len() > 64
+                    || !value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                {
                     return Err(format!(
                         "after={value:?} is not an offset of this room's history; pass back a `next` or `offset` you were given"
                     ));

@@ -96,9 +96,7 @@ struct RoomHistory {
 
 impl RoomHistory {
     fn prune(&mut self, max_events: usize, cutoff: u64) {
-        while self.events.len() > max_events
-            || self.events.front().is_some_and(|e| e.at < cutoff)
-        {
+        while self.events.len() > max_events || self.events.front().is_some_and(|e| e.at < cutoff) {
             self.events.pop_front();
         }
     }
@@ -256,7 +254,10 @@ mod tests {
         let page = h.read("r", None, 2, 2000).unwrap().unwrap();
         let seqs: Vec<u64> = page.events.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, vec![3, 4]);
-        let page = h.read("r", page.next.as_deref(), 10, 2000).unwrap().unwrap();
+        let page = h
+            .read("r", page.next.as_deref(), 10, 2000)
+            .unwrap()
+            .unwrap();
         assert_eq!(page.events.len(), 1);
         assert_eq!(page.next.as_deref(), Some("5"));
         let empty = h.read("r", Some("5"), 10, 2000).unwrap().unwrap();

@@ -413,7 +413,10 @@ fn webhooks(
     if history.max_age.as_secs() > MAX_HISTORY_AGE_SECS {
         return Err(invalid(
             "HISTORY_MAX_AGE_SECS",
-            format!("{} is more than a year ({MAX_HISTORY_AGE_SECS})", history.max_age.as_secs()),
+            format!(
+                "{} is more than a year ({MAX_HISTORY_AGE_SECS})",
+                history.max_age.as_secs()
+            ),
         ));
     }
     let urls: Vec<String> = urls

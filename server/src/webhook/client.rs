@@ -45,7 +45,10 @@ impl Client {
         let request = Request::post(url.path.as_str())
             .header(HOST, host_header(url))
             .header(CONTENT_TYPE, "application/json")
-            .header(USER_AGENT, concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+            .header(
+                USER_AGENT,
+                concat!("switchboard/", env!("CARGO_PKG_VERSION")),
+            )
             .header(super::sign::HEADER, signature)
             .body(Full::new(body))
             .map_err(|e| format!("cannot build the request: {e}"))?;

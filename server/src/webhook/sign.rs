@@ -36,10 +36,7 @@ mod tests {
             signature("s3cret", 1_700_000_000, b"{}"),
             "t=1700000000,v1=97926816e98fbb41ccb1673225ff29a2f35369099990e1b1561651e7bd097ebf"
         );
-        assert_ne!(
-            signature("s3cret", 1, b"{}"),
-            signature("other", 1, b"{}")
-        );
+        assert_ne!(signature("s3cret", 1, b"{}"), signature("other", 1, b"{}"));
         assert_ne!(signature("s", 1, b"{}"), signature("s", 2, b"{}"));
     }
 }

@@ -254,7 +254,11 @@ impl MemoryBackend {
         let left = history::left_data(&member.peer, reason);
         self.record(&member.room, history::PEER_LEFT, left);
         if empty {
-            self.record(&member.room, history::ROOM_FINISHED, Value::Object(Map::new()));
+            self.record(
+                &member.room,
+                history::ROOM_FINISHED,
+                Value::Object(Map::new()),
+            );
         }
         drop(guard);
         if empty {

@@ -204,7 +204,11 @@ impl HookQueue for RedisBackend {
             Some("OK") => {
                 let delivered = v
                     .get(2)
-                    .and_then(|x| text(x).and_then(|s| s.parse().ok()).or_else(|| int(x).map(|i| i.max(0) as u64)))
+                    .and_then(|x| {
+                        text(x)
+                            .and_then(|s| s.parse().ok())
+                            .or_else(|| int(x).map(|i| i.max(0) as u64))
+                    })
                     .unwrap_or(0);
                 let events = v.get(3).map(parse_entries).unwrap_or_default();
                 Ok(Some(HookBatch { delivered, events }))
@@ -257,7 +261,16 @@ mod tests {
     fn offsets_are_stream_ids() {
         assert!(is_offset("1700000000000-0"));
         assert!(is_offset("0-12"));
-        for bad in ["", "-", "1-", "-1", "a-1", "1-1-1", "1", "99999999999999999999999-0"] {
+        for bad in [
+            "",
+            "-",
+            "1-",
+            "-1",
+            "a-1",
+            "1-1-1",
+            "1",
+            "99999999999999999999999-0",
+        ] {
             assert!(!is_offset(bad), "{bad}");
         }
     }

@@ -40,12 +40,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use crate::backend::history::{self as room_history, HistoryPage};
+use crate::backend::hooks::HookQueue;
 use async_trait::async_trait;
 use redis::Value;
 use serde_json::{Map, Value as Json};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
-use crate::backend::history::{self as room_history, HistoryPage};
-use crate::backend::hooks::HookQueue;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};

@@ -181,6 +181,27 @@ async fn bounded_by_count(c: &Cluster) {
     assert_eq!(all[2]["data"]["peer"]["peer"], "p9");
 }
 
+/// The same over a three-master Redis Cluster: every key of the room
+/// (history, webhook cursor and lease) is in the room's slot.
+#[tokio::test]
+async fn history_and_webhooks_on_a_redis_cluster() {
+    let receiver = Receiver::start().await;
+    let redis = support::redis::RedisCluster::start(3);
+    let settings = hook_settings(&receiver)
+        .set("REDIS_URL", redis.url())
+        .set("REDIS_CLUSTER", "true");
+    let c = Cluster::over(2, settings, Box::new(redis)).await;
+    membership_and_state_scenario(&c).await;
+    let got = receiver
+        .wait_until("8 events acknowledged", DELIVERY_TIMEOUT, |d| {
+            per_room(d).get("hist").map_or(0, Vec::len) >= 8
+        })
+        .await;
+    let rooms = per_room(&got);
+    assert_in_order(&rooms);
+    same_events("hist", &history_of(&c, "hist").await, &rooms["hist"]);
+}
+
 #[tokio::test]
 async fn history_bounded_by_count_on_embedded() {
     let c = Cluster::embedded(settings().set("HISTORY_MAX_EVENTS", 5)).await;

@@ -301,10 +301,31 @@ impl ServeArgs {
         Ok(())
     }
 
+    /// The history bounds and the webhook settings.
+    fn history_and_webhooks(&self) -> Result<(HistoryConfig, Option<WebhookConfig>), ConfigError> {
+        let history = HistoryConfig {
+            max_events: self.history_max_events,
+            max_age: Duration::from_secs(self.history_max_age_secs),
+        };
+        let webhooks = webhooks(
+            self.webhook_urls.clone(),
+            self.webhook_secret.clone(),
+            &history,
+            [
+                self.webhook_retry_initial_ms,
+                self.webhook_retry_max_ms,
+                self.webhook_give_up_secs.saturating_mul(1000),
+                self.webhook_timeout_ms,
+            ],
+        )?;
+        Ok((history, webhooks))
+    }
+
     /// Validates the arguments into a [`Config`].
     pub fn into_config(self) -> Result<Config, ConfigError> {
         self.check_positive()?;
         self.check_relations()?;
+        let (history, webhooks) = self.history_and_webhooks()?;
         let node_id = match self.server_id {
             Some(id) if crate::protocol::is_valid_name(&id) => id,
             Some(id) => {
@@ -326,21 +347,6 @@ impl ServeArgs {
         )?;
         let auth = self.auth.into_config()?;
         let ice = self.ice.into_config()?;
-        let history = HistoryConfig {
-            max_events: self.history_max_events,
-            max_age: Duration::from_secs(self.history_max_age_secs),
-        };
-        let webhooks = webhooks(
-            self.webhook_urls,
-            self.webhook_secret,
-            &history,
-            [
-                self.webhook_retry_initial_ms,
-                self.webhook_retry_max_ms,
-                self.webhook_give_up_secs * 1000,
-                self.webhook_timeout_ms,
-            ],
-        )?;
         if let Some(internal) = self.internal_addr {
             if internal.port() != 0 && internal.port() == self.port {
                 return Err(invalid(
@@ -553,6 +559,48 @@ mod tests {
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.timing, Timing::default());
         assert_eq!(c.backend, BackendConfig::Memory);
+    }
+
+    #[test]
+    fn webhook_settings_are_checked_at_startup() {
+        let err = |args: &[&str]| parse(args).unwrap_err();
+        assert!(parse(&[]).unwrap().webhooks.is_none());
+        let e = err(&["--webhook-urls", "ftp://x/hook", "--webhook-secret", "s"]);
+        assert_eq!(e.setting, "WEBHOOK_URLS");
+        assert!(e.reason.contains("http"), "{e}");
+        assert_eq!(
+            err(&["--webhook-urls", "http://x/hook"]).setting,
+            "WEBHOOK_SECRET"
+        );
+        let off = ["--webhook-urls", "http://x", "--webhook-secret", "s"];
+        assert_eq!(
+            err(&[&off[..], &["--history-max-events", "0"]].concat()).setting,
+            "HISTORY_MAX_EVENTS"
+        );
+        assert_eq!(
+            err(&["--history-max-age-secs", "0"]).setting,
+            "HISTORY_MAX_AGE_SECS"
+        );
+        let c = parse(&[
+            "--webhook-urls",
+            "http://127.0.0.1:9000/a,https://hooks.example.com/b?x=1",
+            "--webhook-secret",
+            "s",
+        ])
+        .unwrap();
+        let hooks = c.webhooks.unwrap();
+        assert_eq!(hooks.urls.len(), 2);
+        assert!(
+            !format!("{hooks:?}").contains("\"s\""),
+            "secret must not be printed"
+        );
+        let url = crate::config::parse_http_url("https://[::1]/p?q").unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.path.as_str()),
+            ("::1", 443, "/p?q")
+        );
+        assert!(crate::config::parse_http_url("http://u:p@x/").is_err());
+        assert!(crate::config::parse_http_url("http://x:0/").is_err());
     }
 
     #[test]

@@ -74,6 +74,11 @@ fn parse_entries(v: &Value) -> Vec<HistoryEvent> {
     items(v).iter().filter_map(parse_entry).collect()
 }
 
+/// The `MAX:AGE_MS` argument of the recording scripts (`0:…`: off).
+pub(super) fn spec(config: &crate::config::HistoryConfig) -> String {
+    format!("{}:{}", config.max_events, config.max_age.as_millis())
+}
+
 impl RedisBackend {
     /// The `MAX:AGE_MS` argument of the recording scripts.
     pub(super) fn history_spec(&self) -> &str {

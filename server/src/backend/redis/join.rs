@@ -39,26 +39,7 @@ impl RedisBackend {
         let secret = hex::encode(minted.secret_hash);
         let result = async {
             self.ensure_subscribed(room).await?;
-            let info_json = serde_json::to_string(&info).map_err(|_| ProtocolError::internal())?;
-            let att = attachment.to_string();
-            let max = self.limits.max_peers_per_room.to_string();
-            let body = event::peer_joined(&info).json;
-            self.script(
-                "join",
-                &self.scripts.join,
-                room,
-                &[
-                    &peer,
-                    &info_json,
-                    &self.node,
-                    &att,
-                    &secret,
-                    &max,
-                    &body,
-                    self.history_spec(),
-                ],
-            )
-            .await
+            self.join_script(room, &info, attachment, &secret).await
         }
         .await;
         let v = match result {
@@ -101,6 +82,31 @@ impl RedisBackend {
             state: parse_state(version, data),
             recovered,
         })
+    }
+
+    /// Runs `join.lua` for a fresh peer.
+    async fn join_script(
+        &self,
+        room: &str,
+        info: &PeerInfo,
+        attachment: u64,
+        secret: &str,
+    ) -> Result<Vec<Value>, ProtocolError> {
+        let info_json = serde_json::to_string(info).map_err(|_| ProtocolError::internal())?;
+        let att = attachment.to_string();
+        let max = self.limits.max_peers_per_room.to_string();
+        let body = event::peer_joined(info).json;
+        let args = [
+            info.peer.as_str(),
+            &info_json,
+            &self.node,
+            &att,
+            secret,
+            &max,
+            &body,
+            self.history_spec(),
+        ];
+        self.script("join", &self.scripts.join, room, &args).await
     }
 
     async fn try_resume(

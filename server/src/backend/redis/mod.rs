@@ -163,11 +163,7 @@ impl RedisBackend {
             signal_jobs,
             reregister_needed: AtomicBool::new(false),
             wake: Arc::new(tokio::sync::Notify::new()),
-            history_spec: format!(
-                "{}:{}",
-                config.history.max_events,
-                config.history.max_age.as_millis()
-            ),
+            history_spec: history::spec(&config.history),
             history_age: config.history.max_age,
             announce: OnceLock::new(),
             this: this.clone(),

@@ -8,15 +8,17 @@
 //! - [`http`]: routes (`/ws`, `/health`, `/ready`, `/metrics`, `/status`,
 //!   `/`, `/demo`); [`listener`]: the accept loop and HTTP/1.1 serving
 //!   (request-head deadline, accept-error backoff); [`pending`]: sockets not
-//!   upgraded yet, against their overall and per-address limits.
+//!   upgraded yet, against their overall and per-address limits; [`api`]:
+//!   the server API's calls (the room-history read).
 //! - [`session`]: one WebSocket connection (read loop, dispatch, write loop,
 //!   lingering close, rate limit).
 //! - [`node`]: the shared handle of one node; [`shutdown`]: the graceful
-//!   drain.
+//!   drain; [`webhook`]: delivery of room-history events to `WEBHOOK_URLS`.
 //! - [`backend`]: rooms, peers, state, per-peer event sequencing, replay and
 //!   routing, behind one trait with an in-memory ([`backend::memory`]) and a
 //!   Redis ([`backend::redis`]) implementation; the join/resume rules both
-//!   follow are in [`backend::rules`].
+//!   follow are in [`backend::rules`]; room history in
+//!   [`backend::history`], the webhook queue in [`backend::hooks`].
 //! - [`config`]: the validated settings; [`telemetry`]: logging.
 //! - [`auth`]: JWT verification, room/peer/role grants, origin allow-list,
 //!   admin token, token minting; [`ice`]: STUN/TURN servers with TURN REST

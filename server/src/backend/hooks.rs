@@ -31,8 +31,8 @@ pub trait HookQueue: Send + Sync + 'static {
     /// instead of at its next poll).
     fn announce_to(&self, tx: UnboundedSender<String>);
 
-    /// Makes the room findable by every node's poll (cluster-wide).
-    async fn flag(&self, room: &str) -> Result<(), ProtocolError>;
+    /// Makes the rooms findable by every node's poll (cluster-wide).
+    async fn flag(&self, rooms: &[String]) -> Result<(), ProtocolError>;
 
     /// Rooms that may have undelivered events, at most `limit` of them.
     async fn flagged(&self, limit: usize) -> Result<Vec<String>, ProtocolError>;

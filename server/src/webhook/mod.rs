@@ -185,10 +185,8 @@ impl Engine {
                     rooms.dedup();
                     // Flag before delivering: if this node dies mid-way,
                     // another one finds the rooms.
-                    for room in &rooms {
-                        if let Err(e) = self.queue.flag(room).await {
-                            debug!(room = %room, "could not flag room for webhooks: {}", e.message);
-                        }
+                    if let Err(e) = self.queue.flag(&rooms).await {
+                        debug!(rooms = rooms.len(), "could not flag rooms for webhooks: {}", e.message);
                     }
                     for room in rooms {
                         self.clone().start_room(room);

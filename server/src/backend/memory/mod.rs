@@ -545,7 +545,7 @@ impl HookQueue for MemoryBackend {
         let _ = self.announce.set(tx);
     }
 
-    async fn flag(&self, _room: &str) -> Result<(), ProtocolError> {
+    async fn flag(&self, _rooms: &[String]) -> Result<(), ProtocolError> {
         Ok(())
     }
 

@@ -101,16 +101,10 @@ impl RedisBackend {
     /// Flags rooms of a node that died, or of a peer about to be expired:
     /// their events may never have been announced.
     pub(super) async fn flag_rooms(&self, rooms: &[String]) {
-        if !self.webhooks_on() || rooms.is_empty() {
+        if !self.webhooks_on() {
             return;
         }
-        let mut sadd = redis::cmd("SADD");
-        sadd.arg(HOOKS_KEY).arg(rooms);
-        let expire = redis::cmd("PEXPIRE")
-            .arg(HOOKS_KEY)
-            .arg(INDEX_TTL.as_millis() as u64)
-            .clone();
-        if self.each("hooks", &[sadd, expire]).await.is_err() {
+        if self.flag(rooms).await.is_err() {
             // The next event of each room flags it again.
             tracing::debug!(
                 rooms = rooms.len(),
@@ -175,9 +169,12 @@ impl HookQueue for RedisBackend {
         let _ = self.announce.set(tx);
     }
 
-    async fn flag(&self, room: &str) -> Result<(), ProtocolError> {
+    async fn flag(&self, rooms: &[String]) -> Result<(), ProtocolError> {
+        if rooms.is_empty() {
+            return Ok(());
+        }
         let mut sadd = redis::cmd("SADD");
-        sadd.arg(HOOKS_KEY).arg(room);
+        sadd.arg(HOOKS_KEY).arg(rooms);
         let expire = redis::cmd("PEXPIRE")
             .arg(HOOKS_KEY)
             .arg(INDEX_TTL.as_millis() as u64)

@@ -989,3 +989,125 @@ async fn redis_cluster_jwks_rotation_reaches_every_node() {
     jwks_rotation_case(&c, &jwks, &keys).await;
     c.assert_alive();
 }
+
+/// The duplicate-identity rule with auth on (a page reload): a join whose
+/// token names a peer already in the room takes it over. The old connection
+/// closes with 4000, the others see `peer_left{reason:"replaced"}` then
+/// `peer_joined`, the room's state survives even when the old peer was alone
+/// in it, and the old session token resumes nothing. The new connection is on
+/// the other node when there are two, so the close crosses nodes.
+async fn takeover_case(c: &Cluster) {
+    let last = c.len() - 1;
+    let alice_token = hs(&grant("alice", &["team-*"]));
+    let bob_token = hs(&grant("bob", &["team-*"]));
+
+    // Alone in the room: the state must outlive her replacement.
+    let mut alice = with_token(c, 0, &alice_token).await;
+    let joined = alice.join(json!({"type": "join", "room": "team-1"})).await;
+    let old_session = joined["session"].as_str().unwrap().to_owned();
+    alice
+        .request_ok(json!({"type": "set_state", "patch": {"topic": "x"}}))
+        .await;
+    let mut reloaded = with_token(c, last, &alice_token).await;
+    let again = reloaded
+        .join(json!({"type": "join", "room": "team-1"}))
+        .await;
+    assert_eq!(again["peer"], "alice");
+    assert_eq!(again["state"]["data"], json!({"topic": "x"}), "{again}");
+    assert_eq!(again["peers"], json!([]), "{again}");
+    assert_ne!(again["session"], json!(old_session));
+    alice.expect_close(4000).await;
+
+    // With someone else in the room: they see the replacement.
+    let mut bob = with_token(c, 0, &bob_token).await;
+    bob.join(json!({"type": "join", "room": "team-1"})).await;
+    reloaded.recv_type("peer_joined").await;
+    let mut third = with_token(c, 0, &alice_token).await;
+    let joined = third.join(json!({"type": "join", "room": "team-1"})).await;
+    assert_eq!(joined["peer"], "alice");
+    let peers: Vec<&str> = joined["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["peer"].as_str().unwrap())
+        .collect();
+    assert_eq!(peers, ["bob"], "{joined}");
+    reloaded.expect_close(4000).await;
+    let left = bob.recv_type("peer_left").await;
+    assert_eq!(
+        (&left["peer"], &left["reason"]),
+        (&json!("alice"), &json!("replaced"))
+    );
+    let back = bob.recv_type("peer_joined").await;
+    assert_eq!(back["peer"]["peer"], "alice");
+    bob.assert_quiet().await;
+
+    // The replaced session resumes nothing: its token is a fresh join (a
+    // takeover again, recovered false).
+    let mut stale = with_token(c, last, &alice_token).await;
+    let fresh = stale
+        .join(json!({"type": "join", "room": "team-1", "resume": old_session}))
+        .await;
+    assert_eq!(
+        (&fresh["peer"], &fresh["recovered"]),
+        (&json!("alice"), &json!(false))
+    );
+    third.expect_close(4000).await;
+    let left = bob.recv_type("peer_left").await;
+    assert_eq!(left["reason"], "replaced");
+    bob.recv_type("peer_joined").await;
+    // Signals reach the newest connection.
+    bob.request_ok(json!({"type": "signal", "to": "alice", "payload": {"n": 1}}))
+        .await;
+    let signal = stale.recv_type("signal").await;
+    assert_eq!(
+        (&signal["from"], &signal["payload"]),
+        (&json!("bob"), &json!({"n": 1}))
+    );
+    // The room history saw each replacement as a leave and a join, and the
+    // room never ended in between.
+    let bearer = format!("Bearer {ADMIN}");
+    let history = support::http::get_with(
+        c.addr(last),
+        "/api/v1/rooms/team-1/events",
+        &[("Authorization", &bearer)],
+    )
+    .await
+    .json();
+    let seen: Vec<String> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| match e["data"]["reason"].as_str() {
+            Some(reason) => format!("{} {reason}", e["type"].as_str().unwrap()),
+            None => e["type"].as_str().unwrap().to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "room_started",
+            "peer_joined",
+            "state_changed",
+            "peer_left replaced",
+            "peer_joined",
+            "peer_joined",
+            "peer_left replaced",
+            "peer_joined",
+            "peer_left replaced",
+            "peer_joined"
+        ],
+        "{history}"
+    );
+    c.assert_alive();
+}
+
+#[tokio::test]
+async fn a_join_as_the_same_subject_takes_the_peer_over_on_one_node() {
+    takeover_case(&Cluster::embedded(settings_hs().set("ADMIN_TOKEN", ADMIN)).await).await;
+}
+
+#[tokio::test]
+async fn a_join_as_the_same_subject_takes_the_peer_over_across_nodes() {
+    takeover_case(&Cluster::redis(2, settings_hs().set("ADMIN_TOKEN", ADMIN)).await).await;
+}

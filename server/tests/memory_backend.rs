@@ -42,6 +42,7 @@ async fn join(backend: &MemoryBackend, request: JoinRequest) -> Result<JoinOutco
         .join(JoinArgs {
             request: &request,
             outbox: Arc::new(Outbox::new(1 << 20)),
+            takeover: false,
         })
         .await
 }

@@ -50,6 +50,10 @@ pub struct JoinArgs<'a> {
     pub request: &'a JoinRequest,
     /// Where this connection's events go.
     pub outbox: Arc<Outbox>,
+    /// The peer id is proven by the connection's token (auth on): a join
+    /// that finds the peer in the room and resumes nothing takes it over
+    /// instead of failing with `PEER_ID_TAKEN` (see `rules`).
+    pub takeover: bool,
 }
 
 /// The result of a successful join or resume.

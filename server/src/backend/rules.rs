@@ -79,12 +79,31 @@ pub fn room_full(max: usize) -> ProtocolError {
     )
 }
 
-/// The error for a taken peer id.
+/// The error for a taken peer id. Without auth nothing proves that the
+/// joiner is that peer, so only its session token can bring it back: the
+/// message says how (a page reload that lost the token waits out the resume
+/// window, or picks another id).
 pub fn peer_id_taken(peer: &str) -> ProtocolError {
     ProtocolError::new(
         ErrorCode::PeerIdTaken,
-        format!("peer id {peer:?} is already in this room; pick another or resume its session"),
+        format!(
+            "peer id {peer:?} is already in this room; to reconnect as it, join with \
+             `resume` set to the `session` token of its `joined` reply (kept for the \
+             resume window), otherwise pick another id"
+        ),
     )
+}
+
+/// What a join that names a peer already in the room does: with
+/// `takeover` (the connection's token proves it is that peer) it replaces
+/// the old one — the old connection closes with 4000, the others see
+/// `peer_left{reason:"replaced"}` then `peer_joined` — else it is refused.
+pub fn on_taken(peer: &str, takeover: bool) -> Result<(), ProtocolError> {
+    if takeover {
+        Ok(())
+    } else {
+        Err(peer_id_taken(peer))
+    }
 }
 
 #[cfg(test)]

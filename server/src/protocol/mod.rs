@@ -259,6 +259,9 @@ pub enum LeaveReason {
     Disconnected,
     Timeout,
     NodeLost,
+    /// Another connection joined as this peer (auth on: same token subject)
+    /// and took it over.
+    Replaced,
 }
 
 impl LeaveReason {
@@ -268,6 +271,7 @@ impl LeaveReason {
             LeaveReason::Disconnected => "disconnected",
             LeaveReason::Timeout => "timeout",
             LeaveReason::NodeLost => "node_lost",
+            LeaveReason::Replaced => "replaced",
         }
     }
 }

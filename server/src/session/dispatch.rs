@@ -106,6 +106,9 @@ impl Session {
             .join(JoinArgs {
                 request: &join,
                 outbox: self.outbox.clone(),
+                // With auth, `authorize_join` pinned the peer id to the
+                // token's subject: the joiner is that peer.
+                takeover: self.claims.is_some(),
             })
             .await
         {

@@ -235,7 +235,8 @@ pub async fn already_joined(c: &Cluster) {
     alice.assert_quiet().await;
 }
 
-/// A taken peer id is `PEER_ID_TAKEN` (on any node); the same id in another
+/// A taken peer id is `PEER_ID_TAKEN` (on any node, auth off; with auth the
+/// join takes the peer over, see tests/auth.rs); the same id in another
 /// room is fine; the refused connection can join under another id.
 pub async fn peer_id_taken(c: &Cluster) {
     let (mut alice, _) = join(c, 0, "r1", "alice").await;
@@ -248,6 +249,10 @@ pub async fn peer_id_taken(c: &Cluster) {
         )
         .await;
     assert_error_reply(&reply, "PEER_ID_TAKEN", &id, &[]);
+    // Without auth nothing proves the joiner is alice: the message says how
+    // a reconnecting client gets its peer back.
+    let message = reply["message"].as_str().unwrap_or_default();
+    assert!(message.contains("`resume`"), "{reply}");
     alice.assert_quiet().await;
 
     let joined = second

@@ -30,10 +30,10 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::budget::DropLog;
 use super::history::{self, HistoryPage, MemoryHistory};
 use super::hooks::{HookBatch, HookQueue};
-use super::rules::{new_peer, ResumeAttempt};
+use super::rules::{new_peer, on_taken, ResumeAttempt};
 use super::{
-    new_peer_id, not_joined, now_ms, peer_id_taken, room_full, token, Backend, BackendHealth,
-    BackendStats, JoinArgs, JoinOutcome, Member,
+    new_peer_id, not_joined, now_ms, room_full, token, Backend, BackendHealth, BackendStats,
+    JoinArgs, JoinOutcome, Member,
 };
 use crate::config::HistoryConfig;
 use crate::limits::Limits;
@@ -289,10 +289,14 @@ impl MemoryBackend {
             }
         }
 
+        // The room starts with this join unless someone (even a peer about
+        // to be replaced) is in it.
+        let fresh = room.peers.is_empty();
         let peer_id = match attempt.fresh_peer(req) {
             Some(id) => {
                 if room.peers.contains_key(&id) {
-                    return Err(peer_id_taken(&id));
+                    on_taken(&id, args.takeover)?;
+                    self.replace_locked(&req.room, room, &id);
                 }
                 id
             }
@@ -307,7 +311,7 @@ impl MemoryBackend {
             return Err(room_full(limits.max_peers_per_room));
         }
         let info = new_peer(req, peer_id.clone(), now_ms());
-        if room.peers.is_empty() {
+        if fresh {
             self.record(&req.room, history::ROOM_STARTED, Value::Object(Map::new()));
         }
         self.record(&req.room, history::PEER_JOINED, history::peer_data(&info));
@@ -342,6 +346,23 @@ impl MemoryBackend {
             state: room.state.clone(),
             recovered,
         })
+    }
+
+    /// Removes peer `id` for a takeover: its connection (if any) closes with
+    /// 4000, its session and replay buffer are gone, the others see
+    /// `peer_left{reason:"replaced"}`. The room stays (the new peer joins
+    /// next), so its state is kept even if the old peer was alone.
+    fn replace_locked(&self, name: &str, room: &mut Room, id: &str) {
+        let Some(old) = room.peers.remove(id) else {
+            return;
+        };
+        if let Some(outbox) = old.outbox {
+            outbox.close(CloseCode::SessionMoved, CloseCode::SessionMoved.reason());
+        }
+        let body = event::peer_left(id, LeaveReason::Replaced);
+        room.deliver_all_but(Some(id), &body, &self.limits);
+        let left = history::left_data(id, LeaveReason::Replaced);
+        self.record(name, history::PEER_LEFT, left);
     }
 
     fn resume_locked(

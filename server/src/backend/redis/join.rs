@@ -13,7 +13,7 @@ use crate::backend::{
     new_peer_id, now_ms, peer_id_taken, room_full, token, JoinArgs, JoinOutcome, Member,
 };
 use crate::outbox::Outbox;
-use crate::protocol::{event, stamp, PeerInfo, ProtocolError};
+use crate::protocol::{event, stamp, LeaveReason, PeerInfo, ProtocolError};
 
 impl RedisBackend {
     /// A join: a resume when the token's session is in the room, else a
@@ -39,7 +39,8 @@ impl RedisBackend {
         let secret = hex::encode(minted.secret_hash);
         let result = async {
             self.ensure_subscribed(room).await?;
-            self.join_script(room, &info, attachment, &secret).await
+            self.join_script(room, &info, attachment, &secret, args.takeover)
+                .await
         }
         .await;
         let v = match result {
@@ -52,6 +53,7 @@ impl RedisBackend {
         match v.first().and_then(text).as_deref() {
             Some("OK") => {}
             Some("TAKEN") => {
+                // The script only answers TAKEN without takeover.
                 self.drop_pending(room, &peer);
                 return Err(peer_id_taken(&peer));
             }
@@ -84,18 +86,22 @@ impl RedisBackend {
         })
     }
 
-    /// Runs `join.lua` for a fresh peer.
+    /// Runs `join.lua` for a fresh peer (with `takeover`, replacing a peer
+    /// of the same id).
     async fn join_script(
         &self,
         room: &str,
         info: &PeerInfo,
         attachment: u64,
         secret: &str,
+        takeover: bool,
     ) -> Result<Vec<Value>, ProtocolError> {
         let info_json = serde_json::to_string(info).map_err(|_| ProtocolError::internal())?;
         let att = attachment.to_string();
         let max = self.limits.max_peers_per_room.to_string();
         let body = event::peer_joined(info).json;
+        let takeover = if takeover { "1" } else { "0" };
+        let replaced = event::peer_left(&info.peer, LeaveReason::Replaced).json;
         let args = [
             info.peer.as_str(),
             &info_json,
@@ -104,6 +110,8 @@ impl RedisBackend {
             secret,
             &max,
             &body,
+            takeover,
+            &replaced,
             self.history_spec(),
         ];
         self.script("join", &self.scripts.join, room, &args).await

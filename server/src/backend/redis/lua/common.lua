@@ -324,13 +324,16 @@ local function history(kind, data)
   redis.call('PEXPIRE', hook, HISTORY_AGE)
 end
 
-local function remove(peer, reason, body)
+-- Removes a peer and tells the others (`body`: their peer_left). The last
+-- peer out takes the room's state and replay store with it, unless
+-- `keep_room` (a takeover: the replacing peer joins in the same script).
+local function remove(peer, reason, body, keep_room)
   redis.call('HDEL', PEERS, peer)
   forget(peer)
   redis.call('DEL', meta_key(peer), queue_key(peer))
   deliver(others(peer), 'peer_left', body)
   history('peer_left', '{"peer":' .. cjson.encode(peer) .. ',"reason":' .. cjson.encode(reason) .. '}')
-  if redis.call('HLEN', PEERS) == 0 then
+  if not keep_room and redis.call('HLEN', PEERS) == 0 then
     redis.call('DEL', state_key(), replay_key())
     history('room_finished', '{}')
   end

@@ -1,13 +1,27 @@
 -- A fresh join. ARGV: publish, maxlen, ttl, peer, info, node, att, secret,
--- max_peers, peer_joined body, history spec.
+-- max_peers, peer_joined body, takeover (1/0), peer_left{replaced} body,
+-- history spec.
+-- With takeover, a peer of that id already in the room is replaced: its
+-- connection's node is told to close it (4000), its session and stream go,
+-- the others get peer_left then peer_joined; the room's state stays.
 -- Returns {'OK', published, peers-hash-flat, version, data} | {'TAKEN'} | {'FULL'}.
 configure(ARGV[1], ARGV[2], ARGV[3])
 local peer = ARGV[4]
-if redis.call('HEXISTS', PEERS, peer) == 1 then return {'TAKEN', PUBLISHED} end
-local size = redis.call('HLEN', PEERS)
-if size >= tonumber(ARGV[9]) then return {'FULL', PUBLISHED} end
-configure_history(ARGV[11])
-if size == 0 then history('room_started', '{}') end
+-- The room starts with this join unless someone (even the peer replaced) is in it.
+local fresh = redis.call('HLEN', PEERS) == 0
+if redis.call('HEXISTS', PEERS, peer) == 1 then
+  if ARGV[11] ~= '1' then return {'TAKEN', PUBLISHED} end
+  configure_history(ARGV[13])
+  local old = redis.call('HMGET', meta_key(peer), 'node', 'att')
+  if old[1] and old[1] ~= '' then
+    redis.call(PUBLISH, channel(old[1]), 'K ' .. peer .. ' ' .. old[2])
+    PUBLISHED = PUBLISHED + 1
+  end
+  remove(peer, 'replaced', ARGV[12], true)
+end
+if redis.call('HLEN', PEERS) >= tonumber(ARGV[9]) then return {'FULL', PUBLISHED} end
+configure_history(ARGV[13])
+if fresh then history('room_started', '{}') end
 history('peer_joined', '{"peer":' .. ARGV[5] .. '}')
 deliver(others(peer), 'peer_joined', ARGV[10])
 redis.call('HSET', PEERS, peer, ARGV[5])

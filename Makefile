@@ -1,5 +1,5 @@
 # One entry point for people and CI. `make help` lists the targets.
-.PHONY: help run test test-rust test-k8s test-terraform test-delivery test-js fmt lint bench crd
+.PHONY: help run test test-rust test-api test-k8s test-terraform test-delivery test-js fmt lint bench crd
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -12,6 +12,9 @@ test: ## install what the tests need, then run every check and test
 
 test-rust: ## fmt, clippy and all Rust tests only
 	./scripts/test-all.sh 10-rust
+
+test-api: ## Server API against its OpenAPI document (schemathesis, real node) only
+	./scripts/test-all.sh 15-server-api
 
 test-k8s: ## Helm charts, kustomize overlays, manifests and CRD copies only
 	./scripts/test-all.sh 20-kubernetes

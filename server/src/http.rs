@@ -1,18 +1,20 @@
 //! HTTP routes: the WebSocket upgrade, health, readiness, metrics, status,
-//! the small status page and the demo page. `app()` builds the router so
+//! the small status page and the demo page, and where the Server API
+//! ([`crate::api`]) is mounted. `app()` builds the router so
 //! tests and the binary serve the same thing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::api;
 use crate::auth;
 use crate::node::Node;
 use crate::session;
@@ -27,7 +29,8 @@ const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
 const WS_WRITE_BUFFER_BYTES: usize = 8 * 1024;
 
 /// The router of one node's listener: everything, or with an internal
-/// listener (`INTERNAL_ADDR`) configured, everything but metrics and status.
+/// listener (`INTERNAL_ADDR`) configured, everything but metrics, status and
+/// the Server API.
 pub fn app(node: Arc<Node>) -> Router {
     let public = Router::new()
         .route("/", get(index))
@@ -42,48 +45,32 @@ pub fn app(node: Arc<Node>) -> Router {
         public
             .route("/metrics", get(metrics))
             .route("/status", get(status))
-            .route(EVENTS_PATH, get(events))
     };
-    public.with_state(node)
+    let public = public.with_state(node.clone());
+    match node.config.internal_addr {
+        Some(_) => public,
+        None => with_api(public, node),
+    }
 }
 
-/// The router of the internal listener: probes, metrics and status, for
-/// what runs inside the network (Prometheus, load balancer health checks).
+/// The router of the internal listener: probes, metrics, status and the
+/// Server API, for what runs inside the network (Prometheus, load balancer health checks).
 pub fn internal_app(node: Arc<Node>) -> Router {
-    Router::new()
+    let internal = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
-        .route(EVENTS_PATH, get(events))
-        .with_state(node)
+        .with_state(node.clone());
+    with_api(internal, node)
 }
 
-/// The room history read of the server API.
-const EVENTS_PATH: &str = "/api/v1/rooms/{room}/events";
-
-/// The history read, behind the admin token: served only when ADMIN_TOKEN
-/// is set (404 otherwise, as every `/api/v1` path without a key).
-async fn events(
-    State(node): State<Arc<Node>>,
-    Path(room): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    if node.config.auth.admin_token.is_none() {
-        return StatusCode::NOT_FOUND.into_response();
+/// `router` plus the Server API when an API key is configured.
+fn with_api(router: Router, node: Arc<Node>) -> Router {
+    match api::router(node) {
+        Some(api) => router.merge(api),
+        None => router,
     }
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if !auth::admin_allowed(&node.config.auth, authorization) {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this endpoint needs Authorization: Bearer <ADMIN_TOKEN>",
-        );
-    }
-    crate::api::events::events(node.backend.as_ref(), &room, query.as_deref()).await
 }
 
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {

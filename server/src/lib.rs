@@ -8,8 +8,9 @@
 //! - [`http`]: routes (`/ws`, `/health`, `/ready`, `/metrics`, `/status`,
 //!   `/`, `/demo`); [`listener`]: the accept loop and HTTP/1.1 serving
 //!   (request-head deadline, accept-error backoff); [`pending`]: sockets not
-//!   upgraded yet, against their overall and per-address limits; [`api`]:
-//!   the server API's calls (the room-history read).
+//!   upgraded yet, against their overall and per-address limits.
+//! - [`api`]: the Server API (`/api/v1`) for application backends: rooms
+//!   listed, read, messaged, patched, kicked from and closed.
 //! - [`session`]: one WebSocket connection (read loop, dispatch, write loop,
 //!   lingering close, rate limit).
 //! - [`node`]: the shared handle of one node; [`shutdown`]: the graceful
@@ -83,11 +84,15 @@ pub async fn build_backend(
     metrics: &mut Metrics,
 ) -> Result<Arc<dyn Backend>, Error> {
     match &config.backend {
-        BackendConfig::Memory => Ok(MemoryBackend::with_history(
-            config.limits.clone(),
-            config.timing.resume_window,
-            config.history.clone(),
-        )),
+        BackendConfig::Memory => {
+            let backend = MemoryBackend::with_history(
+                config.limits.clone(),
+                config.timing.resume_window,
+                config.history.clone(),
+            );
+            backend.set_node_id(&config.node_id);
+            Ok(backend)
+        }
         BackendConfig::Redis(redis) => {
             // rustls needs a process-wide crypto provider for rediss:// URLs;
             // installing it twice (several nodes in one test process) is harmless.

@@ -30,6 +30,12 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabel {
+    call: &'static str,
+    status: u16,
+}
+
 /// Every metric of the node.
 pub struct Metrics {
     registry: Registry,
@@ -50,6 +56,7 @@ pub struct Metrics {
     pub accept_errors: Counter,
     rooms_active: Gauge,
     peers_active: Gauge,
+    api_requests: Family<ApiLabel, Counter>,
 }
 
 /// A new metric of type `M`, registered under `name`.
@@ -168,6 +175,12 @@ impl Metrics {
             "Peers joined through this node",
         );
 
+        let api_requests: Family<ApiLabel, Counter> = register(
+            &mut registry,
+            "api_requests",
+            "Server API (/api/v1) requests answered, by call and HTTP status",
+        );
+
         Self {
             registry,
             connections_active,
@@ -186,7 +199,15 @@ impl Metrics {
             accept_errors,
             rooms_active,
             peers_active,
+            api_requests,
         }
+    }
+
+    /// Counts a Server API request by its call and answer's status.
+    pub fn api_request(&self, call: &'static str, status: u16) {
+        self.api_requests
+            .get_or_create(&ApiLabel { call, status })
+            .inc();
     }
 
     /// Counts an inbound message.
@@ -279,6 +300,7 @@ mod tests {
         m.message_out(MessageType::PeerJoined);
         m.error(ErrorCode::RoomFull);
         m.handled(MessageType::Signal, 0.0001);
+        m.api_request("get_room", 404);
         let text = m.render(2, 3, &[1, 2]);
         for needle in [
             "switchboard_messages_in_total{type=\"signal\"} 1",
@@ -294,6 +316,7 @@ mod tests {
             "switchboard_header_read_timeouts_total 0",
             "switchboard_accept_errors_total 0",
             "switchboard_pending_evictions_total 0",
+            "switchboard_api_requests_total{call=\"get_room\",status=\"404\"} 1",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

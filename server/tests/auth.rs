@@ -30,6 +30,8 @@ use support::{Client, Cluster, Settings};
 const SECRET: &str = "test-secret-0123456789abcdef";
 const OTHER_SECRET: &str = "other-secret-0123456789abcdef";
 const ADMIN: &str = "admin-token-0123456789abcdef";
+/// A Server API key, to read the room history.
+const HISTORY_KEY: &str = "history-api-key-0123456789abcdef";
 
 fn now() -> u64 {
     SystemTime::now()
@@ -1066,7 +1068,7 @@ async fn takeover_case(c: &Cluster) {
     );
     // The room history saw each replacement as a leave and a join, and the
     // room never ended in between.
-    let bearer = format!("Bearer {ADMIN}");
+    let bearer = format!("Bearer {HISTORY_KEY}");
     let history = support::http::get_with(
         c.addr(last),
         "/api/v1/rooms/team-1/events",
@@ -1104,10 +1106,10 @@ async fn takeover_case(c: &Cluster) {
 
 #[tokio::test]
 async fn a_join_as_the_same_subject_takes_the_peer_over_on_one_node() {
-    takeover_case(&Cluster::embedded(settings_hs().set("ADMIN_TOKEN", ADMIN)).await).await;
+    takeover_case(&Cluster::embedded(settings_hs().set("API_KEYS", HISTORY_KEY)).await).await;
 }
 
 #[tokio::test]
 async fn a_join_as_the_same_subject_takes_the_peer_over_across_nodes() {
-    takeover_case(&Cluster::redis(2, settings_hs().set("ADMIN_TOKEN", ADMIN)).await).await;
+    takeover_case(&Cluster::redis(2, settings_hs().set("API_KEYS", HISTORY_KEY)).await).await;
 }

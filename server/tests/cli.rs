@@ -87,6 +87,7 @@ fn print_config_prints_copyable_settings_with_their_sources() {
         .envs([
             ("JWT_SECRET", "0123456789abcdef-secret"),
             ("REDIS_URL", "redis://:hunter2@redis.internal:6379"),
+            ("API_KEYS", "api-key-one-0123456789,api-key-two-0123456789"),
         ])
         .args(["--port", "9000", "print-config"])
         .output()
@@ -98,11 +99,12 @@ fn print_config_prints_copyable_settings_with_their_sources() {
         "HOST=0.0.0.0  # default",
         "REDIS_URL=redis://***@redis.internal:6379  # environment",
         "JWT_SECRET='<hidden>'  # environment",
+        "API_KEYS='<hidden>'  # environment",
     ] {
         assert!(stdout.lines().any(|l| l == line), "{line:?} in:\n{stdout}");
     }
     assert!(
-        !stdout.contains("hunter2") && !stdout.contains("-secret"),
+        !stdout.contains("hunter2") && !stdout.contains("-secret") && !stdout.contains("api-key-"),
         "{stdout}"
     );
     let server_id = stdout.lines().find(|l| l.starts_with("SERVER_ID="));

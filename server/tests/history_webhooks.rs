@@ -18,17 +18,17 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use support::hooks::{per_room, signature_valid, Delivery, Receiver};
-use support::http::{get_with, metric_sample, HttpResponse};
+use support::http::{get_with, metric_sample, send, HttpResponse};
 use support::{join, Cluster, Settings};
 
-const ADMIN: &str = "history-test-admin";
+const API_KEY: &str = "history-test-api-key-0123456789";
 const SECRET: &str = "history-test-secret";
 
 /// Generous bound for webhook deliveries on a loaded machine.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn settings() -> Settings {
-    Settings::new().set("ADMIN_TOKEN", ADMIN)
+    Settings::new().set("API_KEYS", API_KEY)
 }
 
 fn hook_settings(receiver: &Receiver) -> Settings {
@@ -40,7 +40,7 @@ fn hook_settings(receiver: &Receiver) -> Settings {
 }
 
 async fn events(c: &Cluster, node: usize, room: &str, query: &str) -> HttpResponse {
-    let auth = format!("Bearer {ADMIN}");
+    let auth = format!("Bearer {API_KEY}");
     get_with(
         c.addr(node),
         &format!("/api/v1/rooms/{room}/events{query}"),
@@ -157,6 +157,66 @@ async fn history_in_order_and_paged_on_embedded() {
 async fn history_in_order_and_paged_on_redis() {
     let c = Cluster::redis(2, settings()).await;
     membership_and_state_scenario(&c).await;
+}
+
+/// The Server API's changes are history too: a state patch (`by: null`) and
+/// a kick (`peer_left{reason:"kicked"}`); closing the room deletes its
+/// history (404 after).
+async fn server_api_changes(c: &Cluster) {
+    let auth = format!("Bearer {API_KEY}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let (_a, _) = join(c, 0, "api-hist", "a").await;
+    let (_b, _) = join(c, c.len() - 1, "api-hist", "b").await;
+    let r = send(
+        c.addr(0),
+        "PATCH",
+        "/api/v1/rooms/api-hist/state",
+        &headers,
+        br#"{"k":1}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = send(
+        c.addr(0),
+        "DELETE",
+        "/api/v1/rooms/api-hist/peers/b",
+        &headers,
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let all = read_all(c, 0, "api-hist", 10).await;
+    assert_eq!(
+        kinds(&all),
+        [
+            "room_started",
+            "peer_joined",
+            "peer_joined",
+            "state_changed",
+            "peer_left"
+        ]
+    );
+    assert_eq!(
+        all[3]["data"],
+        json!({"patch": {"k": 1}, "version": 1, "by": null})
+    );
+    assert_eq!(all[4]["data"], json!({"peer": "b", "reason": "kicked"}));
+    let r = send(c.addr(0), "DELETE", "/api/v1/rooms/api-hist", &headers, b"").await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(events(c, 0, "api-hist", "").await.status, 404);
+}
+
+#[tokio::test]
+async fn server_api_changes_are_history_on_embedded() {
+    server_api_changes(&Cluster::embedded(settings()).await).await;
+}
+
+#[tokio::test]
+async fn server_api_changes_are_history_on_redis() {
+    server_api_changes(&Cluster::redis(2, settings()).await).await;
 }
 
 /// Ten joins and leaves with HISTORY_MAX_EVENTS=5: the newest five remain.

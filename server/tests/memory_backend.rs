@@ -136,3 +136,39 @@ async fn a_resume_token_resumes_its_peer_and_nobody_else() {
         .collect();
     assert_eq!(current.len(), 1, "exactly one connection holds the session");
 }
+
+/// What the Server API removes frees its replay bytes at once: after a
+/// kick, a close, and a leave of the last peer, the node holds none.
+#[tokio::test]
+async fn kicks_and_closes_free_what_was_kept_for_replay() {
+    use switchboard::backend::Recipients;
+    use switchboard::protocol::event;
+    let backend = backend();
+    for room in ["kept", "closed"] {
+        for peer in ["alice", "bob"] {
+            join(&backend, request(room, Some(peer), None))
+                .await
+                .expect("join");
+        }
+        let body = event::server(&serde_json::json!({"text": "x".repeat(1000)}));
+        let n = backend
+            .send_server(room, Recipients::All, body)
+            .await
+            .expect("message");
+        assert_eq!(n, 2);
+    }
+    assert!(
+        backend.recovery_bytes() > 2000,
+        "{}",
+        backend.recovery_bytes()
+    );
+    backend.kick("kept", "bob").await.expect("kick");
+    backend.close_room("closed").await.expect("close");
+    let alice = join(&backend, request("kept", Some("carol"), None))
+        .await
+        .expect("join");
+    backend.leave(&alice.member).await.expect("leave");
+    backend.kick("kept", "alice").await.expect("kick");
+    assert_eq!(backend.stats().rooms, 0);
+    assert_eq!(backend.recovery_bytes(), 0);
+}

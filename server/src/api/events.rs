@@ -1,58 +1,43 @@
 //! `GET /api/v1/rooms/{room}/events?after=OFFSET&limit=N`: one page of a
 //! room's history, `{"events":[{"offset","type","at","data"}],"next":…}`.
-//!
-//! The handler takes only what it needs (the backend, the room, the query
-//! string), so the `/api/v1` router wires it behind its key check.
 
+use std::sync::Arc;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
+use super::error::ApiError;
+use super::input::name;
 use crate::backend::history::MAX_PAGE;
-use crate::backend::Backend;
-use crate::protocol::{is_valid_name, ErrorCode};
+use crate::backend::AdminError;
+use crate::node::Node;
 
 /// Events per page when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 100;
 
-/// The answer to one history read.
-pub async fn events(backend: &dyn Backend, room: &str, query: Option<&str>) -> Response {
-    if !is_valid_name(room) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
-            "the room name must be 1-128 characters from [A-Za-z0-9._:@-]",
-        );
-    }
-    let (after, limit) = match parse_query(query.unwrap_or("")) {
-        Ok(q) => q,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message),
-    };
-    match backend.history(room, after.as_deref(), limit).await {
-        Ok(Some(page)) => Json(page).into_response(),
-        Ok(None) => error(
+/// The history read. A room that never had history (or whose history aged
+/// out) is 404, even while it exists: its history is what is asked for.
+pub async fn room_events(
+    State(node): State<Arc<Node>>,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let Path(room) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let room = name("room", &room)?;
+    let (after, limit) =
+        parse_query(query.as_deref().unwrap_or("")).map_err(ApiError::bad_request)?;
+    match node.backend.history(room, after.as_deref(), limit).await {
+        Ok(Some(page)) => Ok(Json(page).into_response()),
+        Ok(None) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "ROOM_NOT_FOUND",
-            &format!("room {room:?} has no history (it never had a peer, or its history aged out)"),
-        ),
-        Err(e) => {
-            let status = match e.code {
-                ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
-                ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            error(status, e.code.as_str(), &e.message)
-        }
+            format!("room {room:?} has no history (it never had a peer, or its history aged out)"),
+        )),
+        Err(e) => Err(ApiError::of_backend(AdminError::Protocol(e), room, None)),
     }
-}
-
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({ "error": { "code": code, "message": message } })),
-    )
-        .into_response()
 }
 
 /// `after` (an offset as given out) and `limit` (1 to [`MAX_PAGE`]).

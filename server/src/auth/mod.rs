@@ -120,6 +120,8 @@ pub struct AuthConfig {
     pub allowed_origins: Vec<String>,
     /// Bearer token of the admin endpoints.
     pub admin_token: Option<String>,
+    /// Keys of the Server API (`/api/v1`); empty: the API is off.
+    pub api_keys: Vec<String>,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -134,6 +136,7 @@ impl fmt::Debug for AuthConfig {
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "redacted"),
             )
+            .field("api_keys", &format!("{} redacted", self.api_keys.len()))
             .finish()
     }
 }

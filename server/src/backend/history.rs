@@ -50,8 +50,9 @@ pub struct HistoryEvent {
 pub struct HistoryPage {
     pub events: Vec<HistoryEvent>,
     /// Where the next read starts: the last event's offset, or the `after`
-    /// asked for when there was nothing new.
-    pub next: Option<String>,
+    /// asked for when there was nothing new (without one, the offset before
+    /// every event).
+    pub next: String,
 }
 
 /// `data` of `peer_joined` and `peer_updated`.
@@ -177,8 +178,14 @@ impl MemoryHistory {
         let next = events
             .last()
             .map(|e| e.offset.clone())
-            .or_else(|| after.map(str::to_owned));
+            .or_else(|| after.map(str::to_owned))
+            .unwrap_or_else(|| "0".to_owned());
         Ok(Some(HistoryPage { events, next }))
+    }
+
+    /// Deletes the room's history (the room was closed through the API).
+    pub fn forget(&self, room: &str) {
+        crate::sync::lock(&self.rooms).remove(room);
     }
 
     /// Rooms with events not yet delivered by webhooks.
@@ -254,15 +261,12 @@ mod tests {
         let page = h.read("r", None, 2, 2000).unwrap().unwrap();
         let seqs: Vec<u64> = page.events.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, vec![3, 4]);
-        let page = h
-            .read("r", page.next.as_deref(), 10, 2000)
-            .unwrap()
-            .unwrap();
+        let page = h.read("r", Some(&page.next), 10, 2000).unwrap().unwrap();
         assert_eq!(page.events.len(), 1);
-        assert_eq!(page.next.as_deref(), Some("5"));
+        assert_eq!(page.next, "5");
         let empty = h.read("r", Some("5"), 10, 2000).unwrap().unwrap();
         assert!(empty.events.is_empty());
-        assert_eq!(empty.next.as_deref(), Some("5"));
+        assert_eq!(empty.next, "5");
         assert!(h.read("other", None, 10, 2000).unwrap().is_none());
         assert!(h.read("r", Some("x"), 10, 2000).is_err());
     }

@@ -12,9 +12,13 @@
 //! A backend delivers an event to a local connection by pushing it into that
 //! connection's [`Outbox`] with the event's per-peer `seq`.
 //!
+//! The Server API's calls ([`admin`]) act on rooms without being a member
+//! of them: listing, reading, messages, state patches, kicks and closes.
+//!
 //! What either backend keeps for replay is bounded per peer, per room and
 //! (embedded) per node; [`budget`] says how it is counted.
 
+pub mod admin;
 pub mod budget;
 pub mod history;
 pub mod hooks;
@@ -28,6 +32,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+pub use admin::{AdminError, Recipients, RoomDetail, RoomPage};
 pub use rules::{not_joined, peer_id_taken, peer_not_found, room_full};
 
 use self::history::HistoryPage;
@@ -160,6 +165,40 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The webhook queue over this backend's history.
     fn hooks(&self) -> Option<Arc<dyn HookQueue>>;
+    /// Rooms in name order after `cursor` (a room name; `None`: from the
+    /// start), at most `limit` of them (Server API).
+    async fn list_rooms(&self, cursor: Option<&str>, limit: usize) -> Result<RoomPage, AdminError>;
+
+    /// One room with its peers and state (Server API).
+    async fn room(&self, room: &str) -> Result<RoomDetail, AdminError>;
+
+    /// Delivers a `server` event to one peer or every peer of the room, away
+    /// peers included (buffered for their resume); returns how many peers
+    /// it was delivered to.
+    async fn send_server(
+        &self,
+        room: &str,
+        to: Recipients<'_>,
+        body: EventBody,
+    ) -> Result<usize, AdminError>;
+
+    /// Applies a merge patch to the room state on behalf of the application
+    /// (`state` event with `by: null`); returns the new version.
+    async fn patch_state(
+        &self,
+        room: &str,
+        patch: &Map<String, Value>,
+        if_version: Option<u64>,
+    ) -> Result<u64, AdminError>;
+
+    /// Removes a peer, connected or away: its connection (on whichever node)
+    /// closes with 4003, its session cannot be resumed, and the others get
+    /// `peer_left{reason:"kicked"}`.
+    async fn kick(&self, room: &str, peer: &str) -> Result<(), AdminError>;
+
+    /// Closes every connection of the room with 4003 and deletes the room:
+    /// peers, state, replay buffers and history.
+    async fn close_room(&self, room: &str) -> Result<(), AdminError>;
 
     /// Whether the shared backend is reachable.
     fn health(&self) -> BackendHealth;

@@ -42,6 +42,11 @@ pub struct AuthArgs {
     /// Bearer token for the admin endpoints (`/status`); unset: they are open.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Comma-separated keys of the Server API (`/api/v1`, `Authorization:
+    /// Bearer <key>`), each at least 16 characters; several at once for
+    /// rotation. Unset: every `/api/v1` path answers 404.
+    #[arg(long, env = "API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
 }
 
 impl AuthArgs {
@@ -105,6 +110,7 @@ impl AuthArgs {
                 format!("must be at least {MIN_JWT_SECRET_BYTES} characters"),
             ));
         }
+        let api_keys = api_keys(self.api_keys.as_deref())?;
         Ok(AuthConfig {
             keys,
             issuer,
@@ -112,8 +118,34 @@ impl AuthArgs {
             leeway_secs: self.jwt_leeway_secs,
             allowed_origins,
             admin_token,
+            api_keys,
         })
     }
+}
+
+/// The Server API keys of `API_KEYS`: blanks between commas are skipped; a
+/// key shorter than [`MIN_JWT_SECRET_BYTES`] is refused (the error never
+/// shows the key).
+fn api_keys(list: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    let mut keys = Vec::new();
+    for (i, key) in list.unwrap_or_default().split(',').enumerate() {
+        let key = key.trim();
+        if key.is_empty() {
+            continue;
+        }
+        if key.len() < MIN_JWT_SECRET_BYTES {
+            return Err(invalid(
+                "API_KEYS",
+                format!(
+                    "key number {} is {} characters; each key must be at least {MIN_JWT_SECRET_BYTES}",
+                    i + 1,
+                    key.len()
+                ),
+            ));
+        }
+        keys.push(key.to_owned());
+    }
+    Ok(keys)
 }
 
 /// The one key source configured, read and checked; `None`: auth is off.
@@ -173,6 +205,27 @@ mod tests {
     use crate::auth::{admin_allowed, origin_allowed};
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn api_keys_are_a_list_of_long_keys_never_shown() {
+        let keys = AuthArgs {
+            api_keys: Some(" key-one-0123456789 , ,key-two-0123456789".into()),
+            ..AuthArgs::default()
+        };
+        let config = keys.into_config().unwrap();
+        assert_eq!(
+            config.api_keys,
+            ["key-one-0123456789", "key-two-0123456789"]
+        );
+        assert!(!format!("{config:?}").contains("key-one"));
+        let short = AuthArgs {
+            api_keys: Some("key-one-0123456789,shortkey".into()),
+            ..AuthArgs::default()
+        };
+        let e = short.into_config().unwrap_err();
+        assert_eq!(e.setting, "API_KEYS");
+        assert!(!e.reason.contains("shortkey"), "{}", e.reason);
+    }
 
     #[test]
     fn config_errors_name_the_setting() {

@@ -20,7 +20,13 @@ pub enum CloseCode {
     SessionMoved,
     /// 4001: the cluster removed this peer while its node was out of touch.
     SessionLost,
+    /// 4003: removed through the Server API (kicked, or its room closed).
+    Removed,
 }
+
+/// The reason of a 4003 close because the application closed the room (a
+/// kick carries [`CloseCode::Removed`]'s own reason).
+pub const ROOM_CLOSED_REASON: &str = "room closed by the application (server API)";
 
 impl CloseCode {
     /// The number on the wire.
@@ -34,6 +40,7 @@ impl CloseCode {
             CloseCode::TooBig => 1009,
             CloseCode::SessionMoved => 4000,
             CloseCode::SessionLost => 4001,
+            CloseCode::Removed => 4003,
         }
     }
 
@@ -44,6 +51,9 @@ impl CloseCode {
             CloseCode::SessionMoved => "session resumed on another connection",
             CloseCode::SessionLost => {
                 "session lost: the cluster no longer holds this peer; join again"
+            }
+            CloseCode::Removed => {
+                "removed by the application (server API); do not reconnect to this room"
             }
             _ => "",
         }
@@ -60,6 +70,7 @@ impl CloseCode {
             CloseCode::TooBig,
             CloseCode::SessionMoved,
             CloseCode::SessionLost,
+            CloseCode::Removed,
         ]
         .into_iter()
         .find(|c| c.code() == code)

@@ -136,6 +136,47 @@ pub fn state(state: &RoomState, by: &str) -> EventBody {
     )
 }
 
+#[derive(Serialize)]
+struct ApiState<'a> {
+    #[serde(rename = "type")]
+    ty: MessageType,
+    version: u64,
+    data: &'a Map<String, Value>,
+    /// Always `null`: no peer made this change.
+    by: Option<&'a str>,
+}
+
+/// The `state` event of a change made through the Server API (`by: null`).
+pub fn state_from_api(state: &RoomState) -> EventBody {
+    body(
+        MessageType::State,
+        &ApiState {
+            ty: MessageType::State,
+            version: state.version,
+            data: &state.data,
+            by: None,
+        },
+    )
+}
+
+#[derive(Serialize)]
+struct Server<'a> {
+    #[serde(rename = "type")]
+    ty: MessageType,
+    payload: &'a Value,
+}
+
+/// A message of the application backend to peers (Server API).
+pub fn server(payload: &Value) -> EventBody {
+    body(
+        MessageType::Server,
+        &Server {
+            ty: MessageType::Server,
+            payload,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +195,13 @@ mod tests {
             b.json,
             r#"{"type":"peer_left","peer":"a","reason":"timeout"}"#
         );
+        let s = state_from_api(&RoomState::default());
+        assert_eq!(
+            s.json,
+            r#"{"type":"state","version":0,"data":{},"by":null}"#
+        );
+        let m = server(&serde_json::json!({"a": 1}));
+        assert_eq!(m.kind, MessageType::Server);
+        assert_eq!(m.json, r#"{"type":"server","payload":{"a":1}}"#);
     }
 }

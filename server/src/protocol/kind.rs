@@ -32,11 +32,13 @@ pub enum MessageType {
     PeerUpdated,
     State,
     Reconnect,
+    /// A message from the application backend (Server API).
+    Server,
 }
 
 impl MessageType {
     /// Number of variants; metrics index arrays by `kind as usize`.
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 21;
 
     /// The types a client may send, in the order the protocol lists them.
     pub const REQUESTS: [MessageType; 8] = [
@@ -64,7 +66,7 @@ impl MessageType {
     };
 
     /// What the server sends: replies and events.
-    pub const OUTBOUND: [MessageType; 12] = [
+    pub const OUTBOUND: [MessageType; 13] = [
         MessageType::Joined,
         MessageType::Peers,
         MessageType::Ok,
@@ -77,6 +79,7 @@ impl MessageType {
         MessageType::Reconnect,
         MessageType::Signal,
         MessageType::Broadcast,
+        MessageType::Server,
     ];
 
     /// The type as it appears on the wire (and in metric labels).
@@ -102,6 +105,7 @@ impl MessageType {
             MessageType::PeerUpdated => "peer_updated",
             MessageType::State => "state",
             MessageType::Reconnect => "reconnect",
+            MessageType::Server => "server",
         }
     }
 

@@ -262,6 +262,8 @@ pub enum LeaveReason {
     /// Another connection joined as this peer (auth on: same token subject)
     /// and took it over.
     Replaced,
+    /// Removed through the Server API.
+    Kicked,
 }
 
 impl LeaveReason {
@@ -272,6 +274,7 @@ impl LeaveReason {
             LeaveReason::Timeout => "timeout",
             LeaveReason::NodeLost => "node_lost",
             LeaveReason::Replaced => "replaced",
+            LeaveReason::Kicked => "kicked",
         }
     }
 }

@@ -1,5 +1,6 @@
-//! A minimal HTTP/1.1 GET over a loopback `TcpStream`, enough for the
-//! operational endpoints (`/health`, `/ready`, `/metrics`, `/status`).
+//! A minimal HTTP/1.1 client over a loopback `TcpStream`, enough for the
+//! operational endpoints (`/health`, `/ready`, `/metrics`, `/status`) and the
+//! Server API (any method, a body, extra headers).
 //!
 //! Hand-written to keep dev-dependencies light: one request per connection
 //! (`Connection: close`), body read to EOF, chunked encoding decoded.
@@ -46,7 +47,7 @@ pub async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
 
 /// `GET path` with extra request headers (`Authorization`, `Origin`, ...).
 pub async fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
-    tokio::time::timeout(HTTP_TIMEOUT, request(addr, path, headers))
+    tokio::time::timeout(HTTP_TIMEOUT, request(addr, "GET", path, headers, b""))
         .await
         .unwrap_or_else(|_| {
             panic!("GET http://{addr}{path}: no complete answer within {HTTP_TIMEOUT:?}")
@@ -57,15 +58,34 @@ pub async fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) ->
 /// `GET path`, with connection failures reported as `Err` (a draining server
 /// may have closed its listener).
 pub async fn try_get(addr: SocketAddr, path: &str) -> Result<HttpResponse, String> {
-    tokio::time::timeout(HTTP_TIMEOUT, request(addr, path, &[]))
+    tokio::time::timeout(HTTP_TIMEOUT, request(addr, "GET", path, &[], b""))
         .await
         .map_err(|_| format!("no complete answer within {HTTP_TIMEOUT:?}"))?
 }
 
-async fn request(
+/// `method path` with extra headers and a body (sent with its
+/// `Content-Length`); panics when the server cannot be reached.
+pub async fn send(
     addr: SocketAddr,
+    method: &str,
     path: &str,
     headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    tokio::time::timeout(HTTP_TIMEOUT, request(addr, method, path, headers, body))
+        .await
+        .unwrap_or_else(|_| {
+            panic!("{method} http://{addr}{path}: no complete answer within {HTTP_TIMEOUT:?}")
+        })
+        .unwrap_or_else(|e| panic!("{method} http://{addr}{path}: {e}"))
+}
+
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
 ) -> Result<HttpResponse, String> {
     let mut stream = TcpStream::connect(addr)
         .await
@@ -74,14 +94,20 @@ async fn request(
         .iter()
         .map(|(k, v)| format!("{k}: {v}\r\n"))
         .collect();
+    let length = if body.is_empty() && method == "GET" {
+        String::new()
+    } else {
+        format!("Content-Length: {}\r\n", body.len())
+    };
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: switchboard-tests\r\n\
-         Accept: */*\r\n{extra}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: switchboard-tests\r\n\
+         Accept: */*\r\n{extra}{length}Connection: close\r\n\r\n"
     );
-    stream
-        .write_all(req.as_bytes())
-        .await
-        .map_err(|e| format!("write: {e}"))?;
+    let mut out = req.into_bytes();
+    out.extend_from_slice(body);
+    // A server may answer (413) and close before reading all of a large
+    // body: a failed write still leaves its answer to read.
+    let _ = stream.write_all(&out).await;
     let mut raw = Vec::new();
     stream
         .read_to_end(&mut raw)

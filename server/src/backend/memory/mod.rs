@@ -32,13 +32,14 @@ use super::history::{self, HistoryPage, MemoryHistory};
 use super::hooks::{HookBatch, HookQueue};
 use super::rules::{new_peer, on_taken, ResumeAttempt};
 use super::{
-    new_peer_id, not_joined, now_ms, room_full, token, Backend, BackendHealth, BackendStats,
-    JoinArgs, JoinOutcome, Member,
+    new_peer_id, not_joined, now_ms, room_full, token, AdminError, Backend, BackendHealth,
+    BackendStats, JoinArgs, JoinOutcome, Member, Recipients, RoomDetail, RoomPage,
 };
 use crate::config::HistoryConfig;
 use crate::limits::Limits;
 use crate::protocol::{event, state, CloseCode, EventBody, LeaveReason, PeerInfo, ProtocolError};
 
+mod admin;
 mod room;
 
 use self::room::{Peer, Room};
@@ -57,6 +58,9 @@ pub struct MemoryBackend {
     history: MemoryHistory,
     /// Where rooms with new history events are announced (webhooks).
     announce: OnceLock<UnboundedSender<String>>,
+    /// This node's `SERVER_ID`, shown as every peer's `node` by the Server
+    /// API (see [`MemoryBackend::set_node_id`]).
+    node_id: OnceLock<String>,
     this: Weak<MemoryBackend>,
 }
 
@@ -128,6 +132,7 @@ impl MemoryBackend {
             drops: DropLog::default(),
             history: MemoryHistory::new(history),
             announce: OnceLock::new(),
+            node_id: OnceLock::new(),
             this: this.clone(),
         })
     }
@@ -137,6 +142,12 @@ impl MemoryBackend {
             room: crate::sync::lock(room),
             backend: self,
         }
+    }
+
+    /// Names this node for the Server API's `node` field (once; later calls
+    /// are ignored). Unset, peers show `local`.
+    pub fn set_node_id(&self, id: &str) {
+        let _ = self.node_id.set(id.to_owned());
     }
 
     /// Replay bytes held by every room of this node (the node budget's measure).
@@ -238,34 +249,48 @@ impl MemoryBackend {
     }
 
     fn remove_peer(&self, member: &Member, reason: LeaveReason, only_if_away: bool) -> bool {
-        let Some(room) = self.room(&member.room) else {
-            return false;
-        };
-        let mut guard = self.lock(&room);
-        match guard.peers.get(&member.peer) {
-            Some(p)
-                if p.attachment == member.attachment && !(only_if_away && p.outbox.is_some()) => {}
-            _ => return false,
+        self.remove_where(&member.room, &member.peer, reason, |p| {
+            p.attachment == member.attachment && !(only_if_away && p.outbox.is_some())
+        })
+        .is_some()
+    }
+
+    /// Removes `peer` from `room` if `allowed(peer)`, telling the others
+    /// `peer_left{reason}`, and returns it. Every removal of a peer (leave,
+    /// expiry after the resume window, kick) goes through here, so that
+    /// whatever must follow a removal (room history) hooks one place.
+    fn remove_where(
+        &self,
+        room: &str,
+        peer: &str,
+        reason: LeaveReason,
+        allowed: impl FnOnce(&Peer) -> bool,
+    ) -> Option<Peer> {
+        let handle = self.room(room)?;
+        let mut guard = self.lock(&handle);
+        if !guard.peers.get(peer).is_some_and(allowed) {
+            return None;
         }
-        guard.peers.remove(&member.peer);
-        let body = event::peer_left(&member.peer, reason);
-        guard.deliver_all_but(Some(&member.peer), &body, &self.limits);
+        let mut removed = guard.peers.remove(peer);
+        if let Some(p) = removed.as_mut() {
+            // Freed under the lock, so that the room's replay bytes settle
+            // into the node's total when it is released (the caller keeps
+            // the peer, but only for its outbox).
+            p.drop_buffer();
+        }
+        let body = event::peer_left(peer, reason);
+        guard.deliver_all_but(Some(peer), &body, &self.limits);
         let empty = guard.peers.is_empty();
-        let left = history::left_data(&member.peer, reason);
-        self.record(&member.room, history::PEER_LEFT, left);
+        self.record(room, history::PEER_LEFT, history::left_data(peer, reason));
         if empty {
-            self.record(
-                &member.room,
-                history::ROOM_FINISHED,
-                Value::Object(Map::new()),
-            );
+            self.record(room, history::ROOM_FINISHED, Value::Object(Map::new()));
         }
         drop(guard);
         if empty {
-            self.remove_if_empty(&member.room);
+            self.remove_if_empty(room);
         }
         self.enforce_node_budget();
-        true
+        removed
     }
 
     fn join_locked(
@@ -289,9 +314,8 @@ impl MemoryBackend {
             }
         }
 
-        // The room starts with this join unless someone (even a peer about
-        // to be replaced) is in it.
-        let fresh = room.peers.is_empty();
+        // Decided before a takeover, which may empty the room only for a moment.
+        let starts = room.peers.is_empty();
         let peer_id = match attempt.fresh_peer(req) {
             Some(id) => {
                 if room.peers.contains_key(&id) {
@@ -311,7 +335,10 @@ impl MemoryBackend {
             return Err(room_full(limits.max_peers_per_room));
         }
         let info = new_peer(req, peer_id.clone(), now_ms());
-        if fresh {
+        if starts {
+            room.created_at = info.joined_at;
+        }
+        if starts {
             self.record(&req.room, history::ROOM_STARTED, Value::Object(Map::new()));
         }
         self.record(&req.room, history::PEER_JOINED, history::peer_data(&info));
@@ -532,6 +559,40 @@ impl Backend for MemoryBackend {
 
     fn hooks(&self) -> Option<Arc<dyn HookQueue>> {
         self.this.upgrade().map(|b| b as Arc<dyn HookQueue>)
+    }
+
+    async fn list_rooms(&self, cursor: Option<&str>, limit: usize) -> Result<RoomPage, AdminError> {
+        Ok(self.list_page(cursor, limit))
+    }
+
+    async fn room(&self, room: &str) -> Result<RoomDetail, AdminError> {
+        self.detail(room)
+    }
+
+    async fn send_server(
+        &self,
+        room: &str,
+        to: Recipients<'_>,
+        body: EventBody,
+    ) -> Result<usize, AdminError> {
+        self.deliver_server(room, to, &body)
+    }
+
+    async fn patch_state(
+        &self,
+        room: &str,
+        patch: &Map<String, Value>,
+        if_version: Option<u64>,
+    ) -> Result<u64, AdminError> {
+        self.patch_room_state(room, patch, if_version)
+    }
+
+    async fn kick(&self, room: &str, peer: &str) -> Result<(), AdminError> {
+        self.kick_peer(room, peer)
+    }
+
+    async fn close_room(&self, room: &str) -> Result<(), AdminError> {
+        self.close(room)
     }
 
     fn health(&self) -> BackendHealth {

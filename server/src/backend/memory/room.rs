@@ -19,6 +19,8 @@ pub(super) struct Room {
     pub(super) state: RoomState,
     /// Join order, so listings are stable.
     pub(super) joins: u64,
+    /// When the room got its first peer (Unix ms).
+    pub(super) created_at: u64,
     /// Set when the room was dropped from the map; a join that raced with the
     /// removal looks the room up again.
     pub(super) removed: bool,

@@ -31,6 +31,11 @@ pub(super) struct Scripts {
     pub(super) reattach: Script,
     pub(super) touch: Script,
     pub(super) hook: Script,
+    pub(super) room_info: Script,
+    pub(super) server_message: Script,
+    pub(super) api_state: Script,
+    pub(super) kick: Script,
+    pub(super) close_room: Script,
 }
 
 impl Scripts {
@@ -51,6 +56,11 @@ impl Scripts {
             reattach: s(include_str!("lua/reattach.lua")),
             touch: s(include_str!("lua/touch.lua")),
             hook: s(include_str!("lua/hook.lua")),
+            room_info: s(include_str!("lua/room_info.lua")),
+            server_message: s(include_str!("lua/server_message.lua")),
+            api_state: s(include_str!("lua/api_state.lua")),
+            kick: s(include_str!("lua/kick.lua")),
+            close_room: s(include_str!("lua/close_room.lua")),
         }
     }
 }

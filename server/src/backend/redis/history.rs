@@ -150,7 +150,8 @@ impl RedisBackend {
         let next = events
             .last()
             .map(|e| e.offset.clone())
-            .or_else(|| after.map(str::to_owned));
+            .or_else(|| after.map(str::to_owned))
+            .unwrap_or_else(|| "0-0".to_owned());
         Ok(Some(HistoryPage { events, next }))
     }
 

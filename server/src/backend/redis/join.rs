@@ -72,6 +72,8 @@ impl RedisBackend {
         };
         self.recorded(room);
         self.activate(room, &peer, info.clone(), secret);
+        // Listed by the Server API from now on (see `admin`).
+        self.index_rooms(std::slice::from_ref(room)).await;
         Ok(JoinOutcome {
             member: Member {
                 room: room.clone(),

@@ -22,6 +22,10 @@ pub(super) fn history_key(room: &str) -> String {
     format!("sb:{{{room}}}:history")
 }
 
+/// Every room (all scored 0, so that `ZRANGEBYLEX` pages through them by
+/// name) for the Server API's listing; entries of rooms gone are pruned.
+pub(super) const ROOMS_KEY: &str = "sb:rooms";
+
 pub(super) fn peers_key(room: &str) -> String {
     format!("sb:{{{room}}}:peers")
 }

@@ -14,7 +14,7 @@ use crate::backend::{not_joined, now_ms, Member};
 use crate::protocol::{event, CloseCode, ErrorCode, LeaveReason, ProtocolError};
 
 use super::client::RedisErrorExt;
-use super::keys::{node_key, node_rooms_key, reap_key, AWAY_KEY, INDEX_TTL, NODES_KEY};
+use super::keys::{node_key, node_rooms_key, reap_key, AWAY_KEY, INDEX_TTL, NODES_KEY, ROOMS_KEY};
 use super::reply::{internal, items, text};
 use super::RedisBackend;
 
@@ -71,6 +71,8 @@ pub(super) async fn maintenance(backend: Weak<RedisBackend>) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_touch = Instant::now();
+    // Where the next sweep of the room index starts (see `admin`).
+    let mut sweep_from = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -87,6 +89,7 @@ pub(super) async fn maintenance(backend: Weak<RedisBackend>) {
         b.unsubscribe_idle().await;
         if last_touch.elapsed() >= TOUCH_INTERVAL {
             b.touch_local_rooms().await;
+            sweep_from = b.sweep_room_index(sweep_from).await;
             last_touch = Instant::now();
         }
     }
@@ -232,6 +235,10 @@ impl RedisBackend {
                 .arg(INDEX_TTL.as_millis() as u64)
                 .clone(),
             redis::cmd("PEXPIRE")
+                .arg(ROOMS_KEY)
+                .arg(INDEX_TTL.as_millis() as u64)
+                .clone(),
+            redis::cmd("PEXPIRE")
                 .arg(node_rooms_key(&self.node))
                 .arg(INDEX_TTL.as_millis() as u64)
                 .clone(),
@@ -294,6 +301,8 @@ impl RedisBackend {
                 Err(_) => return false,
             }
         }
+        // Redis lost the room index too: list these rooms again at once.
+        self.index_local_rooms().await;
         info!(
             peers = restored,
             closed, "re-registered live peers after Redis lost them"
@@ -508,8 +517,10 @@ impl RedisBackend {
 
     pub(super) async fn touch_local_rooms(&self) {
         let rooms: Vec<String> = self.local().rooms.keys().cloned().collect();
-        for room in rooms {
-            let _ = self.script("touch", &self.scripts.touch, &room, &[]).await;
+        for room in &rooms {
+            let _ = self.script("touch", &self.scripts.touch, room, &[]).await;
         }
+        // Heals a listing's prune that raced with a join (see `admin`).
+        self.index_local_rooms().await;
     }
 }

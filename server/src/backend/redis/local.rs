@@ -12,6 +12,7 @@ use tracing::warn;
 
 use crate::backend::{not_joined, Member};
 use crate::outbox::Outbox;
+use crate::protocol::close::ROOM_CLOSED_REASON;
 use crate::protocol::{stamp, CloseCode, PeerInfo, ProtocolError};
 
 use super::client::unavailable;
@@ -170,6 +171,12 @@ impl RedisBackend {
         let Some((attachment, outbox)) = local.pending.remove(&key) else {
             return;
         };
+        if outbox.close_code() == Some(CloseCode::Removed) {
+            // Kicked (or its room closed) while the join was in flight: the
+            // cluster no longer holds it, so it never becomes active here.
+            local.drop_room(room);
+            return;
+        }
         let local_outbox = outbox.clone();
         let previous = local.active.insert(
             key,
@@ -216,15 +223,33 @@ impl RedisBackend {
 
     /// Forgets a local connection and closes it with `code` and its reason.
     pub(super) fn retire(&self, member: &Member, code: CloseCode) {
-        let outbox = self
-            .local()
-            .active
-            .get(&(member.room.clone(), member.peer.clone()))
-            .filter(|p| p.attachment == member.attachment)
-            .map(|p| p.outbox.clone());
-        if let Some(outbox) = outbox {
+        self.retire_with(member, code, code.reason());
+    }
+
+    /// [`Self::retire`] with a reason of the caller's.
+    pub(super) fn retire_with(&self, member: &Member, code: CloseCode, reason: &'static str) {
+        let key = (member.room.clone(), member.peer.clone());
+        let (active, pending) = {
+            let local = self.local();
+            let active = local
+                .active
+                .get(&key)
+                .filter(|p| p.attachment == member.attachment)
+                .map(|p| p.outbox.clone());
+            let pending = local
+                .pending
+                .get(&key)
+                .filter(|(att, _)| *att == member.attachment)
+                .map(|(_, outbox)| outbox.clone());
+            (active, pending)
+        };
+        if let Some(outbox) = active {
             self.remove_active(member);
-            outbox.close(code, code.reason());
+            outbox.close(code, reason);
+        } else if let Some(outbox) = pending.filter(|_| code == CloseCode::Removed) {
+            // A join or resume whose script already ran, removed before it
+            // was answered: `activate` sees the close and drops it.
+            outbox.close(code, reason);
         }
     }
 
@@ -280,7 +305,10 @@ impl RedisBackend {
                 self.deliver_local(&local, room, e.kind, e.recipients, e.body);
             }
         } else if let Some(rest) = payload.strip_prefix("K ") {
-            let Some((peer, att)) = rest.split_once(' ') else {
+            // `K <peer> <att>`: resumed elsewhere (4000); `K <peer> <att>
+            // 4003 <kicked|closed>`: removed through the Server API.
+            let mut parts = rest.split(' ');
+            let (Some(peer), Some(att)) = (parts.next(), parts.next()) else {
                 return;
             };
             let Ok(att) = att.parse::<u64>() else { return };
@@ -289,7 +317,18 @@ impl RedisBackend {
                 peer: peer.to_owned(),
                 attachment: att,
             };
-            self.retire(&member, CloseCode::SessionMoved);
+            match (parts.next(), parts.next()) {
+                (Some("4003"), why) => self.retire_with(
+                    &member,
+                    CloseCode::Removed,
+                    if why == Some("closed") {
+                        ROOM_CLOSED_REASON
+                    } else {
+                        CloseCode::Removed.reason()
+                    },
+                ),
+                _ => self.retire(&member, CloseCode::SessionMoved),
+            }
         }
     }
 }

@@ -19,12 +19,14 @@
 //!   heartbeat key (it restarted empty), the node re-registers its live peers.
 //!
 //! Files: [`keys`] (names), [`client`] (scripts and metered calls),
-//! [`reply`] (decoding), [`local`] (this node's connections and fan-out),
-//! [`liveness`] (heartbeat, re-register, reap, expire), [`history`] (room
-//! history and the webhook queue), [`signals`]
+//! [`reply`] (decoding), [`admin`] (the Server API's calls), [`local`]
+//! (this node's connections and fan-out), [`liveness`] (heartbeat,
+//! re-register, reap, expire), [`history`] (room history and the webhook
+//! queue), [`signals`]
 //! (batching), [`join`] (join and resume), [`conn`] (the connection); this
 //! file holds the backend itself and the `Backend` implementation.
 
+mod admin;
 mod client;
 mod conn;
 mod history;
@@ -59,8 +61,8 @@ use self::local::{dispatch_pushes, Local};
 use self::reply::{int, internal, parse_peers, parse_state, text};
 use self::signals::{Batching, Job, Outcome};
 use super::{
-    not_joined, now_ms, peer_not_found, Backend, BackendHealth, BackendStats, JoinArgs,
-    JoinOutcome, Member,
+    not_joined, now_ms, peer_not_found, AdminError, Backend, BackendHealth, BackendStats, JoinArgs,
+    JoinOutcome, Member, Recipients, RoomDetail, RoomPage,
 };
 use crate::config::{Config, Limits, RedisConfig, Timing};
 use crate::metrics::Metrics;
@@ -482,6 +484,40 @@ impl Backend for RedisBackend {
 
     fn hooks(&self) -> Option<Arc<dyn HookQueue>> {
         self.this.upgrade().map(|b| b as Arc<dyn HookQueue>)
+    }
+
+    async fn list_rooms(&self, cursor: Option<&str>, limit: usize) -> Result<RoomPage, AdminError> {
+        self.list_page(cursor, limit).await
+    }
+
+    async fn room(&self, room: &str) -> Result<RoomDetail, AdminError> {
+        self.detail(room).await
+    }
+
+    async fn send_server(
+        &self,
+        room: &str,
+        to: Recipients<'_>,
+        body: EventBody,
+    ) -> Result<usize, AdminError> {
+        self.deliver_server(room, to, &body).await
+    }
+
+    async fn patch_state(
+        &self,
+        room: &str,
+        patch: &Map<String, Json>,
+        if_version: Option<u64>,
+    ) -> Result<u64, AdminError> {
+        self.patch_room_state(room, patch, if_version).await
+    }
+
+    async fn kick(&self, room: &str, peer: &str) -> Result<(), AdminError> {
+        self.kick_peer(room, peer).await
+    }
+
+    async fn close_room(&self, room: &str) -> Result<(), AdminError> {
+        self.close(room).await
     }
 
     fn health(&self) -> BackendHealth {

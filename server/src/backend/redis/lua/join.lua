@@ -7,8 +7,8 @@
 -- Returns {'OK', published, peers-hash-flat, version, data} | {'TAKEN'} | {'FULL'}.
 configure(ARGV[1], ARGV[2], ARGV[3])
 local peer = ARGV[4]
--- The room starts with this join unless someone (even the peer replaced) is in it.
-local fresh = redis.call('HLEN', PEERS) == 0
+-- Decided before a takeover, which may empty the room only for a moment.
+local starts = redis.call('HLEN', PEERS) == 0
 if redis.call('HEXISTS', PEERS, peer) == 1 then
   if ARGV[11] ~= '1' then return {'TAKEN', PUBLISHED} end
   configure_history(ARGV[13])
@@ -20,8 +20,13 @@ if redis.call('HEXISTS', PEERS, peer) == 1 then
   remove(peer, 'replaced', ARGV[12], true)
 end
 if redis.call('HLEN', PEERS) >= tonumber(ARGV[9]) then return {'FULL', PUBLISHED} end
+if starts then
+  -- The room starts: remember when, for the Server API's `created_at`.
+  local t = redis.call('TIME')
+  redis.call('HSET', state_key(), 'c', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+end
 configure_history(ARGV[13])
-if fresh then history('room_started', '{}') end
+if starts then history('room_started', '{}') end
 history('peer_joined', '{"peer":' .. ARGV[5] .. '}')
 deliver(others(peer), 'peer_joined', ARGV[10])
 redis.call('HSET', PEERS, peer, ARGV[5])

@@ -337,8 +337,6 @@ impl MemoryBackend {
         let info = new_peer(req, peer_id.clone(), now_ms());
         if starts {
             room.created_at = info.joined_at;
-        }
-        if starts {
             self.record(&req.room, history::ROOM_STARTED, Value::Object(Map::new()));
         }
         self.record(&req.room, history::PEER_JOINED, history::peer_data(&info));

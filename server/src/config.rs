@@ -21,6 +21,18 @@ pub const DEFAULT_JOIN_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1000;
 pub const DEFAULT_NODE_TTL_MS: u64 = 3000;
 pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
+/// Room history kept per room: at most this many events…
+pub const DEFAULT_HISTORY_MAX_EVENTS: usize = 1000;
+/// …none older than this.
+pub const DEFAULT_HISTORY_MAX_AGE_SECS: u64 = 86_400;
+/// First webhook retry after this long; each further one waits twice as long…
+pub const DEFAULT_WEBHOOK_RETRY_INITIAL_MS: u64 = 1000;
+/// …but never longer than this between two attempts.
+pub const DEFAULT_WEBHOOK_RETRY_MAX_MS: u64 = 300_000;
+/// An event no receiver acknowledged within this long is given up.
+pub const DEFAULT_WEBHOOK_GIVE_UP_SECS: u64 = 3600;
+/// One webhook POST (connect, send, answer) must complete within this long.
+pub const DEFAULT_WEBHOOK_TIMEOUT_MS: u64 = 10_000;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -120,6 +132,64 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// STUN/TURN servers for `joined.ice_servers`.
     pub ice: crate::ice::IceConfig,
+    /// Bounds of the room history.
+    pub history: HistoryConfig,
+    /// Where room-history events are POSTed; `None` when webhooks are off.
+    pub webhooks: Option<WebhookConfig>,
+}
+
+/// Bounds of the room history (see docs/protocol.md, "Room history").
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryConfig {
+    /// Events kept per room; 0 turns the history (and webhooks) off.
+    pub max_events: usize,
+    /// Events older than this are dropped.
+    pub max_age: Duration,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            max_events: DEFAULT_HISTORY_MAX_EVENTS,
+            max_age: Duration::from_secs(DEFAULT_HISTORY_MAX_AGE_SECS),
+        }
+    }
+}
+
+impl HistoryConfig {
+    /// Whether history is recorded at all.
+    pub fn enabled(&self) -> bool {
+        self.max_events > 0
+    }
+}
+
+/// Webhook receivers and delivery bounds (docs/webhooks.md).
+#[derive(Clone, PartialEq)]
+pub struct WebhookConfig {
+    /// `http://` or `https://` URLs; every event goes to each.
+    pub urls: Vec<String>,
+    /// The HMAC-SHA256 key of the `Switchboard-Signature` header.
+    pub secret: String,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub give_up: Duration,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field(
+                "urls",
+                &self.urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+            )
+            .field("secret", &"***")
+            .field("retry_initial", &self.retry_initial)
+            .field("retry_max", &self.retry_max)
+            .field("give_up", &self.give_up)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -140,6 +210,8 @@ impl Default for Config {
                 ..Default::default()
             },
             ice: crate::ice::IceConfig::default(),
+            history: HistoryConfig::default(),
+            webhooks: None,
         }
     }
 }
@@ -161,4 +233,62 @@ pub fn default_node_id() -> String {
         .unwrap_or_else(|| "node".to_owned());
     let suffix: u32 = rand::random();
     format!("{host}-{:06x}", suffix & 0xff_ffff)
+}
+
+/// A parsed `http://` or `https://` URL: whether TLS, host, port, and the
+/// path with its query (at least `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+}
+
+/// Parses a webhook URL; the error says what is wrong with it.
+pub fn parse_http_url(url: &str) -> Result<HttpUrl, &'static str> {
+    let (tls, rest) = if let Some(rest) = url.strip_prefix("http://") {
+        (false, rest)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else {
+        return Err("is not an http:// or https:// URL");
+    };
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_owned()),
+        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+        None => (rest, "/".to_owned()),
+    };
+    if authority.contains('@') {
+        return Err("must not carry credentials (the signature authenticates the sender)");
+    }
+    let default_port = if tls { 443 } else { 80 };
+    let port_of = |p: &str| match p.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err("has an invalid port"),
+    };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, "")) => (h, default_port),
+            Some((h, p)) => (h, port_of(p.strip_prefix(':').unwrap_or(p))?),
+            None => return Err("has an unclosed [ in its host"),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, port_of(p)?),
+            None => (authority, default_port),
+        }
+    };
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace()) {
+        return Err("has no valid host");
+    }
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("has spaces or control characters in its path");
+    }
+    Ok(HttpUrl {
+        tls,
+        host: host.to_owned(),
+        port,
+        path,
+    })
 }

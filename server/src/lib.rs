@@ -14,11 +14,12 @@
 //! - [`session`]: one WebSocket connection (read loop, dispatch, write loop,
 //!   lingering close, rate limit).
 //! - [`node`]: the shared handle of one node; [`shutdown`]: the graceful
-//!   drain.
+//!   drain; [`webhook`]: delivery of room-history events to `WEBHOOK_URLS`.
 //! - [`backend`]: rooms, peers, state, per-peer event sequencing, replay and
 //!   routing, behind one trait with an in-memory ([`backend::memory`]) and a
 //!   Redis ([`backend::redis`]) implementation; the join/resume rules both
-//!   follow are in [`backend::rules`].
+//!   follow are in [`backend::rules`]; room history in
+//!   [`backend::history`], the webhook queue in [`backend::hooks`].
 //! - [`config`]: the validated settings; [`telemetry`]: logging.
 //! - [`auth`]: JWT verification, room/peer/role grants, origin allow-list,
 //!   admin token, token minting; [`ice`]: STUN/TURN servers with TURN REST
@@ -51,6 +52,7 @@ pub mod session;
 pub mod shutdown;
 pub mod sync;
 pub mod telemetry;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -72,6 +74,8 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("backend: {0}")]
     Backend(String),
+    #[error("webhooks: {0}")]
+    Webhooks(String),
 }
 
 /// Builds the backend the configuration asks for.
@@ -81,7 +85,11 @@ pub async fn build_backend(
 ) -> Result<Arc<dyn Backend>, Error> {
     match &config.backend {
         BackendConfig::Memory => {
-            let backend = MemoryBackend::new(config.limits.clone(), config.timing.resume_window);
+            let backend = MemoryBackend::with_history(
+                config.limits.clone(),
+                config.timing.resume_window,
+                config.history.clone(),
+            );
             backend.set_node_id(&config.node_id);
             Ok(backend)
         }
@@ -121,6 +129,8 @@ pub async fn run(
             return Ok(());
         }
     };
+    let hooks_stop = tokio_util::sync::CancellationToken::new();
+    start_webhooks(&config, &backend, &mut metrics, hooks_stop.clone())?;
     let node = Node::new(config, backend, metrics);
     let addr = listener.local_addr()?;
     info!(
@@ -162,9 +172,29 @@ pub async fn run(
         }
         None => public.await,
     }
+    hooks_stop.cancel();
     node.backend.shutdown().await;
     info!("stopped");
     Ok(())
+}
+
+/// Starts webhook delivery when WEBHOOK_URLS is set. A room's delivery
+/// lease lasts three node TTLs: long enough that a live sender renews it in
+/// time, short enough that a dead node's rooms move on within seconds.
+fn start_webhooks(
+    config: &Config,
+    backend: &Arc<dyn Backend>,
+    metrics: &mut Metrics,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<(), Error> {
+    let Some(webhooks) = &config.webhooks else {
+        return Ok(());
+    };
+    let Some(queue) = backend.hooks() else {
+        return Ok(());
+    };
+    let lease = config.timing.node_ttl * 3;
+    webhook::start(webhooks, queue, lease, metrics, stop).map_err(Error::Webhooks)
 }
 
 /// Binds the internal listener (metrics, status) when INTERNAL_ADDR is set.

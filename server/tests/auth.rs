@@ -30,6 +30,8 @@ use support::{Client, Cluster, Settings};
 const SECRET: &str = "test-secret-0123456789abcdef";
 const OTHER_SECRET: &str = "other-secret-0123456789abcdef";
 const ADMIN: &str = "admin-token-0123456789abcdef";
+/// A Server API key, to read the room history.
+const HISTORY_KEY: &str = "history-api-key-0123456789abcdef";
 
 fn now() -> u64 {
     SystemTime::now()
@@ -1064,15 +1066,50 @@ async fn takeover_case(c: &Cluster) {
         (&signal["from"], &signal["payload"]),
         (&json!("bob"), &json!({"n": 1}))
     );
+    // The room history saw each replacement as a leave and a join, and the
+    // room never ended in between.
+    let bearer = format!("Bearer {HISTORY_KEY}");
+    let history = support::http::get_with(
+        c.addr(last),
+        "/api/v1/rooms/team-1/events",
+        &[("Authorization", &bearer)],
+    )
+    .await
+    .json();
+    let seen: Vec<String> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| match e["data"]["reason"].as_str() {
+            Some(reason) => format!("{} {reason}", e["type"].as_str().unwrap()),
+            None => e["type"].as_str().unwrap().to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "room_started",
+            "peer_joined",
+            "state_changed",
+            "peer_left replaced",
+            "peer_joined",
+            "peer_joined",
+            "peer_left replaced",
+            "peer_joined",
+            "peer_left replaced",
+            "peer_joined"
+        ],
+        "{history}"
+    );
     c.assert_alive();
 }
 
 #[tokio::test]
 async fn a_join_as_the_same_subject_takes_the_peer_over_on_one_node() {
-    takeover_case(&Cluster::embedded(settings_hs()).await).await;
+    takeover_case(&Cluster::embedded(settings_hs().set("API_KEYS", HISTORY_KEY)).await).await;
 }
 
 #[tokio::test]
 async fn a_join_as_the_same_subject_takes_the_peer_over_across_nodes() {
-    takeover_case(&Cluster::redis(2, settings_hs()).await).await;
+    takeover_case(&Cluster::redis(2, settings_hs().set("API_KEYS", HISTORY_KEY)).await).await;
 }

@@ -113,3 +113,20 @@ fn print_config_prints_copyable_settings_with_their_sources() {
         "{server_id:?}"
     );
 }
+
+#[test]
+fn bad_webhook_settings_stop_start_up_with_the_setting_named() {
+    assert_usage_error(
+        &[],
+        &[
+            ("WEBHOOK_URLS", "ftp://hooks.example.com/x"),
+            ("WEBHOOK_SECRET", "s"),
+        ],
+        &["WEBHOOK_URLS", "not an http:// or https:// URL"],
+    );
+    assert_usage_error(
+        &[],
+        &[("WEBHOOK_URLS", "http://127.0.0.1:9/hook")],
+        &["WEBHOOK_SECRET", "must be set when WEBHOOK_URLS is"],
+    );
+}

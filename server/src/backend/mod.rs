@@ -20,6 +20,8 @@
 
 pub mod admin;
 pub mod budget;
+pub mod history;
+pub mod hooks;
 pub mod memory;
 pub mod redis;
 pub mod rules;
@@ -33,6 +35,8 @@ use serde_json::{Map, Value};
 pub use admin::{AdminError, Recipients, RoomDetail, RoomPage};
 pub use rules::{not_joined, peer_id_taken, peer_not_found, room_full};
 
+use self::history::HistoryPage;
+use self::hooks::HookQueue;
 use crate::outbox::Outbox;
 use crate::protocol::{EventBody, JoinRequest, LeaveReason, PeerInfo, ProtocolError, RoomState};
 
@@ -148,6 +152,19 @@ pub trait Backend: Send + Sync + 'static {
         metadata: Option<Map<String, Value>>,
     ) -> Result<(), ProtocolError>;
 
+    /// Up to `limit` events of the room's history after offset `after` (from
+    /// the oldest kept without it); `None` when the room has no history
+    /// (never had, or all of it aged out). A malformed `after` is a
+    /// `BAD_REQUEST`.
+    async fn history(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<HistoryPage>, ProtocolError>;
+
+    /// The webhook queue over this backend's history.
+    fn hooks(&self) -> Option<Arc<dyn HookQueue>>;
     /// Rooms in name order after `cursor` (a room name; `None`: from the
     /// start), at most `limit` of them (Server API).
     async fn list_rooms(&self, cursor: Option<&str>, limit: usize) -> Result<RoomPage, AdminError>;

@@ -144,6 +144,32 @@ pub struct ServeArgs {
     /// Milliseconds after its last heartbeat a node is declared dead (cluster mode).
     #[arg(long, env = "NODE_TTL_MS", default_value_t = DEFAULT_NODE_TTL_MS)]
     pub node_ttl_ms: u64,
+    /// Room history: events kept per room (membership and state changes);
+    /// 0 turns the history, and with it webhooks, off.
+    #[arg(long, env = "HISTORY_MAX_EVENTS", default_value_t = DEFAULT_HISTORY_MAX_EVENTS)]
+    pub history_max_events: usize,
+    /// Room history: seconds an event is kept.
+    #[arg(long, env = "HISTORY_MAX_AGE_SECS", default_value_t = DEFAULT_HISTORY_MAX_AGE_SECS)]
+    pub history_max_age_secs: u64,
+    /// Comma-separated http(s) URLs every room-history event is POSTed to
+    /// (signed with WEBHOOK_SECRET). Unset: no webhooks.
+    #[arg(long, env = "WEBHOOK_URLS", value_delimiter = ',')]
+    pub webhook_urls: Vec<String>,
+    /// Key of the webhook signature (HMAC-SHA256); required with WEBHOOK_URLS.
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Milliseconds before the first webhook retry; each further retry waits twice as long.
+    #[arg(long, env = "WEBHOOK_RETRY_INITIAL_MS", default_value_t = DEFAULT_WEBHOOK_RETRY_INITIAL_MS)]
+    pub webhook_retry_initial_ms: u64,
+    /// Longest wait between two webhook attempts, in milliseconds.
+    #[arg(long, env = "WEBHOOK_RETRY_MAX_MS", default_value_t = DEFAULT_WEBHOOK_RETRY_MAX_MS)]
+    pub webhook_retry_max_ms: u64,
+    /// Seconds after its first attempt an unacknowledged webhook event is given up.
+    #[arg(long, env = "WEBHOOK_GIVE_UP_SECS", default_value_t = DEFAULT_WEBHOOK_GIVE_UP_SECS)]
+    pub webhook_give_up_secs: u64,
+    /// Milliseconds one webhook POST may take (connect, send, answer).
+    #[arg(long, env = "WEBHOOK_TIMEOUT_MS", default_value_t = DEFAULT_WEBHOOK_TIMEOUT_MS)]
+    pub webhook_timeout_ms: u64,
     /// Authentication: JWT keys, origin allow-list, admin token.
     #[command(flatten)]
     pub auth: crate::cli::auth::AuthArgs,
@@ -208,6 +234,11 @@ impl ServeArgs {
             self.max_pending_connections as u64,
         )?;
         positive("MAX_PENDING_PER_IP", self.max_pending_per_ip as u64)?;
+        positive("HISTORY_MAX_AGE_SECS", self.history_max_age_secs)?;
+        positive("WEBHOOK_RETRY_INITIAL_MS", self.webhook_retry_initial_ms)?;
+        positive("WEBHOOK_RETRY_MAX_MS", self.webhook_retry_max_ms)?;
+        positive("WEBHOOK_GIVE_UP_SECS", self.webhook_give_up_secs)?;
+        positive("WEBHOOK_TIMEOUT_MS", self.webhook_timeout_ms)?;
         Ok(())
     }
 
@@ -270,10 +301,31 @@ impl ServeArgs {
         Ok(())
     }
 
+    /// The history bounds and the webhook settings.
+    fn history_and_webhooks(&self) -> Result<(HistoryConfig, Option<WebhookConfig>), ConfigError> {
+        let history = HistoryConfig {
+            max_events: self.history_max_events,
+            max_age: Duration::from_secs(self.history_max_age_secs),
+        };
+        let webhooks = webhooks(
+            self.webhook_urls.clone(),
+            self.webhook_secret.clone(),
+            &history,
+            [
+                self.webhook_retry_initial_ms,
+                self.webhook_retry_max_ms,
+                self.webhook_give_up_secs.saturating_mul(1000),
+                self.webhook_timeout_ms,
+            ],
+        )?;
+        Ok((history, webhooks))
+    }
+
     /// Validates the arguments into a [`Config`].
     pub fn into_config(self) -> Result<Config, ConfigError> {
         self.check_positive()?;
         self.check_relations()?;
+        let (history, webhooks) = self.history_and_webhooks()?;
         let node_id = match self.server_id {
             Some(id) if crate::protocol::is_valid_name(&id) => id,
             Some(id) => {
@@ -345,8 +397,80 @@ impl ServeArgs {
             },
             auth,
             ice,
+            history,
+            webhooks,
         })
     }
+}
+
+/// Longest history age accepted (a year): the age is a Redis TTL in
+/// milliseconds, and nothing is meant to be kept forever.
+const MAX_HISTORY_AGE_SECS: u64 = 366 * 86_400;
+
+/// The webhook settings: none without URLs; with URLs every one must be
+/// http(s), the secret set and the history on. `bounds` are the retry
+/// initial, retry max, give-up and timeout durations in milliseconds.
+fn webhooks(
+    urls: Vec<String>,
+    secret: Option<String>,
+    history: &HistoryConfig,
+    bounds: [u64; 4],
+) -> Result<Option<WebhookConfig>, ConfigError> {
+    if history.max_age.as_secs() > MAX_HISTORY_AGE_SECS {
+        return Err(invalid(
+            "HISTORY_MAX_AGE_SECS",
+            format!(
+                "{} is more than a year ({MAX_HISTORY_AGE_SECS})",
+                history.max_age.as_secs()
+            ),
+        ));
+    }
+    let urls: Vec<String> = urls
+        .into_iter()
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    for url in &urls {
+        if let Err(why) = crate::config::parse_http_url(url) {
+            return Err(invalid(
+                "WEBHOOK_URLS",
+                format!("{:?} {why}", redact_url(url)),
+            ));
+        }
+    }
+    let secret = match secret {
+        Some(s) if !s.is_empty() => s,
+        _ => {
+            return Err(invalid(
+                "WEBHOOK_SECRET",
+                "must be set when WEBHOOK_URLS is: receivers need it to verify the Switchboard-Signature header",
+            ))
+        }
+    };
+    if !history.enabled() {
+        return Err(invalid(
+            "HISTORY_MAX_EVENTS",
+            "is 0 (history off), but webhooks deliver history events: raise it or unset WEBHOOK_URLS",
+        ));
+    }
+    let [initial, max, give_up, timeout] = bounds;
+    if max < initial {
+        return Err(invalid(
+            "WEBHOOK_RETRY_MAX_MS",
+            format!("{max} is below WEBHOOK_RETRY_INITIAL_MS ({initial})"),
+        ));
+    }
+    Ok(Some(WebhookConfig {
+        urls,
+        secret,
+        retry_initial: Duration::from_millis(initial),
+        retry_max: Duration::from_millis(max),
+        give_up: Duration::from_millis(give_up),
+        timeout: Duration::from_millis(timeout),
+    }))
 }
 
 fn redis_backend(
@@ -435,6 +559,48 @@ mod tests {
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.timing, Timing::default());
         assert_eq!(c.backend, BackendConfig::Memory);
+    }
+
+    #[test]
+    fn webhook_settings_are_checked_at_startup() {
+        let err = |args: &[&str]| parse(args).unwrap_err();
+        assert!(parse(&[]).unwrap().webhooks.is_none());
+        let e = err(&["--webhook-urls", "ftp://x/hook", "--webhook-secret", "s"]);
+        assert_eq!(e.setting, "WEBHOOK_URLS");
+        assert!(e.reason.contains("http"), "{e}");
+        assert_eq!(
+            err(&["--webhook-urls", "http://x/hook"]).setting,
+            "WEBHOOK_SECRET"
+        );
+        let off = ["--webhook-urls", "http://x", "--webhook-secret", "s"];
+        assert_eq!(
+            err(&[&off[..], &["--history-max-events", "0"]].concat()).setting,
+            "HISTORY_MAX_EVENTS"
+        );
+        assert_eq!(
+            err(&["--history-max-age-secs", "0"]).setting,
+            "HISTORY_MAX_AGE_SECS"
+        );
+        let c = parse(&[
+            "--webhook-urls",
+            "http://127.0.0.1:9000/a,https://hooks.example.com/b?x=1",
+            "--webhook-secret",
+            "s",
+        ])
+        .unwrap();
+        let hooks = c.webhooks.unwrap();
+        assert_eq!(hooks.urls.len(), 2);
+        assert!(
+            !format!("{hooks:?}").contains("\"s\""),
+            "secret must not be printed"
+        );
+        let url = crate::config::parse_http_url("https://[::1]/p?q").unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.path.as_str()),
+            ("::1", 443, "/p?q")
+        );
+        assert!(crate::config::parse_http_url("http://u:p@x/").is_err());
+        assert!(crate::config::parse_http_url("http://x:0/").is_err());
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! - `json`: assertions on protocol messages (exact key sets, error codes).
 //! - `redis`: Redis deployments for fault tests (restartable, password, TLS with
 //!   a test CA, a three-master Redis Cluster) and key inspection.
+//! - `hooks`: a real webhook receiver (records POSTs, answers 500 on demand,
+//!   stops and resumes on its port) and the signature check.
 //! - `files`: scratch directories and `openssl` for test keys and certificates.
 //! - `traffic`: pairs of resuming peers that keep signaling each other while a
 //!   fault test breaks things, and the delivery assertions over what they saw.
@@ -24,6 +26,7 @@
 pub mod client;
 pub mod cluster;
 pub mod files;
+pub mod hooks;
 pub mod http;
 pub mod json;
 pub mod process;

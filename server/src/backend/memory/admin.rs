@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::MemoryBackend;
 use crate::backend::admin::{RoomPeer, RoomStateView, RoomSummary};
+use crate::backend::history;
 use crate::backend::{AdminError, Recipients, RoomDetail, RoomPage};
 use crate::protocol::close::ROOM_CLOSED_REASON;
 use crate::protocol::{event, state, CloseCode, EventBody, LeaveReason};
@@ -127,6 +128,8 @@ impl MemoryBackend {
         let limits = &self.limits;
         let next = state::apply(&guard.state, patch, if_version, limits.max_state_bytes)?;
         let body = event::state_from_api(&next);
+        let data = history::state_data(patch, next.version, None);
+        self.record(name, history::STATE_CHANGED, data);
         guard.state = next;
         guard.deliver_all_but(None, &body, limits);
         let version = guard.state.version;
@@ -171,9 +174,9 @@ impl MemoryBackend {
             }
         }
         guard.state = Default::default();
-        // Room history hook: the embedded backend keeps no history yet; when
-        // it does, the room's history is deleted here (the Redis backend
-        // deletes `sb:{ROOM}:history` in close_room.lua).
+        // The room's history goes with it (the Redis backend deletes
+        // `sb:{ROOM}:history` in close_room.lua).
+        self.history.forget(name);
         drop(guard);
         if had_peers {
             Ok(())

@@ -11,6 +11,11 @@
 //! buffers of all its recipients, each room's bytes are metered as bodies and
 //! entries come and go, and every room lock settles the room's change into
 //! the node's total when it is released.
+//!
+//! Room history is recorded under the room's lock, so a room's events are in
+//! the order of its changes; it is kept in [`MemoryHistory`], outside the
+//! rooms, so that it outlives the room's last peer. The same store is the
+//! webhook queue ([`HookQueue`]): one node, so the lease is always ours.
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::{Deref, DerefMut};
@@ -20,13 +25,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
+use tokio::sync::mpsc::UnboundedSender;
 
 use super::budget::DropLog;
+use super::history::{self, HistoryPage, MemoryHistory};
+use super::hooks::{HookBatch, HookQueue};
 use super::rules::{new_peer, on_taken, ResumeAttempt};
 use super::{
-    new_peer_id, not_joined, now_ms, room_full, token, AdminError, Backend,
-    BackendHealth, BackendStats, JoinArgs, JoinOutcome, Member, Recipients, RoomDetail, RoomPage,
+    new_peer_id, not_joined, now_ms, room_full, token, AdminError, Backend, BackendHealth,
+    BackendStats, JoinArgs, JoinOutcome, Member, Recipients, RoomDetail, RoomPage,
 };
+use crate::config::HistoryConfig;
 use crate::limits::Limits;
 use crate::protocol::{event, state, CloseCode, EventBody, LeaveReason, PeerInfo, ProtocolError};
 
@@ -46,6 +55,9 @@ pub struct MemoryBackend {
     /// Held while dropping buffers for the node budget (one evictor at a time).
     evicting: Mutex<()>,
     drops: DropLog,
+    history: MemoryHistory,
+    /// Where rooms with new history events are announced (webhooks).
+    announce: OnceLock<UnboundedSender<String>>,
     /// This node's `SERVER_ID`, shown as every peer's `node` by the Server
     /// API (see [`MemoryBackend::set_node_id`]).
     node_id: OnceLock<String>,
@@ -99,8 +111,17 @@ impl Drop for Locked<'_> {
 }
 
 impl MemoryBackend {
-    /// A new, empty backend.
+    /// A new, empty backend with the default history bounds.
     pub fn new(limits: Limits, resume_window: Duration) -> Arc<Self> {
+        Self::with_history(limits, resume_window, HistoryConfig::default())
+    }
+
+    /// A new, empty backend.
+    pub fn with_history(
+        limits: Limits,
+        resume_window: Duration,
+        history: HistoryConfig,
+    ) -> Arc<Self> {
         Arc::new_cyclic(|this| Self {
             rooms: RwLock::new(HashMap::new()),
             limits,
@@ -109,6 +130,8 @@ impl MemoryBackend {
             recovery_bytes: AtomicUsize::new(0),
             evicting: Mutex::new(()),
             drops: DropLog::default(),
+            history: MemoryHistory::new(history),
+            announce: OnceLock::new(),
             node_id: OnceLock::new(),
             this: this.clone(),
         })
@@ -173,6 +196,16 @@ impl MemoryBackend {
         }
         if dropped > 0 {
             self.drops.dropped(dropped, "NODE_RECOVERY_BYTES", now_ms());
+        }
+    }
+
+    /// Records a history event of `room`; the caller holds the room's lock.
+    fn record(&self, room: &str, kind: &str, data: Value) {
+        if self.history.record(room, kind, data, now_ms()).is_some() {
+            if let Some(tx) = self.announce.get() {
+                // The delivery loop is gone only when the node stops.
+                let _ = tx.send(room.to_owned());
+            }
         }
     }
 
@@ -248,6 +281,10 @@ impl MemoryBackend {
         let body = event::peer_left(peer, reason);
         guard.deliver_all_but(Some(peer), &body, &self.limits);
         let empty = guard.peers.is_empty();
+        self.record(room, history::PEER_LEFT, history::left_data(peer, reason));
+        if empty {
+            self.record(room, history::ROOM_FINISHED, Value::Object(Map::new()));
+        }
         drop(guard);
         if empty {
             self.remove_if_empty(room);
@@ -283,7 +320,7 @@ impl MemoryBackend {
             Some(id) => {
                 if room.peers.contains_key(&id) {
                     on_taken(&id, args.takeover)?;
-                    self.replace_locked(room, &id);
+                    self.replace_locked(&req.room, room, &id);
                 }
                 id
             }
@@ -300,7 +337,9 @@ impl MemoryBackend {
         let info = new_peer(req, peer_id.clone(), now_ms());
         if starts {
             room.created_at = info.joined_at;
+            self.record(&req.room, history::ROOM_STARTED, Value::Object(Map::new()));
         }
+        self.record(&req.room, history::PEER_JOINED, history::peer_data(&info));
         room.deliver_all_but(Some(&peer_id), &event::peer_joined(&info), limits);
         let minted = token::mint(&req.room, &peer_id);
         let attachment = self.attachments.fetch_add(1, Ordering::Relaxed);
@@ -338,7 +377,7 @@ impl MemoryBackend {
     /// 4000, its session and replay buffer are gone, the others see
     /// `peer_left{reason:"replaced"}`. The room stays (the new peer joins
     /// next), so its state is kept even if the old peer was alone.
-    fn replace_locked(&self, room: &mut Room, id: &str) {
+    fn replace_locked(&self, name: &str, room: &mut Room, id: &str) {
         let Some(old) = room.peers.remove(id) else {
             return;
         };
@@ -347,6 +386,8 @@ impl MemoryBackend {
         }
         let body = event::peer_left(id, LeaveReason::Replaced);
         room.deliver_all_but(Some(id), &body, &self.limits);
+        let left = history::left_data(id, LeaveReason::Replaced);
+        self.record(name, history::PEER_LEFT, left);
     }
 
     fn resume_locked(
@@ -474,6 +515,8 @@ impl Backend for MemoryBackend {
         self.with_member(member, |room| {
             let next = state::apply(&room.state, patch, if_version, limits.max_state_bytes)?;
             let body = event::state(&next, &member.peer);
+            let data = history::state_data(patch, next.version, Some(&member.peer));
+            self.record(&member.room, history::STATE_CHANGED, data);
             room.state = next;
             room.deliver_all_but(None, &body, limits);
             Ok(room.state.version)
@@ -496,9 +539,24 @@ impl Backend for MemoryBackend {
                 peer.info.metadata = metadata;
             }
             let body = event::peer_updated(&peer.info);
+            let data = history::peer_data(&peer.info);
+            self.record(&member.room, history::PEER_UPDATED, data);
             room.deliver_all_but(Some(&member.peer), &body, limits);
             Ok(())
         })
+    }
+
+    async fn history(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<HistoryPage>, ProtocolError> {
+        self.history.read(room, after, limit, now_ms())
+    }
+
+    fn hooks(&self) -> Option<Arc<dyn HookQueue>> {
+        self.this.upgrade().map(|b| b as Arc<dyn HookQueue>)
     }
 
     async fn list_rooms(&self, cursor: Option<&str>, limit: usize) -> Result<RoomPage, AdminError> {
@@ -557,4 +615,56 @@ impl Backend for MemoryBackend {
     }
 
     async fn shutdown(&self) {}
+}
+
+/// One node: every room's lease is this node's, and "flagged" means "has
+/// undelivered events", read straight from the history.
+#[async_trait]
+impl HookQueue for MemoryBackend {
+    fn announce_to(&self, tx: UnboundedSender<String>) {
+        let _ = self.announce.set(tx);
+    }
+
+    async fn flag(&self, _rooms: &[String]) -> Result<(), ProtocolError> {
+        Ok(())
+    }
+
+    async fn flagged(&self, limit: usize) -> Result<Vec<String>, ProtocolError> {
+        let mut rooms = self.history.undelivered_rooms();
+        rooms.truncate(limit);
+        Ok(rooms)
+    }
+
+    async fn next(
+        &self,
+        room: &str,
+        limit: usize,
+        _lease: Duration,
+    ) -> Result<Option<HookBatch>, ProtocolError> {
+        let (delivered, events) = self.history.undelivered(room, limit, now_ms());
+        Ok(Some(HookBatch { delivered, events }))
+    }
+
+    async fn ack(
+        &self,
+        room: &str,
+        _offset: &str,
+        seq: u64,
+        _lease: Duration,
+    ) -> Result<bool, ProtocolError> {
+        self.history.delivered(room, seq);
+        Ok(true)
+    }
+
+    async fn renew(&self, _room: &str, _lease: Duration) -> Result<bool, ProtocolError> {
+        Ok(true)
+    }
+
+    async fn unflag(&self, _room: &str) -> Result<(), ProtocolError> {
+        Ok(())
+    }
+
+    async fn release(&self, _room: &str) -> Result<(), ProtocolError> {
+        Ok(())
+    }
 }

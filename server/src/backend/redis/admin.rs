@@ -237,17 +237,22 @@ impl RedisBackend {
             let next = state::apply(&current, patch, if_version, self.limits.max_state_bytes)?;
             let data = serde_json::to_string(&next.data).map_err(|_| ProtocolError::internal())?;
             let body = event::state_from_api(&next).json;
+            let recorded =
+                crate::backend::history::state_data(patch, next.version, None).to_string();
             let expected = current.version.to_string();
             let r = self
                 .script(
                     "api_state",
                     &self.scripts.api_state,
                     room,
-                    &[&expected, &data, &body],
+                    &[&expected, &data, &body, &recorded, self.history_spec()],
                 )
                 .await?;
             match r.first().and_then(text).as_deref() {
-                Some("OK") => return Ok(next.version),
+                Some("OK") => {
+                    self.recorded(room);
+                    return Ok(next.version);
+                }
                 Some("CONFLICT") if if_version.is_some() => {
                     let now = r.get(2).and_then(int).unwrap_or(0).max(0) as u64;
                     return Err(AdminError::Protocol(ProtocolError {
@@ -270,10 +275,18 @@ impl RedisBackend {
     pub(super) async fn kick_peer(&self, room: &str, peer: &str) -> Result<(), AdminError> {
         let body = event::peer_left(peer, LeaveReason::Kicked).json;
         let v = self
-            .script("kick", &self.scripts.kick, room, &[peer, &body])
+            .script(
+                "kick",
+                &self.scripts.kick,
+                room,
+                &[peer, &body, self.history_spec()],
+            )
             .await?;
         match v.first().and_then(text).as_deref() {
-            Some("OK") => Ok(()),
+            Some("OK") => {
+                self.recorded(room);
+                Ok(())
+            }
             other => Err(not_found(other, "kick")),
         }
     }

@@ -46,6 +46,7 @@ pub(super) struct Scripts {
     pub(super) update: Script,
     pub(super) reattach: Script,
     pub(super) touch: Script,
+    pub(super) hook: Script,
     pub(super) room_info: Script,
     pub(super) server_message: Script,
     pub(super) api_state: Script,
@@ -120,6 +121,7 @@ impl Scripts {
         let update = lib.add("update", include_str!("lua/update.lua"));
         let reattach = lib.add("reattach", include_str!("lua/reattach.lua"));
         let touch = lib.add("touch", include_str!("lua/touch.lua"));
+        let hook = lib.add("hook", include_str!("lua/hook.lua"));
         let room_info = lib.add("room_info", include_str!("lua/room_info.lua"));
         let server_message = lib.add("server_message", include_str!("lua/server_message.lua"));
         let api_state = lib.add("api_state", include_str!("lua/api_state.lua"));
@@ -143,6 +145,7 @@ impl Scripts {
             update: f(update),
             reattach: f(reattach),
             touch: f(touch),
+            hook: f(hook),
             room_info: f(room_info),
             server_message: f(server_message),
             api_state: f(api_state),

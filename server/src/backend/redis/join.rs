@@ -39,21 +39,8 @@ impl RedisBackend {
         let secret = hex::encode(minted.secret_hash);
         let result = async {
             self.ensure_subscribed(room).await?;
-            let info_json = serde_json::to_string(&info).map_err(|_| ProtocolError::internal())?;
-            let att = attachment.to_string();
-            let max = self.limits.max_peers_per_room.to_string();
-            let body = event::peer_joined(&info).json;
-            let takeover = if args.takeover { "1" } else { "0" };
-            let replaced = event::peer_left(&peer, LeaveReason::Replaced).json;
-            self.script(
-                "join",
-                &self.scripts.join,
-                room,
-                &[
-                    &peer, &info_json, &self.node, &att, &secret, &max, &body, takeover, &replaced,
-                ],
-            )
-            .await
+            self.join_script(room, &info, attachment, &secret, args.takeover)
+                .await
         }
         .await;
         let v = match result {
@@ -83,6 +70,7 @@ impl RedisBackend {
             self.drop_pending(room, &peer);
             return Err(internal("join reply"));
         };
+        self.recorded(room);
         self.activate(room, &peer, info.clone(), secret);
         // Listed by the Server API from now on (see `admin`).
         self.index_rooms(std::slice::from_ref(room)).await;
@@ -98,6 +86,37 @@ impl RedisBackend {
             state: parse_state(version, data),
             recovered,
         })
+    }
+
+    /// Runs `join.lua` for a fresh peer (with `takeover`, replacing a peer
+    /// of the same id).
+    async fn join_script(
+        &self,
+        room: &str,
+        info: &PeerInfo,
+        attachment: u64,
+        secret: &str,
+        takeover: bool,
+    ) -> Result<Vec<Value>, ProtocolError> {
+        let info_json = serde_json::to_string(info).map_err(|_| ProtocolError::internal())?;
+        let att = attachment.to_string();
+        let max = self.limits.max_peers_per_room.to_string();
+        let body = event::peer_joined(info).json;
+        let takeover = if takeover { "1" } else { "0" };
+        let replaced = event::peer_left(&info.peer, LeaveReason::Replaced).json;
+        let args = [
+            info.peer.as_str(),
+            &info_json,
+            &self.node,
+            &att,
+            secret,
+            &max,
+            &body,
+            takeover,
+            &replaced,
+            self.history_spec(),
+        ];
+        self.script("join", &self.scripts.join, room, &args).await
     }
 
     async fn try_resume(

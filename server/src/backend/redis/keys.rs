@@ -15,6 +15,13 @@ pub(super) const NODES_KEY: &str = "sb:nodes";
 
 pub(super) const AWAY_KEY: &str = "sb:away";
 
+/// Rooms that may have undelivered webhook events (set; see `history.rs`).
+pub(super) const HOOKS_KEY: &str = "sb:hooks";
+
+pub(super) fn history_key(room: &str) -> String {
+    format!("sb:{{{room}}}:history")
+}
+
 /// Every room (all scored 0, so that `ZRANGEBYLEX` pages through them by
 /// name) for the Server API's listing; entries of rooms gone are pruned.
 pub(super) const ROOMS_KEY: &str = "sb:rooms";

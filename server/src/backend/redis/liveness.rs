@@ -395,6 +395,9 @@ impl RedisBackend {
             Ok(r) => r,
             Err(_) => return,
         };
+        // The dead node may have changed these rooms without living to flag
+        // them for webhook delivery.
+        self.flag_rooms(&rooms).await;
         let deadline = now_ms() + self.timing.resume_window.as_millis() as u64;
         let deadline_s = deadline.to_string();
         let mut lost = 0usize;
@@ -482,16 +485,29 @@ impl RedisBackend {
             .into_iter()
             .map(|r| event::peer_left(peer, r).json)
             .collect();
-            if self
+            // Flagged before the removal is recorded: this node may die right
+            // after it, and no other node would know the room has news.
+            self.flag_rooms(&[room.to_owned()]).await;
+            let result = self
                 .script(
                     "expire",
                     &self.scripts.expire,
                     room,
-                    &[peer, att, &now_s, &bodies[0], &bodies[1], &bodies[2]],
+                    &[
+                        peer,
+                        att,
+                        &now_s,
+                        &bodies[0],
+                        &bodies[1],
+                        &bodies[2],
+                        self.history_spec(),
+                    ],
                 )
-                .await
-                .is_ok()
-            {
+                .await;
+            if let Ok(v) = result {
+                if v.first().and_then(text).as_deref() == Some("REMOVED") {
+                    self.recorded(room);
+                }
                 let _: Result<i64, _> = self
                     .command("expire", redis::cmd("ZREM").arg(AWAY_KEY).arg(&member))
                     .await;

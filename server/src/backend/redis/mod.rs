@@ -19,14 +19,17 @@
 //!   heartbeat key (it restarted empty), the node re-registers its live peers.
 //!
 //! Files: [`keys`] (names), [`client`] (scripts and metered calls),
-//! [`reply`] (decoding), [`admin`] (the Server API's calls), [`local`] (this node's connections and fan-out),
-//! [`liveness`] (heartbeat, re-register, reap, expire), [`signals`]
+//! [`reply`] (decoding), [`admin`] (the Server API's calls), [`local`]
+//! (this node's connections and fan-out), [`liveness`] (heartbeat,
+//! re-register, reap, expire), [`history`] (room history and the webhook
+//! queue), [`signals`]
 //! (batching), [`join`] (join and resume), [`conn`] (the connection); this
 //! file holds the backend itself and the `Backend` implementation.
 
 mod admin;
 mod client;
 mod conn;
+mod history;
 mod join;
 mod keys;
 mod liveness;
@@ -36,9 +39,11 @@ mod signals;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use crate::backend::history::{self as room_history, HistoryPage};
+use crate::backend::hooks::HookQueue;
 use async_trait::async_trait;
 use redis::Value;
 use serde_json::{Map, Value as Json};
@@ -91,6 +96,12 @@ pub struct RedisBackend {
     reregister_needed: AtomicBool,
     /// Wakes the maintenance loop before its next tick.
     wake: Arc<tokio::sync::Notify>,
+    /// `MAX:AGE_MS` of the room history, for the recording scripts.
+    history_spec: String,
+    history_age: Duration,
+    /// Where rooms with new history events are announced (webhooks on).
+    announce: OnceLock<UnboundedSender<String>>,
+    this: Weak<RedisBackend>,
 }
 
 pub(super) fn new_attachment() -> u64 {
@@ -133,7 +144,7 @@ impl RedisBackend {
                 }
             }
         };
-        let backend = Arc::new(Self {
+        let backend = Arc::new_cyclic(|this| Self {
             publish: conn.publish_command(),
             conn,
             // This process's identity in Redis. SERVER_ID may be fixed (a pod
@@ -154,6 +165,10 @@ impl RedisBackend {
             signal_jobs,
             reregister_needed: AtomicBool::new(false),
             wake: Arc::new(tokio::sync::Notify::new()),
+            history_spec: history::spec(&config.history),
+            history_age: config.history.max_age,
+            announce: OnceLock::new(),
+            this: this.clone(),
         });
         backend.heartbeat(false).await;
         tokio::spawn(dispatch_pushes(Arc::downgrade(&backend), rx));
@@ -257,9 +272,10 @@ impl Backend for RedisBackend {
             "leave",
             &self.scripts.leave,
             member,
-            &[&member.peer, &att, &body],
+            &[&member.peer, &att, &body, self.history_spec()],
         )
         .await?;
+        self.recorded(&member.room);
         self.remove_active(member);
         Ok(())
     }
@@ -363,17 +379,30 @@ impl Backend for RedisBackend {
             let next = state::apply(&current, patch, if_version, self.limits.max_state_bytes)?;
             let data = serde_json::to_string(&next.data).map_err(|_| ProtocolError::internal())?;
             let body = event::state(&next, &member.peer).json;
+            let recorded =
+                room_history::state_data(patch, next.version, Some(&member.peer)).to_string();
             let expected = current.version.to_string();
             let r = self
                 .script(
                     "set_state",
                     &self.scripts.set_state,
                     &member.room,
-                    &[&member.peer, &att, &expected, &data, &body],
+                    &[
+                        &member.peer,
+                        &att,
+                        &expected,
+                        &data,
+                        &body,
+                        &recorded,
+                        self.history_spec(),
+                    ],
                 )
                 .await?;
             match r.first().and_then(text).as_deref() {
-                Some("OK") => return Ok(next.version),
+                Some("OK") => {
+                    self.recorded(&member.room);
+                    return Ok(next.version);
+                }
                 Some("STALE") => {
                     // Restored: the next attempt runs as this member again.
                     self.settle("STALE", member).await?;
@@ -428,9 +457,10 @@ impl Backend for RedisBackend {
             "update",
             &self.scripts.update,
             member,
-            &[&member.peer, &att, &json, &body],
+            &[&member.peer, &att, &json, &body, self.history_spec()],
         )
         .await?;
+        self.recorded(&member.room);
         let mut local = self.local();
         if let Some(p) = local
             .active
@@ -441,6 +471,19 @@ impl Backend for RedisBackend {
             }
         }
         Ok(())
+    }
+
+    async fn history(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<HistoryPage>, ProtocolError> {
+        self.read_history(room, after, limit).await
+    }
+
+    fn hooks(&self) -> Option<Arc<dyn HookQueue>> {
+        self.this.upgrade().map(|b| b as Arc<dyn HookQueue>)
     }
 
     async fn list_rooms(&self, cursor: Option<&str>, limit: usize) -> Result<RoomPage, AdminError> {

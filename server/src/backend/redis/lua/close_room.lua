@@ -17,5 +17,8 @@ for _, peer in ipairs(peers) do
     PUBLISHED = PUBLISHED + 1
   end
 end
-redis.call('DEL', PEERS, state_key(), replay_key(), PREFIX .. 'history')
+-- The history goes with its webhook counter, cursor and lease: a delivery
+-- in progress finds nothing more to send.
+redis.call('DEL', PEERS, state_key(), replay_key(), PREFIX .. 'history', PREFIX .. 'hook',
+  PREFIX .. 'hook:lease')
 return {'OK', PUBLISHED}

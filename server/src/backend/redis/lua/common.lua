@@ -65,6 +65,10 @@ local DELTA = 0
 -- for, by peer hash key; settle() writes back those it recorded for: a burst
 -- of events to one peer then costs two commands, not two per event.
 local PEER_CACHE = {}
+-- The room history's bounds for this call (see configure_history): a script
+-- that does not configure them records nothing.
+local HISTORY_MAX = 0
+local HISTORY_AGE = 0
 
 -- Starts a call: the room of KEYS[1], and nothing left of the last call
 -- (which may have failed halfway).
@@ -74,6 +78,8 @@ local function begin(keys)
   PUBLISHED = 0
   DELTA = 0
   PEER_CACHE = {}
+  HISTORY_MAX = 0
+  HISTORY_AGE = 0
 end
 
 -- ARGV prefix of every script: the publish command, the replay limits
@@ -343,6 +349,38 @@ local function touch(peer)
   if peer then redis.call('PEXPIRE', meta_key(peer), TTL) end
 end
 
+-- Room history (docs/redis.md, "Room history"): every membership and state
+-- change of the room, in `history` (a stream; entry fields `t` type, `n` the
+-- room's event number, `d` data JSON; the entry id is the offset, its
+-- milliseconds the time). `hook` (hash) holds `seq`, the last event number,
+-- and the webhook cursor (`cursor` offset, `cseq` event number); `hook:lease`
+-- names the node delivering the room's webhooks. Recorded by the script that
+-- makes the change, so the history is in the order of the changes. Bounded to
+-- HISTORY_MAX events and HISTORY_AGE ms (declared at the top, reset by
+-- begin()); HISTORY_MAX 0 records nothing.
+
+-- ARGV of the scripts that record: `MAX:AGE_MS`.
+local function configure_history(spec)
+  local n, age = string.match(spec or '', '^(%d+):(%d+)$')
+  if n then
+    HISTORY_MAX = tonumber(n)
+    HISTORY_AGE = tonumber(age)
+  end
+end
+
+local function history(kind, data)
+  if HISTORY_MAX == 0 then return end
+  local key, hook = PREFIX .. 'history', PREFIX .. 'hook'
+  local n = redis.call('HINCRBY', hook, 'seq', 1)
+  local id = redis.call('XADD', key, 'MAXLEN', HISTORY_MAX, '*', 't', kind, 'n', n, 'd', data)
+  local ms = tonumber(string.match(id, '^(%d+)-'))
+  if ms > HISTORY_AGE then
+    redis.call('XTRIM', key, 'MINID', (ms - HISTORY_AGE) .. '-0')
+  end
+  redis.call('PEXPIRE', key, HISTORY_AGE)
+  redis.call('PEXPIRE', hook, HISTORY_AGE)
+end
+
 -- Removes a peer and tells the others (`body`: their peer_left). The last
 -- peer out takes the room's state and replay store with it, unless
 -- `keep_room` (a takeover: the replacing peer joins in the same script).
@@ -351,7 +389,9 @@ local function remove(peer, reason, body, keep_room)
   forget(peer)
   redis.call('DEL', meta_key(peer), queue_key(peer))
   deliver(others(peer), 'peer_left', body)
+  history('peer_left', '{"peer":' .. cjson.encode(peer) .. ',"reason":' .. cjson.encode(reason) .. '}')
   if not keep_room and redis.call('HLEN', PEERS) == 0 then
     redis.call('DEL', state_key(), replay_key())
+    history('room_finished', '{}')
   end
 end

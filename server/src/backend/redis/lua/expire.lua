@@ -1,7 +1,9 @@
 -- Removes an away peer whose resume window passed.
 -- ARGV: publish, maxlen, ttl, peer, att, now_ms, peer_left bodies by reason
--- (disconnected, timeout, node_lost). Returns {'REMOVED'|'KEPT', published}.
+-- (disconnected, timeout, node_lost), history spec.
+-- Returns {'REMOVED'|'KEPT', published}.
 configure(ARGV[1], ARGV[2], ARGV[3])
+configure_history(ARGV[10])
 local m = redis.call('HMGET', meta_key(ARGV[4]), 'att', 'away', 'reason')
 if m[1] ~= ARGV[5] then return {'KEPT', PUBLISHED} end
 local away = tonumber(m[2] or '0')

@@ -1,0 +1,298 @@
+//! Room history (event sourcing): what is recorded for each membership and
+//! state change of a room, the page a reader gets back, and the embedded
+//! backend's store of it. The Redis backend keeps the same events in a
+//! stream per room (`lua/common.lua`, `history()`).
+//!
+//! The store lives outside the rooms so that a room's history outlives its
+//! last peer; it is bounded per room by count and age
+//! ([`crate::config::HistoryConfig`]). Webhook delivery reads it through
+//! [`super::hooks::HookQueue`], so the same store keeps each room's delivery
+//! cursor.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::config::HistoryConfig;
+use crate::protocol::{LeaveReason, PeerInfo, ProtocolError};
+
+/// Most events one history read returns.
+pub const MAX_PAGE: usize = 1000;
+
+/// Event types of the history, as readers and webhook receivers see them.
+pub const ROOM_STARTED: &str = "room_started";
+pub const PEER_JOINED: &str = "peer_joined";
+pub const PEER_LEFT: &str = "peer_left";
+pub const PEER_UPDATED: &str = "peer_updated";
+pub const STATE_CHANGED: &str = "state_changed";
+pub const ROOM_FINISHED: &str = "room_finished";
+
+/// One recorded change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEvent {
+    /// Opaque; orders the room's events. A read `after` it starts behind it.
+    pub offset: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Milliseconds since the Unix epoch.
+    pub at: u64,
+    /// The room's event number: +1 per event (webhook `seq`).
+    #[serde(skip)]
+    pub seq: u64,
+    pub data: Value,
+}
+
+/// One page of a room's history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryPage {
+    pub events: Vec<HistoryEvent>,
+    /// Where the next read starts: the last event's offset, or the `after`
+    /// asked for when there was nothing new (without one, the offset before
+    /// every event).
+    pub next: String,
+}
+
+/// `data` of `peer_joined` and `peer_updated`.
+pub fn peer_data(info: &PeerInfo) -> Value {
+    json!({ "peer": info })
+}
+
+/// `data` of `peer_left`.
+pub fn left_data(peer: &str, reason: LeaveReason) -> Value {
+    json!({ "peer": peer, "reason": reason })
+}
+
+/// `data` of `state_changed`: the patch applied, the new version, who.
+pub fn state_data(patch: &Map<String, Value>, version: u64, by: Option<&str>) -> Value {
+    json!({ "patch": patch, "version": version, "by": by })
+}
+
+/// The error for an `after` that is not an offset this backend hands out.
+pub fn bad_offset(after: &str) -> ProtocolError {
+    ProtocolError::bad_request(
+        format!("{after:?} is not an offset of this room's history; pass back a `next` or `offset` you were given"),
+    )
+}
+
+/// The embedded backend's history of every room.
+pub struct MemoryHistory {
+    config: HistoryConfig,
+    rooms: Mutex<HashMap<String, RoomHistory>>,
+}
+
+/// One room's events and webhook cursor.
+#[derive(Default)]
+struct RoomHistory {
+    events: VecDeque<HistoryEvent>,
+    /// Last seq given out.
+    seq: u64,
+    /// Last seq delivered (or given up) by webhooks.
+    delivered: u64,
+    /// When the room last recorded an event (ms).
+    last_at: u64,
+}
+
+impl RoomHistory {
+    fn prune(&mut self, max_events: usize, cutoff: u64) {
+        while self.events.len() > max_events || self.events.front().is_some_and(|e| e.at < cutoff) {
+            self.events.pop_front();
+        }
+    }
+}
+
+/// Events recorded between two sweeps of idle rooms.
+const SWEEP_EVERY: u64 = 1024;
+
+impl MemoryHistory {
+    pub fn new(config: HistoryConfig) -> Self {
+        Self {
+            config,
+            rooms: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn max_age_ms(&self) -> u64 {
+        u64::try_from(self.config.max_age.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Records an event for `room` at `now` (ms); returns its seq, or `None`
+    /// when history is off. Callers hold the room's lock, so a room's events
+    /// are recorded in the order of its changes.
+    pub fn record(&self, room: &str, kind: &str, data: Value, now: u64) -> Option<u64> {
+        if !self.config.enabled() {
+            return None;
+        }
+        let cutoff = now.saturating_sub(self.max_age_ms());
+        let mut rooms = crate::sync::lock(&self.rooms);
+        let h = rooms.entry(room.to_owned()).or_default();
+        h.seq += 1;
+        let seq = h.seq;
+        h.last_at = now;
+        h.events.push_back(HistoryEvent {
+            offset: seq.to_string(),
+            kind: kind.to_owned(),
+            at: now,
+            seq,
+            data,
+        });
+        h.prune(self.config.max_events, cutoff);
+        if seq % SWEEP_EVERY == 0 {
+            rooms.retain(|_, h| h.last_at >= cutoff);
+        }
+        Some(seq)
+    }
+
+    /// Up to `limit` events of `room` after `after`; `None` when the room
+    /// has no history.
+    pub fn read(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+        now: u64,
+    ) -> Result<Option<HistoryPage>, ProtocolError> {
+        let after_seq = match after {
+            None => 0,
+            Some(a) => a.parse::<u64>().map_err(|_| bad_offset(a))?,
+        };
+        let cutoff = now.saturating_sub(self.max_age_ms());
+        let mut rooms = crate::sync::lock(&self.rooms);
+        let Some(h) = rooms.get_mut(room) else {
+            return Ok(None);
+        };
+        h.prune(self.config.max_events, cutoff);
+        if h.events.is_empty() && h.last_at < cutoff {
+            rooms.remove(room);
+            return Ok(None);
+        }
+        let events: Vec<HistoryEvent> = h
+            .events
+            .iter()
+            .filter(|e| e.seq > after_seq)
+            .take(limit)
+            .cloned()
+            .collect();
+        let next = events
+            .last()
+            .map(|e| e.offset.clone())
+            .or_else(|| after.map(str::to_owned))
+            .unwrap_or_else(|| "0".to_owned());
+        Ok(Some(HistoryPage { events, next }))
+    }
+
+    /// Deletes the room's history (the room was closed through the API).
+    pub fn forget(&self, room: &str) {
+        crate::sync::lock(&self.rooms).remove(room);
+    }
+
+    /// Rooms with events not yet delivered by webhooks.
+    pub fn undelivered_rooms(&self) -> Vec<String> {
+        crate::sync::lock(&self.rooms)
+            .iter()
+            .filter(|(_, h)| h.delivered < h.seq)
+            .map(|(room, _)| room.clone())
+            .collect()
+    }
+
+    /// The last delivered seq of `room` and up to `limit` events after it.
+    pub fn undelivered(&self, room: &str, limit: usize, now: u64) -> (u64, Vec<HistoryEvent>) {
+        let cutoff = now.saturating_sub(self.max_age_ms());
+        let mut rooms = crate::sync::lock(&self.rooms);
+        let Some(h) = rooms.get_mut(room) else {
+            return (0, Vec::new());
+        };
+        h.prune(self.config.max_events, cutoff);
+        let events: Vec<HistoryEvent> = h
+            .events
+            .iter()
+            .filter(|e| e.seq > h.delivered)
+            .take(limit)
+            .cloned()
+            .collect();
+        if events.is_empty() {
+            // Whatever was not delivered aged out or was pushed out by newer
+            // events: nothing is left to send.
+            h.delivered = h.seq;
+        }
+        (h.delivered, events)
+    }
+
+    /// Records that webhooks are done with `room`'s events up to `seq`.
+    pub fn delivered(&self, room: &str, seq: u64) {
+        if let Some(h) = crate::sync::lock(&self.rooms).get_mut(room) {
+            h.delivered = h.delivered.max(seq);
+        }
+    }
+
+    /// Events recorded and not yet delivered, over every room.
+    pub fn pending_count(&self) -> u64 {
+        crate::sync::lock(&self.rooms)
+            .values()
+            .map(|h| h.seq - h.delivered.min(h.seq))
+            .sum()
+    }
+
+    /// The history's age bound (webhooks keep their cursor as long).
+    pub fn max_age(&self) -> Duration {
+        self.config.max_age
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(max_events: usize) -> MemoryHistory {
+        MemoryHistory::new(HistoryConfig {
+            max_events,
+            max_age: Duration::from_secs(60),
+        })
+    }
+
+    #[test]
+    fn bounded_by_count_and_paged_by_offset() {
+        let h = store(3);
+        for i in 0..5 {
+            h.record("r", PEER_JOINED, json!({ "i": i }), 1000 + i);
+        }
+        let page = h.read("r", None, 2, 2000).unwrap().unwrap();
+        let seqs: Vec<u64> = page.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![3, 4]);
+        let page = h.read("r", Some(&page.next), 10, 2000).unwrap().unwrap();
+        assert_eq!(page.events.len(), 1);
+        assert_eq!(page.next, "5");
+        let empty = h.read("r", Some("5"), 10, 2000).unwrap().unwrap();
+        assert!(empty.events.is_empty());
+        assert_eq!(empty.next, "5");
+        assert!(h.read("other", None, 10, 2000).unwrap().is_none());
+        assert!(h.read("r", Some("x"), 10, 2000).is_err());
+    }
+
+    #[test]
+    fn bounded_by_age_and_off_at_zero() {
+        let h = store(10);
+        h.record("r", ROOM_STARTED, json!({}), 1000);
+        h.record("r", PEER_JOINED, json!({}), 50_000);
+        let page = h.read("r", None, 10, 70_000).unwrap().unwrap();
+        assert_eq!(page.events.len(), 1);
+        assert!(h.read("r", None, 10, 200_000).unwrap().is_none());
+        assert_eq!(store(0).record("r", ROOM_STARTED, json!({}), 1), None);
+    }
+
+    #[test]
+    fn delivery_cursor() {
+        let h = store(10);
+        h.record("r", ROOM_STARTED, json!({}), 1);
+        h.record("r", PEER_JOINED, json!({}), 2);
+        assert_eq!(h.undelivered_rooms(), vec!["r".to_owned()]);
+        assert_eq!(h.pending_count(), 2);
+        h.delivered("r", 1);
+        let (done, next) = h.undelivered("r", 10, 3);
+        assert_eq!((done, next.len()), (1, 1));
+        h.delivered("r", 2);
+        assert!(h.undelivered_rooms().is_empty());
+    }
+}

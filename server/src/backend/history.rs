@@ -70,6 +70,24 @@ pub fn state_data(patch: &Map<String, Value>, version: u64, by: Option<&str>) ->
     json!({ "patch": patch, "version": version, "by": by })
 }
 
+/// The two numbers of an offset, `<a>` or `<a>-<b>` (each 1 to 19 digits:
+/// the form the OpenAPI document gives, and what either backend hands out:
+/// Redis stream ids `<ms>-<n>`, embedded event numbers `<n>`). `None` for
+/// anything else. Both backends read both forms, so that every value of
+/// the documented form is a valid request on either.
+pub fn offset_parts(s: &str) -> Option<(u64, u64)> {
+    let (a, b) = match s.split_once('-') {
+        Some((a, b)) => (a, Some(b)),
+        None => (s, None),
+    };
+    let number = |t: &str| {
+        (!t.is_empty() && t.len() <= 19 && t.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| t.parse::<u64>().ok())
+            .flatten()
+    };
+    Some((number(a)?, b.map_or(Some(0), number)?))
+}
+
 /// The error for an `after` that is not an offset this backend hands out.
 pub fn bad_offset(after: &str) -> ProtocolError {
     ProtocolError::bad_request(
@@ -156,7 +174,9 @@ impl MemoryHistory {
     ) -> Result<Option<HistoryPage>, ProtocolError> {
         let after_seq = match after {
             None => 0,
-            Some(a) => a.parse::<u64>().map_err(|_| bad_offset(a))?,
+            // An embedded offset is one number; a stream id's first part
+            // orders the same way (documented form, never handed out here).
+            Some(a) => offset_parts(a).ok_or_else(|| bad_offset(a))?.0,
         };
         let cutoff = now.saturating_sub(self.max_age_ms());
         let mut rooms = crate::sync::lock(&self.rooms);
@@ -244,6 +264,29 @@ impl MemoryHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offsets_are_one_or_two_numbers() {
+        assert_eq!(
+            offset_parts("1700000000000-3"),
+            Some((1_700_000_000_000, 3))
+        );
+        assert_eq!(offset_parts("12"), Some((12, 0)));
+        for bad in [
+            "",
+            "-",
+            "1-",
+            "-1",
+            "a-1",
+            "1-1-1",
+            "1 ",
+            "+1",
+            "99999999999999999999-0",
+            "GU%F1%8A",
+        ] {
+            assert_eq!(offset_parts(bad), None, "{bad}");
+        }
+    }
 
     fn store(max_events: usize) -> MemoryHistory {
         MemoryHistory::new(HistoryConfig {

@@ -23,25 +23,9 @@ use super::client::unavailable;
 use super::keys::{history_key, HOOKS_KEY, INDEX_TTL};
 use super::reply::{int, internal, items, text};
 use super::RedisBackend;
-use crate::backend::history::{bad_offset, HistoryEvent, HistoryPage};
+use crate::backend::history::{bad_offset, offset_parts, HistoryEvent, HistoryPage};
 use crate::backend::hooks::{HookBatch, HookQueue};
 use crate::protocol::ProtocolError;
-
-/// Whether `s` is a stream id `<ms>-<n>`, the only offsets handed out.
-fn is_offset(s: &str) -> bool {
-    match s.split_once('-') {
-        Some((ms, n)) => {
-            !ms.is_empty()
-                && !n.is_empty()
-                && ms.len() <= 20
-                && n.len() <= 20
-                && ms.bytes().chain(n.bytes()).all(|b| b.is_ascii_digit())
-                && ms.parse::<u64>().is_ok()
-                && n.parse::<u64>().is_ok()
-        }
-        None => false,
-    }
-}
 
 /// A stream entry `[id, [t, TYPE, n, SEQ, d, DATA]]` as an event.
 fn parse_entry(entry: &Value) -> Option<HistoryEvent> {
@@ -120,8 +104,12 @@ impl RedisBackend {
         limit: usize,
     ) -> Result<Option<HistoryPage>, ProtocolError> {
         let from = match after {
-            Some(a) if is_offset(a) => format!("({a}"),
-            Some(a) => return Err(bad_offset(a)),
+            // Stream ids are what this backend hands out; a bare number
+            // (the embedded form) reads as `<n>-0`.
+            Some(a) => match offset_parts(a) {
+                Some((ms, n)) => format!("({ms}-{n}"),
+                None => return Err(bad_offset(a)),
+            },
             None => "-".to_owned(),
         };
         let key = history_key(room);
@@ -253,28 +241,5 @@ impl HookQueue for RedisBackend {
     async fn release(&self, room: &str) -> Result<(), ProtocolError> {
         self.hook_op(room, &["release", &self.node, "1"]).await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn offsets_are_stream_ids() {
-        assert!(is_offset("1700000000000-0"));
-        assert!(is_offset("0-12"));
-        for bad in [
-            "",
-            "-",
-            "1-",
-            "-1",
-            "a-1",
-            "1-1-1",
-            "1",
-            "99999999999999999999999-0",
-        ] {
-            assert!(!is_offset(bad), "{bad}");
-        }
     }
 }

@@ -19,11 +19,14 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use axum::extract::ws::Utf8Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::protocol::{CloseCode, MessageType};
+
+/// The text of a queued frame: what the WebSocket layer writes, so that it
+/// goes out without a copy or a second UTF-8 check.
+pub use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// A frame waiting to be written.
 #[derive(Debug, Clone)]
@@ -268,7 +271,9 @@ impl Outbox {
                 }
                 if !inner.queue.is_empty() {
                     inner.bytes = 0;
-                    return Next::Frames(inner.queue.drain(..).collect());
+                    // The queue's storage goes with the frames, so that an
+                    // idle connection holds none (a busy one allocates anew).
+                    return Next::Frames(std::mem::take(&mut inner.queue).into());
                 }
             }
             self.notify.notified().await;
@@ -289,6 +294,11 @@ impl Outbox {
     /// Bytes currently queued (for tests and metrics).
     pub fn queued_bytes(&self) -> usize {
         self.lock().bytes
+    }
+
+    /// Frames the queue has room for without allocating (for tests).
+    pub fn queue_capacity(&self) -> usize {
+        self.lock().queue.capacity()
     }
 }
 
@@ -349,6 +359,25 @@ mod tests {
         assert_eq!(&got[..3], ["joined", "r5", "r6"]);
         assert!(got[3] == "live7" || got[3] == "r7");
         assert_eq!(got[4], "e8");
+    }
+
+    #[test]
+    fn a_drained_queue_holds_no_memory() {
+        let o = Outbox::new(1 << 20);
+        assert_eq!(o.queue_capacity(), 0);
+        for seq in 1..=100 {
+            o.event(seq, MessageType::Signal, text("event")).unwrap();
+        }
+        assert!(o.queue_capacity() >= 100);
+        assert_eq!(frames(&o).len(), 100);
+        assert_eq!(
+            o.queue_capacity(),
+            0,
+            "the queue kept its storage once drained"
+        );
+        o.event(101, MessageType::Signal, text("e101")).unwrap();
+        assert_eq!(frames(&o), ["e101"]);
+        assert_eq!(o.queue_capacity(), 0);
     }
 
     #[test]

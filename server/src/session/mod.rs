@@ -6,7 +6,9 @@
 //!   [`dispatch`]: one request to the backend and its reply;
 //! - [`write`]: the write loop (batching, pings, the slow-consumer close);
 //! - [`close`]: why a connection ended and the lingering close;
-//! - [`rate`]: the token bucket.
+//! - [`rate`]: the token bucket;
+//! - [`socket`]: the WebSocket on the upgraded connection, on buffers that
+//!   exist only while they hold bytes.
 //!
 //! The two halves run as separate tasks so that a client that stops reading
 //! never blocks the handling of what it sends, and a slow socket never blocks
@@ -28,13 +30,13 @@ mod close;
 mod dispatch;
 mod rate;
 mod read;
+mod socket;
 mod write;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::ws::WebSocket;
 use futures_util::StreamExt;
 use tracing::{debug, info};
 
@@ -47,6 +49,7 @@ use crate::protocol::CloseCode;
 use close::linger;
 pub use close::{CloseReason, CLOSE_LINGER, CLOSE_WRITE_GRACE};
 use rate::TokenBucket;
+pub use socket::{websocket, Socket};
 use write::write_loop;
 
 struct Session {
@@ -63,7 +66,7 @@ struct Session {
 
 /// Serves one upgraded WebSocket until it closes.
 pub async fn serve(
-    socket: WebSocket,
+    socket: Socket,
     node: Arc<Node>,
     remote: SocketAddr,
     conn: u64,

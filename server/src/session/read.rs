@@ -4,14 +4,14 @@
 
 use std::time::Instant;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::stream::SplitStream;
 use futures_util::{FutureExt, StreamExt};
 use tokio::time::sleep_until;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tracing::warn;
 
 use super::close::{close_for, CloseReason};
-use super::Session;
+use super::{Session, Socket};
 use crate::backend::{not_joined, Member};
 use crate::protocol::{
     self, event, reply, CloseCode, ErrorCode, EventBody, MessageType, Parsed, ProtocolError,
@@ -32,7 +32,7 @@ impl Session {
     /// Reads and handles frames until the connection is to close, and says
     /// why. Over 80 lines: one `select!` owns the pinned idle and join timers
     /// and the drain subscription, which helpers could only borrow awkwardly.
-    pub(super) async fn read_loop(&mut self, stream: &mut SplitStream<WebSocket>) -> CloseReason {
+    pub(super) async fn read_loop(&mut self, stream: &mut SplitStream<Socket>) -> CloseReason {
         let idle = self.node.config.timing.idle_timeout;
         let mut last_seen = Instant::now();
         let idle_timer = sleep_until((last_seen + idle).into());
@@ -107,7 +107,8 @@ impl Session {
                     }
                 }
                 Some(Ok(Message::Close(_))) => return CloseReason::ClientClosed,
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                // Pings are answered by the WebSocket layer; raw frames are never read.
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
             }
             // Joining stops the join deadline; leaving the room (or being
             // told NOT_JOINED) starts it again.
@@ -270,9 +271,12 @@ impl Session {
 /// (at most [`READ_AHEAD`]), so that a burst of signals costs one backend
 /// call; the first frame that is not text is handed back for the next round.
 fn read_ahead(
-    stream: &mut SplitStream<WebSocket>,
+    stream: &mut SplitStream<Socket>,
     first: Utf8Bytes,
-) -> (Vec<Utf8Bytes>, Option<Option<Result<Message, axum::Error>>>) {
+) -> (
+    Vec<Utf8Bytes>,
+    Option<Option<Result<Message, tungstenite::Error>>>,
+) {
     let mut texts = vec![first];
     while texts.len() < READ_AHEAD {
         match stream.next().now_or_never() {

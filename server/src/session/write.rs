@@ -5,16 +5,18 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::SplitSink;
 use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::close::CLOSE_WRITE_GRACE;
+use super::Socket;
 use crate::node::Node;
 use crate::outbox::{Next, Outbox, Outgoing};
 use crate::protocol::CloseCode;
 
-type Sink = SplitSink<WebSocket, Message>;
+type Sink = SplitSink<Socket, Message>;
 
 /// Drains the outbox into the socket, batching frames into one flush, and
 /// sends the server's pings.
@@ -34,7 +36,7 @@ pub(super) async fn write_loop(mut sink: Sink, outbox: Arc<Outbox>, node: Arc<No
         match next {
             Next::Overflowed => {
                 let frame = CloseFrame {
-                    code: CloseCode::Policy.code(),
+                    code: CloseCode::Policy.code().into(),
                     reason: Utf8Bytes::from_static(
                         "outbound queue full: the client is not reading fast enough",
                     ),
@@ -87,7 +89,7 @@ async fn write_batch(
             }
             Outgoing::Close { code, reason } => {
                 let frame = (code != CloseCode::Normal || !reason.is_empty()).then(|| CloseFrame {
-                    code: code.code(),
+                    code: code.code().into(),
                     reason: match reason {
                         Cow::Borrowed(text) => Utf8Bytes::from_static(text),
                         Cow::Owned(text) => Utf8Bytes::from(text),

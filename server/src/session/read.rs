@@ -39,7 +39,6 @@ impl Session {
         tokio::pin!(idle_timer);
         // When a connection that is in no room is closed; `None` while joined.
         let join_timeout = self.node.config.timing.join_timeout;
-        let join_reason = format!("no join within {} s", join_timeout.as_secs());
         let mut join_deadline = Some(last_seen + join_timeout);
         let join_timer = sleep_until((last_seen + join_timeout).into());
         tokio::pin!(join_timer);
@@ -66,7 +65,8 @@ impl Session {
                         return CloseReason::Shutdown;
                     }
                     _ = &mut join_timer, if join_deadline.is_some() => {
-                        outbox.close(CloseCode::Policy, join_reason.clone());
+                        let reason = format!("no join within {} s", join_timeout.as_secs());
+                        outbox.close(CloseCode::Policy, reason);
                         return CloseReason::JoinTimeout;
                     }
                     _ = &mut idle_timer => {
@@ -97,7 +97,10 @@ impl Session {
                 Some(Ok(Message::Text(text))) => {
                     let (texts, next) = read_ahead(stream, text);
                     deferred = next;
-                    if let Some(reason) = self.on_texts(&texts, last_seen).await {
+                    // Boxed: the handling of requests takes far more room
+                    // than waiting for them, and a connection mostly waits;
+                    // inline, every idle connection would carry that room.
+                    if let Some(reason) = Box::pin(self.on_texts(&texts, last_seen)).await {
                         return reason;
                     }
                 }

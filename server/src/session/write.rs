@@ -49,7 +49,8 @@ pub(super) async fn write_loop(mut sink: Sink, outbox: Arc<Outbox>, node: Arc<No
                 return;
             }
             Next::Frames(frames) => {
-                let written = write_batch(&mut sink, frames, &node);
+                // Boxed: only while a batch is being written (see the read loop).
+                let written = Box::pin(write_batch(&mut sink, frames, &node));
                 // A client that stops reading blocks the write; its outbox then
                 // overflows and `killed` ends the wait.
                 let done = tokio::select! {

@@ -93,12 +93,14 @@ async fn upgrade(
     };
     let conn = node.next_connection_id();
     tokio::spawn(async move {
-        // Fails when the client hung up before the upgrade completed.
+        // Fails when the client hung up before the upgrade completed (the
+        // slot is then dropped here).
         if let Ok(upgraded) = on_upgrade.await {
             let socket = session::websocket(upgraded, &node.config.limits).await;
-            session::serve(socket, node, remote, conn, claims).await;
+            // A task of its own: this one's state (the upgrade, the handshake)
+            // is not carried for the connection's life.
+            tokio::spawn(session::serve(socket, node, remote, conn, claims, slot));
         }
-        drop(slot);
     });
     switching_protocols(&accept_key)
 }

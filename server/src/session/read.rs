@@ -30,18 +30,19 @@ struct SignalBatch {
 
 impl Session {
     /// Reads and handles frames until the connection is to close, and says
-    /// why. Over 80 lines: one `select!` owns the pinned idle and join timers
-    /// and the drain subscription, which helpers could only borrow awkwardly.
+    /// why. Over 80 lines: one `select!` owns the pinned timer and the drain
+    /// subscription, which helpers could only borrow awkwardly.
     pub(super) async fn read_loop(&mut self, stream: &mut SplitStream<Socket>) -> CloseReason {
         let idle = self.node.config.timing.idle_timeout;
         let mut last_seen = Instant::now();
-        let idle_timer = sleep_until((last_seen + idle).into());
-        tokio::pin!(idle_timer);
         // When a connection that is in no room is closed; `None` while joined.
         let join_timeout = self.node.config.timing.join_timeout;
         let mut join_deadline = Some(last_seen + join_timeout);
-        let join_timer = sleep_until((last_seen + join_timeout).into());
-        tokio::pin!(join_timer);
+        // One timer for both deadlines (a timer is ~100 bytes per connection):
+        // it fires at the earlier one, and is re-armed only when it fires or
+        // a join deadline starts, not on every frame.
+        let timer = sleep_until(earliest(last_seen + idle, join_deadline).into());
+        tokio::pin!(timer);
         let mut draining = self.node.drain.subscribe();
         let outbox = self.outbox.clone();
         // A frame read ahead (see below) that is handled in the next round.
@@ -64,19 +65,19 @@ impl Session {
                         outbox.close(CloseCode::GoingAway, "server shutting down");
                         return CloseReason::Shutdown;
                     }
-                    _ = &mut join_timer, if join_deadline.is_some() => {
-                        let reason = format!("no join within {} s", join_timeout.as_secs());
-                        outbox.close(CloseCode::Policy, reason);
-                        return CloseReason::JoinTimeout;
-                    }
-                    _ = &mut idle_timer => {
-                        // The timer is only re-armed here, not on every frame.
-                        let deadline = last_seen + idle;
-                        if Instant::now() >= deadline {
+                    _ = &mut timer => {
+                        let now = Instant::now();
+                        if join_deadline.is_some_and(|deadline| now >= deadline) {
+                            let reason = format!("no join within {} s", join_timeout.as_secs());
+                            outbox.close(CloseCode::Policy, reason);
+                            return CloseReason::JoinTimeout;
+                        }
+                        let idle_deadline = last_seen + idle;
+                        if now >= idle_deadline {
                             outbox.close(CloseCode::GoingAway, "idle timeout");
                             return CloseReason::IdleTimeout;
                         }
-                        idle_timer.as_mut().reset(deadline.into());
+                        timer.as_mut().reset(earliest(idle_deadline, join_deadline).into());
                         continue;
                     }
                     frame = stream.next() => frame,
@@ -118,9 +119,10 @@ impl Session {
             match (&self.member, join_deadline) {
                 (Some(_), Some(_)) => join_deadline = None,
                 (None, None) => {
-                    let deadline = Instant::now() + join_timeout;
-                    join_deadline = Some(deadline);
-                    join_timer.as_mut().reset(deadline.into());
+                    join_deadline = Some(Instant::now() + join_timeout);
+                    timer
+                        .as_mut()
+                        .reset(earliest(last_seen + idle, join_deadline).into());
                 }
                 _ => {}
             }
@@ -268,6 +270,11 @@ impl Session {
     pub(super) fn member(&self) -> Result<&Member, ProtocolError> {
         self.member.as_ref().ok_or_else(not_joined)
     }
+}
+
+/// The earlier of the idle deadline and the join deadline, if there is one.
+fn earliest(idle_deadline: Instant, join_deadline: Option<Instant>) -> Instant {
+    join_deadline.map_or(idle_deadline, |join| join.min(idle_deadline))
 }
 
 /// The text frame just read plus those that have already arrived behind it

@@ -98,10 +98,7 @@ impl Session {
                 Some(Ok(Message::Text(text))) => {
                     let (texts, next) = read_ahead(stream, text);
                     deferred = next;
-                    // Boxed: the handling of requests takes far more room
-                    // than waiting for them, and a connection mostly waits;
-                    // inline, every idle connection would carry that room.
-                    if let Some(reason) = Box::pin(self.on_texts(&texts, last_seen)).await {
+                    if let Some(reason) = self.on_texts(&texts, last_seen).await {
                         return reason;
                     }
                 }
@@ -195,7 +192,11 @@ impl Session {
                 }
             }
             self.send_signals(&mut signals, now).await;
-            if let Some(reason) = self.on_parsed(parsed, now).await {
+            // Boxed: handling a request other than a signal takes far more
+            // room than waiting for frames, and a connection mostly waits;
+            // inline, every idle connection would carry that room. Signals,
+            // the hot path, need no allocation of their own.
+            if let Some(reason) = Box::pin(self.on_parsed(parsed, now)).await {
                 return Some(reason);
             }
         }

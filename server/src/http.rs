@@ -6,13 +6,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use hyper::upgrade::OnUpgrade;
 use serde_json::json;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::api;
 use crate::auth;
@@ -20,13 +22,6 @@ use crate::node::Node;
 use crate::session;
 
 mod demo;
-
-/// Read buffer per WebSocket. tungstenite's default (128 KiB) would dominate
-/// the memory of an idle connection; larger frames still arrive in chunks.
-const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
-/// Bytes of frames gathered before a write to the socket (frames queued
-/// together are also flushed together).
-const WS_WRITE_BUFFER_BYTES: usize = 8 * 1024;
 
 /// The router of one node's listener: everything, or with an internal
 /// listener (`INTERNAL_ADDR`) configured, everything but metrics, status and
@@ -81,10 +76,14 @@ async fn upgrade(
     State(node): State<Arc<Node>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
-    let claims = match authenticate(&node, &headers, query.as_deref()) {
+    let (accept_key, on_upgrade) = match websocket_handshake(&mut request) {
+        Ok(handshake) => handshake,
+        Err(refused) => return *refused,
+    };
+    let headers = request.headers();
+    let claims = match authenticate(&node, headers, query.as_deref()) {
         Ok(claims) => claims,
         Err(refused) => {
             tracing::debug!(%remote, status = refused.status().as_u16(), "upgrade refused");
@@ -109,17 +108,76 @@ async fn upgrade(
         );
     };
     let conn = node.next_connection_id();
-    ws.read_buffer_size(WS_READ_BUFFER_BYTES)
-        .write_buffer_size(WS_WRITE_BUFFER_BYTES)
-        .max_write_buffer_size(
-            limits.outbound_queue_bytes.max(WS_WRITE_BUFFER_BYTES * 2) + limits.max_frame_bytes,
-        )
-        .max_message_size(limits.max_frame_bytes)
-        .max_frame_size(limits.max_frame_bytes)
-        .on_upgrade(move |socket| async move {
-            session::serve(socket, node, remote, conn, claims).await;
-            drop(slot);
+    tokio::spawn(async move {
+        // Fails when the client hung up before the upgrade completed (the
+        // slot is then dropped here).
+        if let Ok(upgraded) = on_upgrade.await {
+            let socket = session::websocket(upgraded, &node.config.limits).await;
+            // A task of its own: this one's state (the upgrade, the handshake)
+            // is not carried for the connection's life.
+            tokio::spawn(session::serve(socket, node, remote, conn, claims, slot));
+        }
+    });
+    switching_protocols(&accept_key)
+}
+
+/// Checks that `request` asks for a WebSocket (RFC 6455, section 4.2.1) and
+/// takes its upgrade: the `Sec-WebSocket-Accept` value and the future
+/// connection. Done here rather than by axum's `WebSocketUpgrade`, which
+/// hands over a WebSocket on buffers of a fixed size (see `session::socket`).
+fn websocket_handshake(request: &mut Request) -> Result<(String, OnUpgrade), Box<Response>> {
+    let headers = request.headers();
+    let has = |name, wanted: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value.to_str().is_ok_and(|text| {
+                text.split(',')
+                    .any(|item| item.trim().eq_ignore_ascii_case(wanted))
+            })
         })
+    };
+    let bad = |message: &str| {
+        Err(Box::new(refuse(
+            StatusCode::BAD_REQUEST,
+            "not_a_websocket_upgrade",
+            message,
+        )))
+    };
+    if request.method() != Method::GET {
+        return bad("a WebSocket upgrade is a GET request");
+    }
+    if !has(header::CONNECTION, "upgrade") || !has(header::UPGRADE, "websocket") {
+        return bad(
+            "this path only serves WebSockets: send Connection: Upgrade and Upgrade: websocket",
+        );
+    }
+    if !has(header::SEC_WEBSOCKET_VERSION, "13") {
+        return bad("only WebSocket version 13 is supported (Sec-WebSocket-Version: 13)");
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return bad("the Sec-WebSocket-Key header is missing");
+    };
+    let accept_key = derive_accept_key(key.as_bytes());
+    let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
+        return Err(Box::new(refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "not_upgradable",
+            "this connection cannot be upgraded to a WebSocket",
+        )));
+    };
+    Ok((accept_key, on_upgrade))
+}
+
+/// The 101 answer to an accepted upgrade.
+fn switching_protocols(accept_key: &str) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(value) = HeaderValue::from_str(accept_key) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
+    }
+    response
 }
 
 /// The origin check (403) and the token check (401) of an upgrade: the

@@ -16,14 +16,16 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use axum::extract::ws::Utf8Bytes;
 use tokio::sync::Notify;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::protocol::{CloseCode, MessageType};
+
+/// The text of a queued frame: what the WebSocket layer writes, so that it
+/// goes out without a copy or a second UTF-8 check.
+pub use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// A frame waiting to be written.
 #[derive(Debug, Clone)]
@@ -72,11 +74,39 @@ pub struct Outbox {
     notify: Notify,
     limit: usize,
     written_seq: AtomicU64,
-    /// Cancelled once a close is queued or the queue overflowed, so that the
+    /// Set once a close is queued or the queue overflowed, so that the
     /// reader and a writer blocked on a stalled socket both stop.
-    closing: CancellationToken,
-    /// Cancelled only on overflow: tells a writer blocked on the socket to give up.
-    killed: CancellationToken,
+    closing: Signal,
+    /// Set only on overflow: tells a writer blocked on the socket to give up.
+    killed: Signal,
+}
+
+/// A flag that can be awaited, set once and never cleared. Lighter than a
+/// `CancellationToken` (no allocation of its own), which matters once per
+/// connection.
+#[derive(Default)]
+struct Signal {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Signal {
+    fn set(&self) {
+        self.set.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    async fn wait(&self) {
+        loop {
+            // Created before the check: `notify_waiters` reaches every
+            // `Notified` that exists, polled or not.
+            let notified = self.notify.notified();
+            if self.set.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// Why a push was refused.
@@ -96,8 +126,8 @@ impl Outbox {
             notify: Notify::new(),
             limit,
             written_seq: AtomicU64::new(0),
-            closing: CancellationToken::new(),
-            killed: CancellationToken::new(),
+            closing: Signal::default(),
+            killed: Signal::default(),
         }
     }
 
@@ -145,8 +175,8 @@ impl Outbox {
                 inner.queue.clear();
                 inner.bytes = 0;
                 self.notify.notify_one();
-                self.killed.cancel();
-                self.closing.cancel();
+                self.killed.set();
+                self.closing.set();
                 return Err(PushError::Overflow);
             }
             inner.bytes += text.len();
@@ -227,17 +257,17 @@ impl Outbox {
         inner.close_code = Some(code);
         drop(inner);
         self.notify.notify_one();
-        self.closing.cancel();
+        self.closing.set();
     }
 
     /// Resolves once a close was queued or the queue overflowed.
-    pub fn closing(&self) -> WaitForCancellationFuture<'_> {
-        self.closing.cancelled()
+    pub async fn closing(&self) {
+        self.closing.wait().await
     }
 
     /// Resolves once the queue overflowed.
-    pub fn killed(&self) -> WaitForCancellationFuture<'_> {
-        self.killed.cancelled()
+    pub async fn killed(&self) {
+        self.killed.wait().await
     }
 
     /// Whether the queue overflowed (the connection is a slow consumer).
@@ -268,7 +298,9 @@ impl Outbox {
                 }
                 if !inner.queue.is_empty() {
                     inner.bytes = 0;
-                    return Next::Frames(inner.queue.drain(..).collect());
+                    // The queue's storage goes with the frames, so that an
+                    // idle connection holds none (a busy one allocates anew).
+                    return Next::Frames(std::mem::take(&mut inner.queue).into());
                 }
             }
             self.notify.notified().await;
@@ -289,6 +321,11 @@ impl Outbox {
     /// Bytes currently queued (for tests and metrics).
     pub fn queued_bytes(&self) -> usize {
         self.lock().bytes
+    }
+
+    /// Frames the queue has room for without allocating (for tests).
+    pub fn queue_capacity(&self) -> usize {
+        self.lock().queue.capacity()
     }
 }
 
@@ -349,6 +386,58 @@ mod tests {
         assert_eq!(&got[..3], ["joined", "r5", "r6"]);
         assert!(got[3] == "live7" || got[3] == "r7");
         assert_eq!(got[4], "e8");
+    }
+
+    #[test]
+    fn a_drained_queue_holds_no_memory() {
+        let o = Outbox::new(1 << 20);
+        assert_eq!(o.queue_capacity(), 0);
+        for seq in 1..=100 {
+            o.event(seq, MessageType::Signal, text("event")).unwrap();
+        }
+        assert!(o.queue_capacity() >= 100);
+        assert_eq!(frames(&o).len(), 100);
+        assert_eq!(
+            o.queue_capacity(),
+            0,
+            "the queue kept its storage once drained"
+        );
+        o.event(101, MessageType::Signal, text("e101")).unwrap();
+        assert_eq!(frames(&o), ["e101"]);
+        assert_eq!(o.queue_capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn closing_and_killed_wake_their_waiters() {
+        let o = std::sync::Arc::new(Outbox::new(10));
+        let waiter = |o: std::sync::Arc<Outbox>, killed: bool| {
+            tokio::spawn(async move {
+                if killed {
+                    o.killed().await
+                } else {
+                    o.closing().await
+                }
+            })
+        };
+        let (closing, killed) = (waiter(o.clone(), false), waiter(o.clone(), true));
+        tokio::task::yield_now().await;
+        o.reply(MessageType::Ok, "12345678901").unwrap_err();
+        let bound = std::time::Duration::from_secs(10);
+        tokio::time::timeout(bound, closing).await.unwrap().unwrap();
+        tokio::time::timeout(bound, killed).await.unwrap().unwrap();
+        // A wait that starts after the fact ends at once.
+        tokio::time::timeout(bound, o.closing()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_close_wakes_closing_but_not_killed() {
+        let o = Outbox::new(100);
+        o.close(CloseCode::Normal, "");
+        let bound = std::time::Duration::from_secs(10);
+        tokio::time::timeout(bound, o.closing()).await.unwrap();
+        let killed = o.killed();
+        tokio::pin!(killed);
+        assert!(futures_util::poll!(killed.as_mut()).is_pending());
     }
 
     #[test]

@@ -4,12 +4,13 @@
 
 use std::time::Instant;
 
-use axum::extract::ws::{Message, WebSocket};
 use futures_util::stream::SplitStream;
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Duration};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::Socket;
 use crate::protocol::{CloseCode, LeaveReason};
 
 /// How long what was queued and the close frame may take to be written to a
@@ -113,9 +114,8 @@ impl CloseReason {
 }
 
 /// The close code and reason answering a broken frame, if one is owed.
-pub(super) fn close_for(e: axum::Error) -> Option<(CloseCode, &'static str, CloseReason)> {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    match e.into_inner().downcast_ref::<WsError>()? {
+pub(super) fn close_for(e: WsError) -> Option<(CloseCode, &'static str, CloseReason)> {
+    match e {
         WsError::Capacity(_) => Some((
             CloseCode::TooBig,
             "frame exceeds the frame size limit",
@@ -142,7 +142,7 @@ pub(super) fn close_for(e: axum::Error) -> Option<(CloseCode, &'static str, Clos
 /// the close or hung up, at most [`CLOSE_LINGER`] after the last write (see
 /// the module docs). Returns how many frames were discarded.
 pub(super) async fn linger(
-    stream: &mut SplitStream<WebSocket>,
+    stream: &mut SplitStream<Socket>,
     writer: &mut JoinHandle<()>,
     reason: CloseReason,
     since: Instant,

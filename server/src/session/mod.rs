@@ -6,7 +6,9 @@
 //!   [`dispatch`]: one request to the backend and its reply;
 //! - [`write`]: the write loop (batching, pings, the slow-consumer close);
 //! - [`close`]: why a connection ended and the lingering close;
-//! - [`rate`]: the token bucket.
+//! - [`rate`]: the token bucket;
+//! - [`socket`]: the WebSocket on the upgraded connection, on buffers that
+//!   exist only while they hold bytes.
 //!
 //! The two halves run as separate tasks so that a client that stops reading
 //! never blocks the handling of what it sends, and a slow socket never blocks
@@ -28,13 +30,14 @@ mod close;
 mod dispatch;
 mod rate;
 mod read;
+mod socket;
 mod write;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::ws::WebSocket;
 use futures_util::StreamExt;
 use tracing::{debug, info};
 
@@ -47,6 +50,7 @@ use crate::protocol::CloseCode;
 use close::linger;
 pub use close::{CloseReason, CLOSE_LINGER, CLOSE_WRITE_GRACE};
 use rate::TokenBucket;
+pub use socket::{websocket, Socket};
 use write::write_loop;
 
 struct Session {
@@ -61,14 +65,19 @@ struct Session {
     claims: Option<Claims>,
 }
 
-/// Serves one upgraded WebSocket until it closes.
-pub async fn serve(
-    socket: WebSocket,
+/// Serves one upgraded WebSocket until it closes; `guard` is dropped once it
+/// has. The setup (metrics, the outbox, the writer task) happens in this
+/// call and the returned future holds only what the connection needs while
+/// it lives: an `async fn` would also keep its arguments (the socket alone
+/// is ~400 bytes) for the whole life of every connection.
+pub fn serve<G: Send + 'static>(
+    socket: Socket,
     node: Arc<Node>,
     remote: SocketAddr,
     conn: u64,
     claims: Option<Claims>,
-) {
+    guard: G,
+) -> impl Future<Output = ()> + Send + 'static {
     let opened = Instant::now();
     node.metrics.connections_total.inc();
     node.metrics.connections_active.inc();
@@ -76,50 +85,55 @@ pub async fn serve(
 
     let outbox = Arc::new(Outbox::new(node.config.limits.outbound_queue_bytes));
     let (sink, stream) = socket.split();
-    let mut writer = tokio::spawn(write_loop(sink, outbox.clone(), node.clone()));
+    let writer = tokio::spawn(write_loop(sink, outbox.clone(), node.clone()));
     let limits = &node.config.limits;
-    let mut session = Session {
+    let session = Session {
         bucket: TokenBucket::new(limits.rate_limit_per_sec, limits.rate_limit_burst),
-        node: node.clone(),
-        outbox: outbox.clone(),
+        node,
+        outbox,
         member: None,
         strikes: 0,
         conn,
         claims,
     };
-    let mut stream = stream;
-    let reason = session.read_loop(&mut stream).await;
-    // From here on no request is handled.
-    let closing_since = Instant::now();
+    async move {
+        let (mut session, mut stream, mut writer) = (session, stream, writer);
+        let reason = session.read_loop(&mut stream).await;
+        // From here on no request is handled.
+        let closing_since = Instant::now();
+        let node = session.node.clone();
+        let outbox = session.outbox.clone();
 
-    let (room, peer) = match session.member.take() {
-        Some(member) => {
-            if reason.detaches() {
-                node.backend
-                    .detach(&member, reason.leave_reason(), outbox.written_seq())
-                    .await;
+        let (room, peer) = match session.member.take() {
+            Some(member) => {
+                if reason.detaches() {
+                    node.backend
+                        .detach(&member, reason.leave_reason(), outbox.written_seq())
+                        .await;
+                }
+                (Some(member.room), Some(member.peer))
             }
-            (Some(member.room), Some(member.peer))
+            None => (None, None),
+        };
+        outbox.close(CloseCode::Normal, "");
+        let discarded = linger(&mut stream, &mut writer, reason, closing_since).await;
+        if discarded > 0 {
+            debug!(conn, discarded, "frames read and discarded while closing");
         }
-        None => (None, None),
-    };
-    outbox.close(CloseCode::Normal, "");
-    let discarded = linger(&mut stream, &mut writer, reason, closing_since).await;
-    if discarded > 0 {
-        debug!(conn, discarded, "frames read and discarded while closing");
+        if reason == CloseReason::SlowConsumer {
+            node.metrics.slow_consumer_closes.inc();
+        }
+        node.metrics.closed(reason.as_str());
+        node.metrics.connections_active.dec();
+        info!(
+            node = %node.config.node_id,
+            conn,
+            room = room.as_deref().unwrap_or(""),
+            peer = peer.as_deref().unwrap_or(""),
+            reason = reason.as_str(),
+            duration_ms = opened.elapsed().as_millis() as u64,
+            "connection closed"
+        );
+        drop(guard);
     }
-    if reason == CloseReason::SlowConsumer {
-        node.metrics.slow_consumer_closes.inc();
-    }
-    node.metrics.closed(reason.as_str());
-    node.metrics.connections_active.dec();
-    info!(
-        node = %node.config.node_id,
-        conn,
-        room = room.as_deref().unwrap_or(""),
-        peer = peer.as_deref().unwrap_or(""),
-        reason = reason.as_str(),
-        duration_ms = opened.elapsed().as_millis() as u64,
-        "connection closed"
-    );
 }

@@ -4,14 +4,14 @@
 
 use std::time::Instant;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::stream::SplitStream;
 use futures_util::{FutureExt, StreamExt};
 use tokio::time::sleep_until;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tracing::warn;
 
 use super::close::{close_for, CloseReason};
-use super::Session;
+use super::{Session, Socket};
 use crate::backend::{not_joined, Member};
 use crate::protocol::{
     self, event, reply, CloseCode, ErrorCode, EventBody, MessageType, Parsed, ProtocolError,
@@ -30,19 +30,19 @@ struct SignalBatch {
 
 impl Session {
     /// Reads and handles frames until the connection is to close, and says
-    /// why. Over 80 lines: one `select!` owns the pinned idle and join timers
-    /// and the drain subscription, which helpers could only borrow awkwardly.
-    pub(super) async fn read_loop(&mut self, stream: &mut SplitStream<WebSocket>) -> CloseReason {
+    /// why. Over 80 lines: one `select!` owns the pinned timer and the drain
+    /// subscription, which helpers could only borrow awkwardly.
+    pub(super) async fn read_loop(&mut self, stream: &mut SplitStream<Socket>) -> CloseReason {
         let idle = self.node.config.timing.idle_timeout;
         let mut last_seen = Instant::now();
-        let idle_timer = sleep_until((last_seen + idle).into());
-        tokio::pin!(idle_timer);
         // When a connection that is in no room is closed; `None` while joined.
         let join_timeout = self.node.config.timing.join_timeout;
-        let join_reason = format!("no join within {} s", join_timeout.as_secs());
         let mut join_deadline = Some(last_seen + join_timeout);
-        let join_timer = sleep_until((last_seen + join_timeout).into());
-        tokio::pin!(join_timer);
+        // One timer for both deadlines (a timer is ~100 bytes per connection):
+        // it fires at the earlier one, and is re-armed only when it fires or
+        // a join deadline starts, not on every frame.
+        let timer = sleep_until(earliest(last_seen + idle, join_deadline).into());
+        tokio::pin!(timer);
         let mut draining = self.node.drain.subscribe();
         let outbox = self.outbox.clone();
         // A frame read ahead (see below) that is handled in the next round.
@@ -65,18 +65,19 @@ impl Session {
                         outbox.close(CloseCode::GoingAway, "server shutting down");
                         return CloseReason::Shutdown;
                     }
-                    _ = &mut join_timer, if join_deadline.is_some() => {
-                        outbox.close(CloseCode::Policy, join_reason.clone());
-                        return CloseReason::JoinTimeout;
-                    }
-                    _ = &mut idle_timer => {
-                        // The timer is only re-armed here, not on every frame.
-                        let deadline = last_seen + idle;
-                        if Instant::now() >= deadline {
+                    _ = &mut timer => {
+                        let now = Instant::now();
+                        if join_deadline.is_some_and(|deadline| now >= deadline) {
+                            let reason = format!("no join within {} s", join_timeout.as_secs());
+                            outbox.close(CloseCode::Policy, reason);
+                            return CloseReason::JoinTimeout;
+                        }
+                        let idle_deadline = last_seen + idle;
+                        if now >= idle_deadline {
                             outbox.close(CloseCode::GoingAway, "idle timeout");
                             return CloseReason::IdleTimeout;
                         }
-                        idle_timer.as_mut().reset(deadline.into());
+                        timer.as_mut().reset(earliest(idle_deadline, join_deadline).into());
                         continue;
                     }
                     frame = stream.next() => frame,
@@ -107,16 +108,18 @@ impl Session {
                     }
                 }
                 Some(Ok(Message::Close(_))) => return CloseReason::ClientClosed,
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                // Pings are answered by the WebSocket layer; raw frames are never read.
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
             }
             // Joining stops the join deadline; leaving the room (or being
             // told NOT_JOINED) starts it again.
             match (&self.member, join_deadline) {
                 (Some(_), Some(_)) => join_deadline = None,
                 (None, None) => {
-                    let deadline = Instant::now() + join_timeout;
-                    join_deadline = Some(deadline);
-                    join_timer.as_mut().reset(deadline.into());
+                    join_deadline = Some(Instant::now() + join_timeout);
+                    timer
+                        .as_mut()
+                        .reset(earliest(last_seen + idle, join_deadline).into());
                 }
                 _ => {}
             }
@@ -189,7 +192,11 @@ impl Session {
                 }
             }
             self.send_signals(&mut signals, now).await;
-            if let Some(reason) = self.on_parsed(parsed, now).await {
+            // Boxed: handling a request other than a signal takes far more
+            // room than waiting for frames, and a connection mostly waits;
+            // inline, every idle connection would carry that room. Signals,
+            // the hot path, need no allocation of their own.
+            if let Some(reason) = Box::pin(self.on_parsed(parsed, now)).await {
                 return Some(reason);
             }
         }
@@ -266,13 +273,21 @@ impl Session {
     }
 }
 
+/// The earlier of the idle deadline and the join deadline, if there is one.
+fn earliest(idle_deadline: Instant, join_deadline: Option<Instant>) -> Instant {
+    join_deadline.map_or(idle_deadline, |join| join.min(idle_deadline))
+}
+
 /// The text frame just read plus those that have already arrived behind it
 /// (at most [`READ_AHEAD`]), so that a burst of signals costs one backend
 /// call; the first frame that is not text is handed back for the next round.
 fn read_ahead(
-    stream: &mut SplitStream<WebSocket>,
+    stream: &mut SplitStream<Socket>,
     first: Utf8Bytes,
-) -> (Vec<Utf8Bytes>, Option<Option<Result<Message, axum::Error>>>) {
+) -> (
+    Vec<Utf8Bytes>,
+    Option<Option<Result<Message, tungstenite::Error>>>,
+) {
     let mut texts = vec![first];
     while texts.len() < READ_AHEAD {
         match stream.next().now_or_never() {

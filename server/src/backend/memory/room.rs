@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use axum::extract::ws::Utf8Bytes;
+use crate::outbox::Utf8Bytes;
 
 use crate::backend::budget::{Body, Entry, Meter};
 use crate::backend::{not_joined, peer_not_found, Member};

@@ -3,7 +3,7 @@
 //! stream), else a fresh peer. Which of the two follows `backend::rules`;
 //! this file holds the scripts' side of it.
 
-use axum::extract::ws::Utf8Bytes;
+use crate::outbox::Utf8Bytes;
 use redis::Value;
 
 use super::reply::{int, internal, items, pairs, parse_peers, parse_state, static_kind, text};

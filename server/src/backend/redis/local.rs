@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard, Weak};
 
-use axum::extract::ws::Utf8Bytes;
+use crate::outbox::Utf8Bytes;
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::warn;

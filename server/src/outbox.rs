@@ -18,6 +18,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -79,6 +80,26 @@ pub struct Outbox {
     closing: Signal,
     /// Set only on overflow: tells a writer blocked on the socket to give up.
     killed: Signal,
+    /// Set while the writer has a batch on its way to the socket: its bytes
+    /// may have reached the client before `mark_written` records them.
+    writing: Busy,
+}
+
+/// A flag the writer raises around each batch, and a wait for it to fall.
+#[derive(Default)]
+struct Busy {
+    busy: AtomicBool,
+    idle: Notify,
+}
+
+/// Lowers the writer's busy flag when dropped (every path out of a batch).
+pub struct Writing<'a>(&'a Busy);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.busy.store(false, Ordering::Release);
+        self.0.idle.notify_waiters();
+    }
 }
 
 /// A flag that can be awaited, set once and never cleared. Lighter than a
@@ -128,6 +149,7 @@ impl Outbox {
             written_seq: AtomicU64::new(0),
             closing: Signal::default(),
             killed: Signal::default(),
+            writing: Busy::default(),
         }
     }
 
@@ -318,6 +340,34 @@ impl Outbox {
         self.written_seq.load(Ordering::Relaxed)
     }
 
+    /// Marks a batch on its way to the socket until the guard is dropped
+    /// (after `mark_written`).
+    pub fn writing(&self) -> Writing<'_> {
+        self.writing.busy.store(true, Ordering::Release);
+        Writing(&self.writing)
+    }
+
+    /// [`written_seq`](Self::written_seq) once the batch in flight (if any)
+    /// has been recorded, waiting at most `within`. A client may read a
+    /// frame and close before the writer task records it; the seq taken
+    /// for a detach must include it, or a resume without `last_seq` would
+    /// replay it a second time.
+    pub async fn settled_written_seq(&self, within: Duration) -> u64 {
+        let settled = async {
+            loop {
+                // Created before the check: `notify_waiters` reaches every
+                // `Notified` that exists.
+                let idle = self.writing.idle.notified();
+                if !self.writing.busy.load(Ordering::Acquire) {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(within, settled).await;
+        self.written_seq()
+    }
+
     /// Bytes currently queued (for tests and metrics).
     pub fn queued_bytes(&self) -> usize {
         self.lock().bytes
@@ -335,6 +385,26 @@ mod tests {
 
     fn text(s: &str) -> Utf8Bytes {
         Utf8Bytes::from(s)
+    }
+
+    /// A detach that comes while a batch is on its way waits for the batch
+    /// to be recorded (the client may have read it already).
+    #[tokio::test]
+    async fn the_written_seq_for_a_detach_includes_the_batch_in_flight() {
+        let o = std::sync::Arc::new(Outbox::new(1 << 20));
+        o.mark_written(3);
+        let guard = o.writing();
+        let reader = {
+            let o = o.clone();
+            tokio::spawn(async move { o.settled_written_seq(Duration::from_secs(30)).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!reader.is_finished(), "returned while the batch was in flight");
+        o.mark_written(5);
+        drop(guard);
+        assert_eq!(reader.await.unwrap(), 5);
+        // Nothing in flight: at once.
+        assert_eq!(o.settled_written_seq(Duration::from_secs(30)).await, 5);
     }
 
     fn frames(o: &Outbox) -> Vec<String> {

@@ -36,7 +36,7 @@ mod write;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tracing::{debug, info};
@@ -52,6 +52,10 @@ pub use close::{CloseReason, CLOSE_LINGER, CLOSE_WRITE_GRACE};
 use rate::TokenBucket;
 pub use socket::{websocket, Socket};
 use write::write_loop;
+
+/// How long a detach waits for the writer to record a batch already on its
+/// way to the socket (a stalled socket must not hold the peer's detach).
+const WRITTEN_SETTLE: Duration = Duration::from_secs(1);
 
 struct Session {
     node: Arc<Node>,
@@ -107,8 +111,10 @@ pub fn serve<G: Send + 'static>(
         let (room, peer) = match session.member.take() {
             Some(member) => {
                 if reason.detaches() {
+                    // The batch the client may already have read counts.
+                    let written = outbox.settled_written_seq(WRITTEN_SETTLE).await;
                     node.backend
-                        .detach(&member, reason.leave_reason(), outbox.written_seq())
+                        .detach(&member, reason.leave_reason(), written)
                         .await;
                 }
                 (Some(member.room), Some(member.peer))

@@ -59,6 +59,8 @@ pub(super) fn write_loop(
                     return;
                 }
                 Next::Frames(frames) => {
+                    // Raised until this batch is recorded (see `mark_written`).
+                    let _writing = outbox.writing();
                     // Boxed: only while a batch is being written (see the read loop).
                     let written = Box::pin(write_batch(&mut sink, frames, &node));
                     // A client that stops reading blocks the write; its outbox then

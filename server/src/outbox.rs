@@ -399,7 +399,10 @@ mod tests {
             tokio::spawn(async move { o.settled_written_seq(Duration::from_secs(30)).await })
         };
         tokio::task::yield_now().await;
-        assert!(!reader.is_finished(), "returned while the batch was in flight");
+        assert!(
+            !reader.is_finished(),
+            "returned while the batch was in flight"
+        );
         o.mark_written(5);
         drop(guard);
         assert_eq!(reader.await.unwrap(), 5);

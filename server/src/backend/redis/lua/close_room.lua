@@ -12,10 +12,7 @@ for _, peer in ipairs(peers) do
   redis.call('DEL', meta_key(peer), queue_key(peer))
   -- As for a kick: the holding node must not re-create the peer.
   if m[2] then redis.call('SET', gone_key(peer), m[2], 'PX', TTL) end
-  if m[1] and m[1] ~= '' and m[2] then
-    redis.call(PUBLISH, channel(m[1]), 'K ' .. peer .. ' ' .. m[2] .. ' 4003 closed')
-    PUBLISHED = PUBLISHED + 1
-  end
+  close_elsewhere(peer, m[1], m[2], '4003', 'closed')
 end
 -- The history goes with its webhook counter, cursor and lease: a delivery
 -- in progress finds nothing more to send.

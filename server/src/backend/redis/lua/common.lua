@@ -325,6 +325,20 @@ local function deliver(recipients, kind, body)
   end
 end
 
+-- Tells the node holding a peer's connection (`node`, attachment `att`) to
+-- close it: "K <peer> <att>" closes with 4000 (the session went on
+-- elsewhere), "K <peer> <att> <code> <reason>" with that code (the node reads
+-- 4003 and the reason `kicked` or `closed`; local.rs parses both forms). A
+-- peer that holds no connection (node '' or missing, detached or never
+-- attached) has nothing to close.
+local function close_elsewhere(peer, node, att, code, reason)
+  if not node or node == '' or not att then return end
+  local message = 'K ' .. peer .. ' ' .. att
+  if code then message = message .. ' ' .. code .. ' ' .. reason end
+  redis.call(PUBLISH, channel(node), message)
+  PUBLISHED = PUBLISHED + 1
+end
+
 local function others(me)
   local list = {}
   for _, peer in ipairs(redis.call('HKEYS', PEERS)) do

@@ -13,10 +13,7 @@ if redis.call('HEXISTS', PEERS, peer) == 1 then
   if ARGV[11] ~= '1' then return {'TAKEN', PUBLISHED} end
   configure_history(ARGV[13])
   local old = redis.call('HMGET', meta_key(peer), 'node', 'att')
-  if old[1] and old[1] ~= '' then
-    redis.call(PUBLISH, channel(old[1]), 'K ' .. peer .. ' ' .. old[2])
-    PUBLISHED = PUBLISHED + 1
-  end
+  close_elsewhere(peer, old[1], old[2])
   remove(peer, 'replaced', ARGV[12], true)
 end
 if redis.call('HLEN', PEERS) >= tonumber(ARGV[9]) then return {'FULL', PUBLISHED} end

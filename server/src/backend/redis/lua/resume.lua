@@ -10,10 +10,7 @@ if not m[1] or m[1] ~= ARGV[5] then return {'INVALID', PUBLISHED} end
 local old_node, old_att = m[2], m[3]
 local seq, written = tonumber(m[4] or '0'), tonumber(m[5] or '0')
 redis.call('HSET', meta, 'node', ARGV[6], 'att', ARGV[7], 'away', 0, 'reason', '')
-if old_node and old_node ~= '' then
-  redis.call(PUBLISH, channel(old_node), 'K ' .. peer .. ' ' .. old_att)
-  PUBLISHED = PUBLISHED + 1
-end
+close_elsewhere(peer, old_node, old_att)
 local from = tonumber(ARGV[8])
 if from < 0 then from = written end
 local recovered = 1

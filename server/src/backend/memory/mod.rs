@@ -255,10 +255,9 @@ impl MemoryBackend {
         .is_some()
     }
 
-    /// Removes `peer` from `room` if `allowed(peer)`, telling the others
-    /// `peer_left{reason}`, and returns it. Every removal of a peer (leave,
-    /// expiry after the resume window, kick) goes through here, so that
-    /// whatever must follow a removal (room history) hooks one place.
+    /// Removes `peer` from `room` if `allowed(peer)` (see
+    /// [`Self::remove_locked`]) and returns it; the last peer out finishes
+    /// the room. Leave, expiry after the resume window and kick come here.
     fn remove_where(
         &self,
         room: &str,
@@ -271,17 +270,8 @@ impl MemoryBackend {
         if !guard.peers.get(peer).is_some_and(allowed) {
             return None;
         }
-        let mut removed = guard.peers.remove(peer);
-        if let Some(p) = removed.as_mut() {
-            // Freed under the lock, so that the room's replay bytes settle
-            // into the node's total when it is released (the caller keeps
-            // the peer, but only for its outbox).
-            p.drop_buffer();
-        }
-        let body = event::peer_left(peer, reason);
-        guard.deliver_all_but(Some(peer), &body, &self.limits);
+        let removed = self.remove_locked(room, &mut guard, peer, reason);
         let empty = guard.peers.is_empty();
-        self.record(room, history::PEER_LEFT, history::left_data(peer, reason));
         if empty {
             self.record(room, history::ROOM_FINISHED, Value::Object(Map::new()));
         }
@@ -373,21 +363,40 @@ impl MemoryBackend {
         })
     }
 
+    /// Removes peer `id` from `room` (named `name`), whose lock the caller
+    /// holds: its session and replay buffer go, the others get
+    /// `peer_left{reason}`, the history records it. Every removal of a peer
+    /// comes here (through [`Self::remove_where`], or the takeover), so
+    /// whatever must follow one hooks one place. Returns the peer, whose
+    /// connection is the caller's to close; an emptied room is the caller's
+    /// too (a takeover refills it at once).
+    fn remove_locked(
+        &self,
+        name: &str,
+        room: &mut Room,
+        id: &str,
+        reason: LeaveReason,
+    ) -> Option<Peer> {
+        let mut removed = room.peers.remove(id)?;
+        // Freed under the lock, so that the room's replay bytes settle into
+        // the node's total when it is released (the caller keeps the peer,
+        // but only for its outbox).
+        removed.drop_buffer();
+        let body = event::peer_left(id, reason);
+        room.deliver_all_but(Some(id), &body, &self.limits);
+        self.record(name, history::PEER_LEFT, history::left_data(id, reason));
+        Some(removed)
+    }
+
     /// Removes peer `id` for a takeover: its connection (if any) closes with
-    /// 4000, its session and replay buffer are gone, the others see
-    /// `peer_left{reason:"replaced"}`. The room stays (the new peer joins
-    /// next), so its state is kept even if the old peer was alone.
+    /// 4000, the others see `peer_left{reason:"replaced"}`. The room stays
+    /// (the new peer joins next), so its state is kept even if the old peer
+    /// was alone.
     fn replace_locked(&self, name: &str, room: &mut Room, id: &str) {
-        let Some(old) = room.peers.remove(id) else {
-            return;
-        };
-        if let Some(outbox) = old.outbox {
+        let old = self.remove_locked(name, room, id, LeaveReason::Replaced);
+        if let Some(outbox) = old.and_then(|p| p.outbox) {
             outbox.close(CloseCode::SessionMoved, CloseCode::SessionMoved.reason());
         }
-        let body = event::peer_left(id, LeaveReason::Replaced);
-        room.deliver_all_but(Some(id), &body, &self.limits);
-        let left = history::left_data(id, LeaveReason::Replaced);
-        self.record(name, history::PEER_LEFT, left);
     }
 
     fn resume_locked(

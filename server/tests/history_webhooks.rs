@@ -134,9 +134,20 @@ async fn membership_and_state_scenario(c: &Cluster) {
 
     // Bad input: unknown room, malformed offset, bad limit, wrong key.
     assert_eq!(events(c, 0, "never-used", "").await.status, 404);
-    let r = events(c, 0, "hist", "?after=zz").await;
-    assert_eq!(r.status, 400, "{}", r.body);
-    assert_eq!(r.json()["error"]["code"], "BAD_REQUEST");
+    // Every malformed offset is refused the same way, naming the parameter
+    // and what to pass instead, whichever backend serves the room.
+    for bad in ["zz", "1-1-1", "7-"] {
+        let r = events(c, 0, "hist", &format!("?after={bad}")).await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        let error = &r.json()["error"];
+        assert_eq!(error["code"], "BAD_REQUEST");
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(&format!("after={bad:?} is not an offset"))
+                && message.contains("pass back a `next` or `offset`"),
+            "{message}"
+        );
+    }
     assert_eq!(events(c, 0, "hist", "?limit=0").await.status, 400);
     let wrong = get_with(
         c.addr(0),

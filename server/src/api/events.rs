@@ -11,7 +11,7 @@ use axum::Json;
 
 use super::error::ApiError;
 use super::input::name;
-use crate::backend::history::MAX_PAGE;
+use crate::backend::history::{Offset, MAX_PAGE};
 use crate::backend::AdminError;
 use crate::node::Node;
 
@@ -29,7 +29,7 @@ pub async fn room_events(
     let room = name("room", &room)?;
     let (after, limit) =
         parse_query(query.as_deref().unwrap_or("")).map_err(ApiError::bad_request)?;
-    match node.backend.history(room, after.as_deref(), limit).await {
+    match node.backend.history(room, after.as_ref(), limit).await {
         Ok(Some(page)) => Ok(Json(page).into_response()),
         Ok(None) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -40,8 +40,9 @@ pub async fn room_events(
     }
 }
 
-/// `after` (an offset as given out) and `limit` (1 to [`MAX_PAGE`]).
-fn parse_query(query: &str) -> Result<(Option<String>, usize), String> {
+/// `after` (an offset as given out, parsed here once: the backends take it
+/// as valid) and `limit` (1 to [`MAX_PAGE`]).
+fn parse_query(query: &str) -> Result<(Option<Offset>, usize), String> {
     let mut after = None;
     let mut limit = DEFAULT_LIMIT;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -49,16 +50,11 @@ fn parse_query(query: &str) -> Result<(Option<String>, usize), String> {
         match key {
             "after" if value.is_empty() => {}
             "after" => {
-                if value.len() > 64
-                    || !value
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                {
-                    return Err(format!(
+                after = Some(Offset::parse(value).ok_or_else(|| {
+                    format!(
                         "after={value:?} is not an offset of this room's history; pass back a `next` or `offset` you were given"
-                    ));
-                }
-                after = Some(value.to_owned());
+                    )
+                })?);
             }
             "limit" => {
                 limit = match value.parse::<usize>() {
@@ -84,12 +80,20 @@ mod tests {
     #[test]
     fn query() {
         assert_eq!(parse_query("").unwrap(), (None, DEFAULT_LIMIT));
-        assert_eq!(
-            parse_query("after=17-0&limit=5").unwrap(),
-            (Some("17-0".into()), 5)
-        );
+        assert_eq!(parse_query("after=").unwrap(), (None, DEFAULT_LIMIT));
+        let (after, limit) = parse_query("after=17-0&limit=5").unwrap();
+        assert_eq!((after.unwrap().parts(), limit), ((17, 0), 5));
         assert!(parse_query("limit=0").is_err());
         assert!(parse_query("limit=100000").is_err());
         assert!(parse_query("after=%27x").is_err());
+        // Refused here, not by a backend: every bad offset gets the same
+        // message, naming the parameter.
+        for bad in ["zz", "1-", "1-1-1", "99999999999999999999"] {
+            let e = parse_query(&format!("after={bad}")).unwrap_err();
+            assert!(
+                e.starts_with(&format!("after={bad:?} is not an offset")),
+                "{e}"
+            );
+        }
     }
 }

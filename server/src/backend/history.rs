@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::config::HistoryConfig;
-use crate::protocol::{LeaveReason, PeerInfo, ProtocolError};
+use crate::protocol::{LeaveReason, PeerInfo};
 
 /// Most events one history read returns.
 pub const MAX_PAGE: usize = 1000;
@@ -70,12 +70,42 @@ pub fn state_data(patch: &Map<String, Value>, version: u64, by: Option<&str>) ->
     json!({ "patch": patch, "version": version, "by": by })
 }
 
+/// An offset a reader passes back (`after`), parsed where it comes in (the
+/// Server API), so that the backends take it as valid and a bad one is
+/// refused before any backend is asked. It keeps the text it was given: a
+/// page with nothing new hands that back as its `next`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offset {
+    text: String,
+    parts: (u64, u64),
+}
+
+impl Offset {
+    /// `None` for anything but the documented form (see [`offset_parts`]).
+    pub fn parse(s: &str) -> Option<Self> {
+        offset_parts(s).map(|parts| Self {
+            text: s.to_owned(),
+            parts,
+        })
+    }
+
+    /// The offset as it was given.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Its two numbers; `<a>` alone is `(a, 0)`.
+    pub fn parts(&self) -> (u64, u64) {
+        self.parts
+    }
+}
+
 /// The two numbers of an offset, `<a>` or `<a>-<b>` (each 1 to 19 digits:
 /// the form the OpenAPI document gives, and what either backend hands out:
 /// Redis stream ids `<ms>-<n>`, embedded event numbers `<n>`). `None` for
 /// anything else. Both backends read both forms, so that every value of
 /// the documented form is a valid request on either.
-pub fn offset_parts(s: &str) -> Option<(u64, u64)> {
+fn offset_parts(s: &str) -> Option<(u64, u64)> {
     let (a, b) = match s.split_once('-') {
         Some((a, b)) => (a, Some(b)),
         None => (s, None),
@@ -86,13 +116,6 @@ pub fn offset_parts(s: &str) -> Option<(u64, u64)> {
             .flatten()
     };
     Some((number(a)?, b.map_or(Some(0), number)?))
-}
-
-/// The error for an `after` that is not an offset this backend hands out.
-pub fn bad_offset(after: &str) -> ProtocolError {
-    ProtocolError::bad_request(
-        format!("{after:?} is not an offset of this room's history; pass back a `next` or `offset` you were given"),
-    )
 }
 
 /// The embedded backend's history of every room.
@@ -168,25 +191,20 @@ impl MemoryHistory {
     pub fn read(
         &self,
         room: &str,
-        after: Option<&str>,
+        after: Option<&Offset>,
         limit: usize,
         now: u64,
-    ) -> Result<Option<HistoryPage>, ProtocolError> {
-        let after_seq = match after {
-            None => 0,
-            // An embedded offset is one number; a stream id's first part
-            // orders the same way (documented form, never handed out here).
-            Some(a) => offset_parts(a).ok_or_else(|| bad_offset(a))?.0,
-        };
+    ) -> Option<HistoryPage> {
+        // An embedded offset is one number; a stream id's first part orders
+        // the same way (documented form, never handed out here).
+        let after_seq = after.map_or(0, |a| a.parts().0);
         let cutoff = now.saturating_sub(self.max_age_ms());
         let mut rooms = crate::sync::lock(&self.rooms);
-        let Some(h) = rooms.get_mut(room) else {
-            return Ok(None);
-        };
+        let h = rooms.get_mut(room)?;
         h.prune(self.config.max_events, cutoff);
         if h.events.is_empty() && h.last_at < cutoff {
             rooms.remove(room);
-            return Ok(None);
+            return None;
         }
         let events: Vec<HistoryEvent> = h
             .events
@@ -198,9 +216,9 @@ impl MemoryHistory {
         let next = events
             .last()
             .map(|e| e.offset.clone())
-            .or_else(|| after.map(str::to_owned))
+            .or_else(|| after.map(|a| a.as_str().to_owned()))
             .unwrap_or_else(|| "0".to_owned());
-        Ok(Some(HistoryPage { events, next }))
+        Some(HistoryPage { events, next })
     }
 
     /// Deletes the room's history (the room was closed through the API).
@@ -272,6 +290,8 @@ mod tests {
             Some((1_700_000_000_000, 3))
         );
         assert_eq!(offset_parts("12"), Some((12, 0)));
+        let parsed = Offset::parse("007-1").unwrap();
+        assert_eq!((parsed.parts(), parsed.as_str()), ((7, 1), "007-1"));
         for bad in [
             "",
             "-",
@@ -285,6 +305,7 @@ mod tests {
             "GU%F1%8A",
         ] {
             assert_eq!(offset_parts(bad), None, "{bad}");
+            assert_eq!(Offset::parse(bad), None, "{bad}");
         }
     }
 
@@ -301,17 +322,23 @@ mod tests {
         for i in 0..5 {
             h.record("r", PEER_JOINED, json!({ "i": i }), 1000 + i);
         }
-        let page = h.read("r", None, 2, 2000).unwrap().unwrap();
+        let offset = |s: &str| Offset::parse(s).unwrap();
+        let page = h.read("r", None, 2, 2000).unwrap();
         let seqs: Vec<u64> = page.events.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, vec![3, 4]);
-        let page = h.read("r", Some(&page.next), 10, 2000).unwrap().unwrap();
+        let page = h.read("r", Some(&offset(&page.next)), 10, 2000).unwrap();
         assert_eq!(page.events.len(), 1);
         assert_eq!(page.next, "5");
-        let empty = h.read("r", Some("5"), 10, 2000).unwrap().unwrap();
+        let empty = h.read("r", Some(&offset("5")), 10, 2000).unwrap();
         assert!(empty.events.is_empty());
         assert_eq!(empty.next, "5");
-        assert!(h.read("other", None, 10, 2000).unwrap().is_none());
-        assert!(h.read("r", Some("x"), 10, 2000).is_err());
+        // The documented two-number form orders by its first number, and an
+        // empty page hands it back as given.
+        let page = h.read("r", Some(&offset("4-9")), 10, 2000).unwrap();
+        assert_eq!(page.events.len(), 1);
+        let empty = h.read("r", Some(&offset("05-0")), 10, 2000).unwrap();
+        assert_eq!(empty.next, "05-0");
+        assert!(h.read("other", None, 10, 2000).is_none());
     }
 
     #[test]
@@ -319,9 +346,9 @@ mod tests {
         let h = store(10);
         h.record("r", ROOM_STARTED, json!({}), 1000);
         h.record("r", PEER_JOINED, json!({}), 50_000);
-        let page = h.read("r", None, 10, 70_000).unwrap().unwrap();
+        let page = h.read("r", None, 10, 70_000).unwrap();
         assert_eq!(page.events.len(), 1);
-        assert!(h.read("r", None, 10, 200_000).unwrap().is_none());
+        assert!(h.read("r", None, 10, 200_000).is_none());
         assert_eq!(store(0).record("r", ROOM_STARTED, json!({}), 1), None);
     }
 

@@ -35,7 +35,7 @@ use serde_json::{Map, Value};
 pub use admin::{AdminError, Recipients, RoomDetail, RoomPage};
 pub use rules::{not_joined, peer_id_taken, peer_not_found, room_full};
 
-use self::history::HistoryPage;
+use self::history::{HistoryPage, Offset};
 use self::hooks::HookQueue;
 use crate::outbox::Outbox;
 use crate::protocol::{EventBody, JoinRequest, LeaveReason, PeerInfo, ProtocolError, RoomState};
@@ -154,12 +154,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Up to `limit` events of the room's history after offset `after` (from
     /// the oldest kept without it); `None` when the room has no history
-    /// (never had, or all of it aged out). A malformed `after` is a
-    /// `BAD_REQUEST`.
+    /// (never had, or all of it aged out). `after` was parsed by the caller,
+    /// so any value is one the backend can read.
     async fn history(
         &self,
         room: &str,
-        after: Option<&str>,
+        after: Option<&Offset>,
         limit: usize,
     ) -> Result<Option<HistoryPage>, ProtocolError>;
 

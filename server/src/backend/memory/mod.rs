@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::budget::DropLog;
-use super::history::{self, HistoryPage, MemoryHistory};
+use super::history::{self, HistoryPage, MemoryHistory, Offset};
 use super::hooks::{HookBatch, HookQueue};
 use super::rules::{new_peer, on_taken, ResumeAttempt};
 use super::{
@@ -558,10 +558,10 @@ impl Backend for MemoryBackend {
     async fn history(
         &self,
         room: &str,
-        after: Option<&str>,
+        after: Option<&Offset>,
         limit: usize,
     ) -> Result<Option<HistoryPage>, ProtocolError> {
-        self.history.read(room, after, limit, now_ms())
+        Ok(self.history.read(room, after, limit, now_ms()))
     }
 
     fn hooks(&self) -> Option<Arc<dyn HookQueue>> {

@@ -23,7 +23,7 @@ use super::client::unavailable;
 use super::keys::{history_key, HOOKS_KEY, INDEX_TTL};
 use super::reply::{int, internal, items, text};
 use super::RedisBackend;
-use crate::backend::history::{bad_offset, offset_parts, HistoryEvent, HistoryPage};
+use crate::backend::history::{HistoryEvent, HistoryPage, Offset};
 use crate::backend::hooks::{HookBatch, HookQueue};
 use crate::protocol::ProtocolError;
 
@@ -100,16 +100,13 @@ impl RedisBackend {
     pub(super) async fn read_history(
         &self,
         room: &str,
-        after: Option<&str>,
+        after: Option<&Offset>,
         limit: usize,
     ) -> Result<Option<HistoryPage>, ProtocolError> {
-        let from = match after {
+        let from = match after.map(Offset::parts) {
             // Stream ids are what this backend hands out; a bare number
             // (the embedded form) reads as `<n>-0`.
-            Some(a) => match offset_parts(a) {
-                Some((ms, n)) => format!("({ms}-{n}"),
-                None => return Err(bad_offset(a)),
-            },
+            Some((ms, n)) => format!("({ms}-{n}"),
             None => "-".to_owned(),
         };
         let key = history_key(room);
@@ -138,7 +135,7 @@ impl RedisBackend {
         let next = events
             .last()
             .map(|e| e.offset.clone())
-            .or_else(|| after.map(str::to_owned))
+            .or_else(|| after.map(|a| a.as_str().to_owned()))
             .unwrap_or_else(|| "0-0".to_owned());
         Ok(Some(HistoryPage { events, next }))
     }

@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use crate::backend::history::{self as room_history, HistoryPage};
+use crate::backend::history::{self as room_history, HistoryPage, Offset};
 use crate::backend::hooks::HookQueue;
 use async_trait::async_trait;
 use redis::Value;
@@ -476,7 +476,7 @@ impl Backend for RedisBackend {
     async fn history(
         &self,
         room: &str,
-        after: Option<&str>,
+        after: Option<&Offset>,
         limit: usize,
     ) -> Result<Option<HistoryPage>, ProtocolError> {
         self.read_history(room, after, limit).await

@@ -60,6 +60,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use crate::api::keys::ApiKeys;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::RedisBackend;
 use crate::backend::Backend;
@@ -197,7 +198,8 @@ fn start_webhooks(
     webhook::start(webhooks, queue, lease, metrics, stop).map_err(Error::Webhooks)
 }
 
-/// Binds the internal listener (metrics, status) when INTERNAL_ADDR is set.
+/// Binds the internal listener (probes, metrics, status, and the Server API
+/// when API keys are set: `http::internal_app`) when INTERNAL_ADDR is set.
 async fn bind_internal(node: &Node) -> Result<Option<TcpListener>, Error> {
     let Some(at) = node.config.internal_addr else {
         return Ok(None);
@@ -208,7 +210,13 @@ async fn bind_internal(node: &Node) -> Result<Option<TcpListener>, Error> {
             format!("cannot listen on INTERNAL_ADDR {at}: {e}"),
         ))
     })?;
-    info!(addr = %internal.local_addr()?, "internal listener (metrics, status)");
+    // What it serves, so that an operator sees where the Server API went.
+    let serves = if ApiKeys::new(&node.config.auth.api_keys).enabled() {
+        "/health /ready /metrics /status /api/v1 (Server API)"
+    } else {
+        "/health /ready /metrics /status (no Server API: API_KEYS unset)"
+    };
+    info!(addr = %internal.local_addr()?, serves, "internal listener");
     Ok(Some(internal))
 }
 

@@ -94,19 +94,21 @@ async fn without_a_key_every_api_path_is_404() {
     }
 }
 
-/// The internal listener's address, from the node's startup log.
-async fn internal_addr(c: &Cluster) -> std::net::SocketAddr {
+/// The internal listener's address and what it says it serves, from the
+/// node's startup log.
+async fn internal_listener(c: &Cluster) -> (std::net::SocketAddr, String) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let found = c.node(0).output().iter().find_map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).ok()?;
-            if v["fields"]["message"] != "internal listener (metrics, status)" {
+            if v["fields"]["message"] != "internal listener" {
                 return None;
             }
-            v["fields"]["addr"].as_str()?.parse().ok()
+            let addr = v["fields"]["addr"].as_str()?.parse().ok()?;
+            Some((addr, v["fields"]["serves"].as_str()?.to_owned()))
         });
-        if let Some(addr) = found {
-            return addr;
+        if let Some(found) = found {
+            return found;
         }
         assert!(Instant::now() < deadline, "no internal listener logged");
         // The log is read by a background thread: poll it.
@@ -118,7 +120,8 @@ async fn internal_addr(c: &Cluster) -> std::net::SocketAddr {
 async fn with_an_internal_listener_the_api_moves_there() {
     let settings = server_api::with_keys(Settings::new().set("INTERNAL_ADDR", "127.0.0.1:0"));
     let c = Cluster::embedded(settings).await;
-    let internal = internal_addr(&c).await;
+    let (internal, serves) = internal_listener(&c).await;
+    assert!(serves.contains("/api/v1 (Server API)"), "{serves}");
     let auth = format!("Bearer {}", server_api::KEY);
     let headers = [("Authorization", auth.as_str())];
     let public = http::get_with(c.addr(0), "/api/v1/rooms", &headers).await;

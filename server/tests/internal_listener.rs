@@ -1,7 +1,8 @@
 //! `INTERNAL_ADDR`: a second listener for what only the inside of the network
 //! should reach. With it, the public listener serves the WebSocket, the page
 //! and the probes, and no longer `/metrics` or `/status`; the internal one
-//! serves the probes, metrics and status, and no WebSocket.
+//! serves the probes, metrics and status, and no WebSocket (and the Server
+//! API when API keys are set: tests/api.rs). Its startup log says which.
 
 mod support;
 
@@ -12,19 +13,21 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::{http, join, Cluster, Settings};
 
-/// The internal listener's address, from the node's startup log.
-async fn internal_addr(c: &Cluster) -> SocketAddr {
+/// The internal listener's address and what it says it serves, from the
+/// node's startup log.
+async fn internal_listener(c: &Cluster) -> (SocketAddr, String) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let found = c.node(0).output().iter().find_map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).ok()?;
-            if v["fields"]["message"] != "internal listener (metrics, status)" {
+            if v["fields"]["message"] != "internal listener" {
                 return None;
             }
-            v["fields"]["addr"].as_str()?.parse().ok()
+            let addr = v["fields"]["addr"].as_str()?.parse().ok()?;
+            Some((addr, v["fields"]["serves"].as_str()?.to_owned()))
         });
-        if let Some(addr) = found {
-            return addr;
+        if let Some(found) = found {
+            return found;
         }
         assert!(Instant::now() < deadline, "no internal listener logged");
         // The log is read by a background thread: poll it.
@@ -35,8 +38,12 @@ async fn internal_addr(c: &Cluster) -> SocketAddr {
 #[tokio::test]
 async fn metrics_and_status_move_to_the_internal_listener() {
     let c = Cluster::embedded(Settings::new().set("INTERNAL_ADDR", "127.0.0.1:0")).await;
-    let internal = internal_addr(&c).await;
+    let (internal, serves) = internal_listener(&c).await;
     assert_ne!(internal, c.addr(0));
+    // Without API keys the log says so, and the Server API is nowhere.
+    assert!(serves.contains("no Server API"), "{serves}");
+    let api = http::get(internal, "/api/v1/rooms").await;
+    assert_eq!(api.status, 404, "{}", api.body);
     for path in ["/metrics", "/status"] {
         assert_eq!(c.get(0, path).await.status, 404, "public {path}");
         assert_eq!(

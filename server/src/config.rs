@@ -20,6 +20,11 @@ pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_JOIN_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1000;
 pub const DEFAULT_NODE_TTL_MS: u64 = 3000;
+/// Cluster mode: how long a signal bound for Redis may wait for signals of
+/// other connections to share its call (see docs/redis.md, "Signal batching").
+pub const DEFAULT_SIGNAL_LINGER_MS: u64 = 0;
+/// The largest SIGNAL_LINGER_MS accepted: a signal is never held longer.
+pub const MAX_SIGNAL_LINGER_MS: u64 = 50;
 pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
 /// Room history kept per room: at most this many events…
 pub const DEFAULT_HISTORY_MAX_EVENTS: usize = 1000;
@@ -94,6 +99,8 @@ pub struct Timing {
     pub drain_timeout: Duration,
     pub heartbeat_interval: Duration,
     pub node_ttl: Duration,
+    /// Cluster mode: how long a signal may wait to share a Redis call.
+    pub signal_linger: Duration,
     /// Deadline for a complete HTTP request head (also bounds idle keep-alive).
     pub header_read_timeout: Duration,
 }
@@ -108,6 +115,7 @@ impl Default for Timing {
             drain_timeout: Duration::from_secs(DEFAULT_DRAIN_TIMEOUT_SECS),
             heartbeat_interval: Duration::from_millis(DEFAULT_HEARTBEAT_INTERVAL_MS),
             node_ttl: Duration::from_millis(DEFAULT_NODE_TTL_MS),
+            signal_linger: Duration::from_millis(DEFAULT_SIGNAL_LINGER_MS),
             header_read_timeout: Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECS),
         }
     }

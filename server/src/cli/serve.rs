@@ -144,6 +144,11 @@ pub struct ServeArgs {
     /// Milliseconds after its last heartbeat a node is declared dead (cluster mode).
     #[arg(long, env = "NODE_TTL_MS", default_value_t = DEFAULT_NODE_TTL_MS)]
     pub node_ttl_ms: u64,
+    /// Cluster mode: milliseconds a signal bound for Redis may wait for the
+    /// signals of other connections to share its call (fewer, larger calls:
+    /// less Redis CPU per signal, up to this much more latency). 0 sends at once.
+    #[arg(long, env = "SIGNAL_LINGER_MS", default_value_t = DEFAULT_SIGNAL_LINGER_MS)]
+    pub signal_linger_ms: u64,
     /// Room history: events kept per room (membership and state changes);
     /// 0 turns the history, and with it webhooks, off.
     #[arg(long, env = "HISTORY_MAX_EVENTS", default_value_t = DEFAULT_HISTORY_MAX_EVENTS)]
@@ -289,6 +294,15 @@ impl ServeArgs {
                 ),
             ));
         }
+        if self.signal_linger_ms > MAX_SIGNAL_LINGER_MS {
+            return Err(invalid(
+                "SIGNAL_LINGER_MS",
+                format!(
+                    "{} is more than {MAX_SIGNAL_LINGER_MS}: a signal held that long adds visible latency; use 0 to 10",
+                    self.signal_linger_ms
+                ),
+            ));
+        }
         if self.node_ttl_ms < 2 * self.heartbeat_interval_ms {
             return Err(invalid(
                 "NODE_TTL_MS",
@@ -393,6 +407,7 @@ impl ServeArgs {
                 drain_timeout: Duration::from_secs(self.drain_timeout_secs),
                 heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
                 node_ttl: Duration::from_millis(self.node_ttl_ms),
+                signal_linger: Duration::from_millis(self.signal_linger_ms),
                 header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
             },
             auth,
@@ -559,6 +574,19 @@ mod tests {
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.timing, Timing::default());
         assert_eq!(c.backend, BackendConfig::Memory);
+    }
+
+    #[test]
+    fn the_signal_linger_is_bounded() {
+        let linger = |ms: &str| parse(&["--signal-linger-ms", ms]);
+        assert_eq!(
+            linger("2").unwrap().timing.signal_linger,
+            std::time::Duration::from_millis(2)
+        );
+        assert!(linger(&MAX_SIGNAL_LINGER_MS.to_string()).is_ok());
+        let e = linger(&(MAX_SIGNAL_LINGER_MS + 1).to_string()).unwrap_err();
+        assert_eq!(e.setting, "SIGNAL_LINGER_MS");
+        assert!(e.reason.contains("latency"), "{e}");
     }
 
     #[test]

@@ -176,7 +176,7 @@ impl RedisBackend {
         let weak = Arc::downgrade(&backend);
         tokio::spawn(signals::batch(
             signal_queue,
-            Batching::new(redis.cluster),
+            Batching::new(redis.cluster, config.timing.signal_linger),
             move |lot| {
                 let backend = weak.upgrade();
                 async move {
@@ -323,6 +323,7 @@ impl Backend for RedisBackend {
             signals: batch,
             done,
             retried: false,
+            queued: tokio::time::Instant::now(),
         };
         if self.signal_jobs.send(job).is_err() {
             return vec![Err(internal("signal queue closed")); n];

@@ -19,12 +19,14 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::future::Future;
+use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use redis::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::backend::Member;
 use crate::protocol::{EventBody, ProtocolError};
@@ -40,6 +42,8 @@ pub(super) struct Job {
     /// Whether the job was sent again after Redis had lost its sender and the
     /// node restored it (a job is retried once).
     pub retried: bool,
+    /// When the job was handed to the batcher (its linger counts from here).
+    pub queued: Instant,
 }
 
 impl Job {
@@ -61,10 +65,13 @@ pub(super) struct Batching {
     /// A call takes further jobs only while it stays within these.
     pub max_signals: usize,
     pub max_bytes: usize,
+    /// How long a job may wait for others to share its call (zero: a job
+    /// goes as soon as a call is free).
+    pub linger: Duration,
 }
 
 impl Batching {
-    pub fn new(cluster: bool) -> Self {
+    pub fn new(cluster: bool, linger: Duration) -> Self {
         Self {
             // One call being run by Redis while the next one fills is enough
             // for a single Redis; on a cluster, calls of different rooms may
@@ -73,6 +80,7 @@ impl Batching {
             one_room: cluster,
             max_signals: 512,
             max_bytes: 1 << 20,
+            linger,
         }
     }
 }
@@ -161,33 +169,55 @@ pub(super) fn outcomes(reply: &[Value], lot: &[Job]) -> Option<Vec<Outcome>> {
 }
 
 /// Runs lots with `run` until every sender of jobs is gone; at most
-/// `b.calls` at once.
+/// `b.calls` at once. The oldest job waiting sets the pace: once it has
+/// lingered `b.linger` (or the queue holds a full call), every call slot free
+/// is filled, so lots that became due together also go out together.
 pub(super) async fn batch<F, Fut>(mut jobs: UnboundedReceiver<Job>, b: Batching, run: F)
 where
     F: Fn(Vec<Job>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut queue = VecDeque::new();
+    let mut queue: VecDeque<Job> = VecDeque::new();
+    let mut queued_signals = 0;
     let mut calls = FuturesUnordered::new();
     let mut open = true;
     loop {
-        while calls.len() < b.calls && !queue.is_empty() {
-            calls.push(run(take_lot(&mut queue, b)));
+        let mut wait = None;
+        if let Some(front) = queue.front() {
+            let due = front.queued + b.linger;
+            if open && queued_signals < b.max_signals && due > Instant::now() {
+                wait = Some(due);
+            } else {
+                while calls.len() < b.calls && !queue.is_empty() {
+                    let lot = take_lot(&mut queue, b);
+                    queued_signals -= lot.iter().map(|j| j.signals.len()).sum::<usize>();
+                    calls.push(run(lot));
+                }
+            }
         }
         if !open && calls.is_empty() && queue.is_empty() {
             return;
         }
+        let linger = async {
+            match wait {
+                Some(due) => tokio::time::sleep_until(due).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             job = jobs.recv(), if open => match job {
                 Some(job) => {
+                    queued_signals += job.signals.len();
                     queue.push_back(job);
                     while let Ok(job) = jobs.try_recv() {
+                        queued_signals += job.signals.len();
                         queue.push_back(job);
                     }
                 }
                 None => open = false,
             },
             Some(()) = calls.next(), if !calls.is_empty() => {}
+            () = linger => {}
         }
     }
 }
@@ -219,6 +249,7 @@ mod tests {
                 })
                 .collect(),
             done,
+            queued: Instant::now(),
         };
         (job, rx)
     }
@@ -236,7 +267,7 @@ mod tests {
     fn lots_take_any_room_on_a_single_redis() {
         let b = Batching {
             max_signals: 3,
-            ..Batching::new(false)
+            ..Batching::new(false, Duration::ZERO)
         };
         let mut queue: VecDeque<Job> = queue_of([
             job("r1", "a", &[("b", "{}")]),
@@ -251,7 +282,7 @@ mod tests {
 
     #[test]
     fn lots_keep_to_one_room_on_a_cluster() {
-        let b = Batching::new(true);
+        let b = Batching::new(true, Duration::ZERO);
         let mut queue: VecDeque<Job> = queue_of([
             job("r1", "a", &[("b", "{}")]),
             job("r2", "c", &[("d", "{}")]),
@@ -267,7 +298,7 @@ mod tests {
     fn an_oversized_job_still_goes_alone() {
         let b = Batching {
             max_bytes: 4,
-            ..Batching::new(false)
+            ..Batching::new(false, Duration::ZERO)
         };
         let mut queue: VecDeque<Job> = queue_of([
             job("r1", "a", &[("b", "{\"big\":1}")]),
@@ -290,7 +321,7 @@ mod tests {
         let gate = Arc::new(Semaphore::new(0));
         let b = Batching {
             calls: 1,
-            ..Batching::new(false)
+            ..Batching::new(false, Duration::ZERO)
         };
         let run = {
             let gate = gate.clone();
@@ -327,6 +358,80 @@ mod tests {
             .await
             .expect("the batcher ends when its senders are gone")
             .expect("no panic");
+    }
+
+    /// A batcher over `b` whose calls report their jobs' peers on the
+    /// returned receiver and finish at once.
+    fn recording(
+        b: Batching,
+    ) -> (
+        tokio::sync::mpsc::UnboundedSender<Job>,
+        tokio::sync::mpsc::UnboundedReceiver<Vec<String>>,
+    ) {
+        let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
+        let (lots, seen) = tokio::sync::mpsc::unbounded_channel();
+        let run = move |lot: Vec<Job>| {
+            let _ = lots.send(lot.iter().map(|j| j.member.peer.clone()).collect());
+            async {}
+        };
+        tokio::spawn(batch(queue, b, run));
+        (jobs, seen)
+    }
+
+    /// With a linger, a job waits for it to pass and takes along whatever
+    /// arrived meanwhile; the clock starts with the oldest job.
+    #[tokio::test(start_paused = true)]
+    async fn a_job_lingers_for_others_to_share_its_call() {
+        let linger = Duration::from_millis(5);
+        let (jobs, mut seen) = recording(Batching::new(false, linger));
+        let started = Instant::now();
+        let (a, _a) = job("r1", "a", &[("b", "{}")]);
+        assert!(jobs.send(a).is_ok(), "batcher alive");
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        assert!(seen.try_recv().is_err(), "no call before the linger passed");
+        let (c, _c) = job("r2", "c", &[("d", "{}")]);
+        assert!(jobs.send(c).is_ok(), "batcher alive");
+        // Paused time runs ahead to the batcher's timer once all is idle.
+        assert_eq!(seen.recv().await.expect("a call"), ["a", "c"]);
+        assert_eq!(
+            started.elapsed(),
+            linger,
+            "the linger counts from the oldest job"
+        );
+        // A lone job later goes after its own linger.
+        let (e, _e) = job("r1", "e", &[("b", "{}")]);
+        let sent = Instant::now();
+        assert!(jobs.send(e).is_ok(), "batcher alive");
+        assert_eq!(seen.recv().await.expect("a call"), ["e"]);
+        assert_eq!(sent.elapsed(), linger);
+    }
+
+    /// A queue that holds a full call does not wait for the linger.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_call_goes_without_lingering() {
+        let b = Batching {
+            max_signals: 2,
+            ..Batching::new(false, Duration::from_secs(3600))
+        };
+        let (jobs, mut seen) = recording(b);
+        let started = Instant::now();
+        for (peer, _) in [("a", 0), ("c", 1)] {
+            let (j, _rx) = job("r1", peer, &[("b", "{}")]);
+            assert!(jobs.send(j).is_ok(), "batcher alive");
+        }
+        assert_eq!(seen.recv().await.expect("a call"), ["a", "c"]);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    /// Without a linger a job goes as soon as a call is free.
+    #[tokio::test(start_paused = true)]
+    async fn without_a_linger_a_job_goes_at_once() {
+        let (jobs, mut seen) = recording(Batching::new(false, Duration::ZERO));
+        let started = Instant::now();
+        let (a, _a) = job("r1", "a", &[("b", "{}")]);
+        assert!(jobs.send(a).is_ok(), "batcher alive");
+        assert_eq!(seen.recv().await.expect("a call"), ["a"]);
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
     #[test]

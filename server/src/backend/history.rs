@@ -8,7 +8,14 @@
 //! ([`crate::config::HistoryConfig`]). Webhook delivery reads it through
 //! [`super::hooks::HookQueue`], so the same store keeps each room's delivery
 //! cursor.
+//!
+//! Every join records an event that is kept for the history's age bound, so
+//! the store is part of what each connection costs the node: an event is kept
+//! as its `data` serialized (one allocation of its JSON text) rather than as a
+//! `serde_json::Value` (a tree of maps and strings, about ten times the
+//! size), and turned back into a [`HistoryEvent`] only when it is read.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -124,10 +131,57 @@ pub struct MemoryHistory {
     rooms: Mutex<HashMap<String, RoomHistory>>,
 }
 
+/// Event types known in advance: stored without an allocation of their own.
+const KINDS: [&str; 6] = [
+    ROOM_STARTED,
+    PEER_JOINED,
+    PEER_LEFT,
+    PEER_UPDATED,
+    STATE_CHANGED,
+    ROOM_FINISHED,
+];
+
+/// One recorded change as the store keeps it (see the module header); its
+/// offset is its seq.
+struct StoredEvent {
+    seq: u64,
+    at: u64,
+    kind: Cow<'static, str>,
+    /// `data`, serialized.
+    data: Box<str>,
+}
+
+impl StoredEvent {
+    fn new(seq: u64, at: u64, kind: &str, data: &Value) -> Self {
+        let kind = match KINDS.iter().find(|k| **k == kind) {
+            Some(known) => Cow::Borrowed(*known),
+            None => Cow::Owned(kind.to_owned()),
+        };
+        Self {
+            seq,
+            at,
+            kind,
+            data: data.to_string().into_boxed_str(),
+        }
+    }
+
+    /// The event as readers get it.
+    fn event(&self) -> HistoryEvent {
+        HistoryEvent {
+            offset: self.seq.to_string(),
+            kind: self.kind.clone().into_owned(),
+            at: self.at,
+            seq: self.seq,
+            // Text this store serialized from a `Value` parses back to it.
+            data: serde_json::from_str(&self.data).unwrap_or(Value::Null),
+        }
+    }
+}
+
 /// One room's events and webhook cursor.
 #[derive(Default)]
 struct RoomHistory {
-    events: VecDeque<HistoryEvent>,
+    events: VecDeque<StoredEvent>,
     /// Last seq given out.
     seq: u64,
     /// Last seq delivered (or given up) by webhooks.
@@ -172,13 +226,7 @@ impl MemoryHistory {
         h.seq += 1;
         let seq = h.seq;
         h.last_at = now;
-        h.events.push_back(HistoryEvent {
-            offset: seq.to_string(),
-            kind: kind.to_owned(),
-            at: now,
-            seq,
-            data,
-        });
+        h.events.push_back(StoredEvent::new(seq, now, kind, &data));
         h.prune(self.config.max_events, cutoff);
         if seq % SWEEP_EVERY == 0 {
             rooms.retain(|_, h| h.last_at >= cutoff);
@@ -211,7 +259,7 @@ impl MemoryHistory {
             .iter()
             .filter(|e| e.seq > after_seq)
             .take(limit)
-            .cloned()
+            .map(StoredEvent::event)
             .collect();
         let next = events
             .last()
@@ -248,7 +296,7 @@ impl MemoryHistory {
             .iter()
             .filter(|e| e.seq > h.delivered)
             .take(limit)
-            .cloned()
+            .map(StoredEvent::event)
             .collect();
         if events.is_empty() {
             // Whatever was not delivered aged out or was pushed out by newer
@@ -350,6 +398,36 @@ mod tests {
         assert_eq!(page.events.len(), 1);
         assert!(h.read("r", None, 10, 200_000).is_none());
         assert_eq!(store(0).record("r", ROOM_STARTED, json!({}), 1), None);
+    }
+
+    #[test]
+    fn events_read_back_as_recorded() {
+        let h = store(10);
+        let data = json!({ "peer": { "peer": "a", "role": "", "metadata": { "n": [1, -2, 0.5, null, "é"] }, "joined_at": 7 } });
+        h.record("r", PEER_JOINED, data.clone(), 5);
+        h.record("r", "custom_kind", json!({}), 6);
+        let page = h.read("r", None, 10, 7).unwrap().unwrap();
+        assert_eq!(
+            page.events,
+            vec![
+                HistoryEvent {
+                    offset: "1".into(),
+                    kind: PEER_JOINED.into(),
+                    at: 5,
+                    seq: 1,
+                    data: data.clone(),
+                },
+                HistoryEvent {
+                    offset: "2".into(),
+                    kind: "custom_kind".into(),
+                    at: 6,
+                    seq: 2,
+                    data: json!({}),
+                },
+            ]
+        );
+        let (_, undelivered) = h.undelivered("r", 1, 7);
+        assert_eq!(undelivered[0].data, data);
     }
 
     #[test]

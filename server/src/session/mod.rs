@@ -88,10 +88,13 @@ pub fn serve<G: Send + 'static>(
     info!(node = %node.config.node_id, conn, %remote, "connection opened");
 
     let outbox = Arc::new(Outbox::new(node.config.limits.outbound_queue_bytes));
-    let (sink, stream) = socket.split();
-    let writer = tokio::spawn(write_loop(sink, outbox.clone(), node.clone()));
+    let (sink, mut stream) = socket.split();
+    let mut writer = tokio::spawn(write_loop(sink, outbox.clone(), node.clone()));
     let limits = &node.config.limits;
-    let session = Session {
+    // Mutable here and used in place below: rebinding them inside the
+    // future (`let mut session = session`) would keep a second copy of each
+    // in it for the connection's life.
+    let mut session = Session {
         bucket: TokenBucket::new(limits.rate_limit_per_sec, limits.rate_limit_burst),
         node,
         outbox,
@@ -101,7 +104,6 @@ pub fn serve<G: Send + 'static>(
         claims,
     };
     async move {
-        let (mut session, mut stream, mut writer) = (session, stream, writer);
         let reason = session.read_loop(&mut stream).await;
         // From here on no request is handled.
         let closing_since = Instant::now();

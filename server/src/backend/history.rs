@@ -406,7 +406,7 @@ mod tests {
         let data = json!({ "peer": { "peer": "a", "role": "", "metadata": { "n": [1, -2, 0.5, null, "é"] }, "joined_at": 7 } });
         h.record("r", PEER_JOINED, data.clone(), 5);
         h.record("r", "custom_kind", json!({}), 6);
-        let page = h.read("r", None, 10, 7).unwrap().unwrap();
+        let page = h.read("r", None, 10, 7).unwrap();
         assert_eq!(
             page.events,
             vec![

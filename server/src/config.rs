@@ -22,7 +22,7 @@ pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1000;
 pub const DEFAULT_NODE_TTL_MS: u64 = 3000;
 /// Cluster mode: how long a signal bound for Redis may wait for signals of
 /// other connections to share its call (see docs/redis.md, "Signal batching").
-pub const DEFAULT_SIGNAL_LINGER_MS: u64 = 1;
+pub const DEFAULT_SIGNAL_LINGER_MS: u64 = 0;
 /// The largest SIGNAL_LINGER_MS accepted: a signal is never held longer.
 pub const MAX_SIGNAL_LINGER_MS: u64 = 50;
 pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;

@@ -64,6 +64,8 @@ mod scripts {
             "PUBLISH",
             "512",
             "3600000",
+            // Each recipient node's signals in one message on its own channel.
+            "sb:node:",
             // alice: two signals to bob around one to a peer not in the room.
             "alice",
             &alice_att,
@@ -87,12 +89,13 @@ mod scripts {
             "bob",
             &b4,
         ]);
-        // Status, messages published (bob's node for r1 with both of his
-        // signals in one `M` message, dave's for r2), then per sender.
+        // Status, messages published (one: bob's two signals in r1 and
+        // dave's in r2 go to the node both are on, in one `N` message), then
+        // per sender.
         let lines: Vec<&str> = reply.lines().collect();
         assert_eq!(
             lines,
-            ["OK", "2", "OK", "1", "0", "1", "OK", "1", "STALE", "0"],
+            ["OK", "1", "OK", "1", "0", "1", "OK", "1", "STALE", "0"],
             "{reply}"
         );
         let first = bob.recv_type("signal").await;

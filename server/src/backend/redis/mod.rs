@@ -4,11 +4,13 @@
 //! - **State**: each room's keys share the hash tag `{room}`, so one Lua
 //!   script can change a room atomically, also on a Redis Cluster. Scripts
 //!   (in `lua/`) assign each recipient's next `seq`, append the event to the
-//!   recipient's bounded stream (the recovery buffer, readable from any node)
+//!   recipient's bounded list (the recovery buffer, readable from any node)
 //!   and publish it to the nodes that hold recipients.
 //! - **Routing**: a node subscribes to `sb:{room}:node:<node>` for each room
 //!   where it holds a connection, so directed signals reach only the
 //!   recipient's node and room events only nodes with members in the room.
+//!   On a single Redis it also subscribes to its own `sb:node:<node>`, where
+//!   a signal call sends it all of its signals, of any rooms, in one message.
 //!   Pub/sub arrives as RESP3 pushes on the connection that runs the scripts.
 //! - **Liveness**: nodes heartbeat an expiring key and a sorted set; a node
 //!   that sees another's heartbeat go stale marks that node's peers away
@@ -78,6 +80,9 @@ const STARTUP_CONNECT_DEADLINE: Duration = Duration::from_secs(30);
 pub struct RedisBackend {
     conn: Conn,
     publish: &'static str,
+    /// `signal.lua` sends each node its signals on the node's own channel
+    /// with this prefix; empty on a Redis Cluster (room channels only).
+    node_channel_prefix: &'static str,
     node: String,
     limits: Limits,
     timing: Timing,
@@ -145,6 +150,11 @@ impl RedisBackend {
             }
         };
         let backend = Arc::new_cyclic(|this| Self {
+            node_channel_prefix: if redis.cluster {
+                ""
+            } else {
+                keys::NODE_CHANNEL_PREFIX
+            },
             publish: conn.publish_command(),
             conn,
             // This process's identity in Redis. SERVER_ID may be fixed (a pod
@@ -170,6 +180,16 @@ impl RedisBackend {
             announce: OnceLock::new(),
             this: this.clone(),
         });
+        if !redis.cluster {
+            // Before any join: the node's signals of every room come here
+            // (the connection resubscribes by itself after a reconnect).
+            let mut conn = backend.conn.clone();
+            conn.subscribe(&keys::node_channel(&backend.node))
+                .await
+                .map_err(|e| {
+                    format!("cannot subscribe to this node's channel: {e} (check that Redis is reachable and allows SUBSCRIBE)")
+                })?;
+        }
         backend.heartbeat(false).await;
         tokio::spawn(dispatch_pushes(Arc::downgrade(&backend), rx));
         tokio::spawn(maintenance(Arc::downgrade(&backend)));
@@ -210,7 +230,7 @@ impl RedisBackend {
     /// Runs one `signal.lua` call for a lot of jobs and answers each job.
     async fn send_signals(&self, lot: Vec<Job>) {
         let keys: Vec<String> = lot.iter().map(|j| peers_key(&j.member.room)).collect();
-        let args = signals::arguments(&lot);
+        let args = signals::arguments(self.node_channel_prefix, &lot);
         let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
         let reply = self
             .script_keys("signal", &self.scripts.signal, &keys, &args)

@@ -161,7 +161,10 @@ impl RedisBackend {
             // or compose service name), so a restarted process must not pass
             // for the one that died: the dead one's peers would never be
             // reaped. Each incarnation adds a random suffix.
-            node: format!("{}~{:08x}", config.node_id, rand::random::<u32>()),
+            // The `c` says that this node reads its node channel (see
+            // `keys::node_channel`); nodes of earlier builds have none and
+            // get their signals on room channels.
+            node: format!("{}~c{:08x}", config.node_id, rand::random::<u32>()),
             limits: config.limits.clone(),
             timing: config.timing.clone(),
             scripts: Scripts::load(),

@@ -7,7 +7,9 @@
 -- channel (prefix .. node): "N\n" then, per event,
 -- "<room> signal <peer>=<seq> <length>\n<body>". On a Redis Cluster a message
 -- must stay in its room's slot: one per room and node on the room's channel
--- ("E ..." for one event, "M\n..." for several; see common.lua).
+-- ("E ..." for one event, "M\n..." for several; see common.lua). So do nodes
+-- of earlier builds, which read no node channel: only an incarnation ending
+-- in "~c" and hex digits reads one (a rolling upgrade loses nothing).
 -- Reply: {'OK', published, then per sender: 'OK' or 'STALE' (no longer
 -- attached; nothing sent), then n integers: 1 delivered, 0 recipient not in
 -- the room (all 0 when STALE)}.
@@ -19,6 +21,8 @@ local reply = {'OK', 0}
 -- Per channel: the events for that node, in order.
 local batches = {}
 local order = {}
+-- The channels that are node channels (the others are room channels).
+local node_channels = {}
 -- The room of the current sender (node channel messages name it).
 local room = ''
 local arg = 5
@@ -53,11 +57,13 @@ for j = 1, #KEYS do
         local seq = record(to, 'signal', body, nil, s)
         if s.node ~= '' then
           local ch
-          if node_prefix ~= '' then ch = node_prefix .. s.node else ch = channel(s.node) end
+          local by_node = node_prefix ~= '' and string.find(s.node, '~c%x+$') ~= nil
+          if by_node then ch = node_prefix .. s.node else ch = channel(s.node) end
           local batch = batches[ch]
           if not batch then
             batch = {}
             batches[ch] = batch
+            node_channels[ch] = by_node
             table.insert(order, ch)
           end
           -- Flat: room, route, body, room, route, body... (no table per event).
@@ -77,7 +83,7 @@ settle()
 for _, ch in ipairs(order) do
   local batch = batches[ch]
   local message
-  if node_prefix ~= '' then
+  if node_channels[ch] then
     local parts = {'N\n'}
     for i = 1, #batch, 3 do
       parts[#parts + 1] = batch[i] .. ' signal ' .. batch[i + 1] .. ' ' .. #batch[i + 2] .. '\n'

@@ -64,8 +64,6 @@ mod scripts {
             "PUBLISH",
             "512",
             "3600000",
-            // Each recipient node's signals in one message on its own channel.
-            "sb:node:",
             // alice: two signals to bob around one to a peer not in the room.
             "alice",
             &alice_att,
@@ -89,13 +87,12 @@ mod scripts {
             "bob",
             &b4,
         ]);
-        // Status, messages published (one: bob's two signals in r1 and
-        // dave's in r2 go to the node both are on, in one `N` message), then
-        // per sender.
+        // Status, messages published (bob's node for r1 with both of his
+        // signals in one `M` message, dave's for r2), then per sender.
         let lines: Vec<&str> = reply.lines().collect();
         assert_eq!(
             lines,
-            ["OK", "1", "OK", "1", "0", "1", "OK", "1", "STALE", "0"],
+            ["OK", "2", "OK", "1", "0", "1", "OK", "1", "STALE", "0"],
             "{reply}"
         );
         let first = bob.recv_type("signal").await;
@@ -109,53 +106,5 @@ mod scripts {
         assert_eq!((&ev["from"], &ev["payload"]), (&json!("carol"), &json!(3)));
         bob.assert_quiet().await;
         dave.assert_quiet().await;
-    }
-
-    /// A recipient on a node of an earlier build (an incarnation without the
-    /// `~c` mark reads no node channel) gets its signal on the room channel,
-    /// as before: a rolling upgrade loses nothing.
-    #[tokio::test]
-    async fn a_node_of_an_earlier_build_gets_signals_on_the_room_channel() {
-        let redis = Redis::start(RedisOptions::default());
-        let settings = Settings::new().set("REDIS_URL", redis.url());
-        let c = Cluster::over(1, settings, Box::new(())).await;
-        let (_alice, _) = join(&c, 0, "r1", "alice").await;
-        let att = redis
-            .cli(&["HGET", "sb:{r1}:p:alice", "att"])
-            .trim()
-            .to_owned();
-        // A peer held by a node of the earlier build.
-        let old = "node-b~0123abcd";
-        redis.cli(&["HSET", "sb:{r1}:peers", "legacy", "{}"]);
-        redis.cli(&["HSET", "sb:{r1}:p:legacy", "node", old, "att", "1"]);
-        let client = redis::Client::open(redis.url()).expect("redis url");
-        let mut conn = client.get_connection().expect("connect to redis");
-        let mut sub = conn.as_pubsub();
-        let room_channel = format!("sb:{{r1}}:node:{old}");
-        sub.subscribe(&[room_channel.as_str(), &format!("sb:node:{old}")])
-            .expect("subscribe");
-        sub.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .expect("read timeout");
-        let b = body("alice", 1);
-        let reply = redis.cli(&[
-            "EVAL",
-            SCRIPT,
-            "1",
-            "sb:{r1}:peers",
-            "PUBLISH",
-            "512",
-            "3600000",
-            "sb:node:",
-            "alice",
-            &att,
-            "1",
-            "legacy",
-            &b,
-        ]);
-        assert_eq!(reply.lines().collect::<Vec<_>>(), ["OK", "1", "OK", "1"]);
-        let msg = sub.get_message().expect("a message within 5 s");
-        assert_eq!(msg.get_channel_name(), room_channel);
-        let payload: String = msg.get_payload().expect("text payload");
-        assert_eq!(payload, format!("E signal legacy=1\n{b}"));
     }
 }

@@ -50,17 +50,6 @@ pub(super) fn reap_key(node: &str) -> String {
     format!("sb:reap:{node}")
 }
 
-/// What `signal.lua` puts before a node's name for the node's own channel
-/// (single Redis only; see [`node_channel`]).
-pub(super) const NODE_CHANNEL_PREFIX: &str = "sb:node:";
-
-/// The channel of one node, room-less: on a single Redis, `signal.lua` sends
-/// each node all of its signals of a call in one message here. A Redis
-/// Cluster has no such channel (a sharded message stays in its room's slot).
-pub(super) fn node_channel(node: &str) -> String {
-    format!("{NODE_CHANNEL_PREFIX}{node}")
-}
-
 /// The room of a channel name `sb:{room}:node:<node>`.
 pub(super) fn room_of_channel(channel: &str) -> Option<&str> {
     let rest = channel.strip_prefix("sb:{")?;
@@ -78,7 +67,6 @@ mod tests {
         assert_eq!(ch, "sb:{room:1@x}:node:node-a");
         assert_eq!(room_of_channel(&ch), Some("room:1@x"));
         assert_eq!(room_of_channel("other"), None);
-        assert_eq!(room_of_channel(&node_channel("node-a")), None);
         assert_eq!(peers_key("r"), "sb:{r}:peers");
     }
 }

@@ -16,8 +16,8 @@ use crate::protocol::close::ROOM_CLOSED_REASON;
 use crate::protocol::{stamp, CloseCode, PeerInfo, ProtocolError};
 
 use super::client::unavailable;
-use super::keys::{channel, node_rooms_key, room_of_channel, NODE_CHANNEL_PREFIX};
-use super::reply::{parse_events, parse_node_events, static_kind};
+use super::keys::{channel, node_rooms_key, room_of_channel};
+use super::reply::{parse_events, static_kind};
 use super::RedisBackend;
 
 /// A connection of this node joined to a room.
@@ -283,29 +283,10 @@ impl RedisBackend {
         }
     }
 
-    /// Delivers a message of this node's own channel: the signals of one
-    /// `signal.lua` call for peers here, of any rooms (single Redis only).
-    fn on_node_message(&self, channel: &str, payload: &[u8]) {
-        let events = std::str::from_utf8(payload)
-            .ok()
-            .and_then(parse_node_events);
-        let Some(events) = events else {
-            warn!(channel, "malformed message on the node channel; dropped");
-            return;
-        };
-        let local = self.local();
-        for (room, e) in events {
-            self.deliver_local(&local, room, e.kind, e.recipients, e.body);
-        }
-    }
-
     /// Delivers a pub/sub message to local connections.
     pub(super) fn on_message(&self, channel: &str, payload: &[u8]) {
         self.metrics.pubsub_in.inc();
         let Some(room) = room_of_channel(channel) else {
-            if channel.starts_with(NODE_CHANNEL_PREFIX) {
-                self.on_node_message(channel, payload);
-            }
             return;
         };
         let Ok(payload) = std::str::from_utf8(payload) else {

@@ -9,8 +9,6 @@
 //! - **Routing**: a node subscribes to `sb:{room}:node:<node>` for each room
 //!   where it holds a connection, so directed signals reach only the
 //!   recipient's node and room events only nodes with members in the room.
-//!   On a single Redis it also subscribes to its own `sb:node:<node>`, where
-//!   a signal call sends it all of its signals, of any rooms, in one message.
 //!   Pub/sub arrives as RESP3 pushes on the connection that runs the scripts.
 //! - **Liveness**: nodes heartbeat an expiring key and a sorted set; a node
 //!   that sees another's heartbeat go stale marks that node's peers away
@@ -80,9 +78,6 @@ const STARTUP_CONNECT_DEADLINE: Duration = Duration::from_secs(30);
 pub struct RedisBackend {
     conn: Conn,
     publish: &'static str,
-    /// `signal.lua` sends each node its signals on the node's own channel
-    /// with this prefix; empty on a Redis Cluster (room channels only).
-    node_channel_prefix: &'static str,
     node: String,
     limits: Limits,
     timing: Timing,
@@ -150,21 +145,13 @@ impl RedisBackend {
             }
         };
         let backend = Arc::new_cyclic(|this| Self {
-            node_channel_prefix: if redis.cluster {
-                ""
-            } else {
-                keys::NODE_CHANNEL_PREFIX
-            },
             publish: conn.publish_command(),
             conn,
             // This process's identity in Redis. SERVER_ID may be fixed (a pod
             // or compose service name), so a restarted process must not pass
             // for the one that died: the dead one's peers would never be
             // reaped. Each incarnation adds a random suffix.
-            // The `c` says that this node reads its node channel (see
-            // `keys::node_channel`); nodes of earlier builds have none and
-            // get their signals on room channels.
-            node: format!("{}~c{:08x}", config.node_id, rand::random::<u32>()),
+            node: format!("{}~{:08x}", config.node_id, rand::random::<u32>()),
             limits: config.limits.clone(),
             timing: config.timing.clone(),
             scripts: Scripts::load(),
@@ -183,16 +170,6 @@ impl RedisBackend {
             announce: OnceLock::new(),
             this: this.clone(),
         });
-        if !redis.cluster {
-            // Before any join: the node's signals of every room come here
-            // (the connection resubscribes by itself after a reconnect).
-            let mut conn = backend.conn.clone();
-            conn.subscribe(&keys::node_channel(&backend.node))
-                .await
-                .map_err(|e| {
-                    format!("cannot subscribe to this node's channel: {e} (check that Redis is reachable and allows SUBSCRIBE)")
-                })?;
-        }
         backend.heartbeat(false).await;
         tokio::spawn(dispatch_pushes(Arc::downgrade(&backend), rx));
         tokio::spawn(maintenance(Arc::downgrade(&backend)));
@@ -233,7 +210,7 @@ impl RedisBackend {
     /// Runs one `signal.lua` call for a lot of jobs and answers each job.
     async fn send_signals(&self, lot: Vec<Job>) {
         let keys: Vec<String> = lot.iter().map(|j| peers_key(&j.member.room)).collect();
-        let args = signals::arguments(self.node_channel_prefix, &lot);
+        let args = signals::arguments(&lot);
         let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
         let reply = self
             .script_keys("signal", &self.scripts.signal, &keys, &args)

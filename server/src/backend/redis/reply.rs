@@ -114,32 +114,6 @@ pub(super) fn parse_events(payload: &str) -> Option<Vec<Published<'_>>> {
     Some(events)
 }
 
-/// Parses a message on a node's own channel: `N\n` followed by
-/// `<room> <kind> <recipients> <length>\n<body>` per event (see
-/// lua/signal.lua). Returns (room, event) pairs; `None` when malformed.
-pub(super) fn parse_node_events(payload: &str) -> Option<Vec<(&str, Published<'_>)>> {
-    let mut rest = payload.strip_prefix("N\n")?;
-    let mut events = Vec::new();
-    while !rest.is_empty() {
-        let (head, tail) = rest.split_once('\n')?;
-        let (room, head) = head.split_once(' ')?;
-        let (kind, head) = head.split_once(' ')?;
-        let (recipients, len) = head.rsplit_once(' ')?;
-        let len = len.parse::<usize>().ok()?;
-        let body = tail.get(..len)?;
-        events.push((
-            room,
-            Published {
-                kind,
-                recipients,
-                body,
-            },
-        ));
-        rest = &tail[len..];
-    }
-    Some(events)
-}
-
 pub(super) fn internal(what: &str) -> ProtocolError {
     warn!("unexpected reply from Redis: {what}");
     ProtocolError::internal()
@@ -184,38 +158,6 @@ mod tests {
             assert_eq!(parse_events(bad), None, "{bad:?}");
         }
         assert_eq!(parse_events("M\n"), Some(vec![]));
-    }
-
-    #[test]
-    fn node_channel_messages_parse() {
-        let one = |kind, recipients, body| Published {
-            kind,
-            recipients,
-            body,
-        };
-        let body2 = "{\"é\":\"\n3 \"}";
-        let msg = format!(
-            "N\nr1 signal b=4 2\n{{}}room:2@x signal c=9 {}\n{body2}",
-            body2.len()
-        );
-        assert_eq!(
-            parse_node_events(&msg),
-            Some(vec![
-                ("r1", one("signal", "b=4", "{}")),
-                ("room:2@x", one("signal", "c=9", body2))
-            ])
-        );
-        for bad in [
-            "N\nr1 signal b=1 3\n{}",
-            "N\nr1 signal b=1 x\n{}",
-            "N\nr1 signal 2\n{}",
-            "N\nsignal b=1 2\n{}",
-            "N\nr1 signal b=1 2\n{}trailing",
-            "M\nsignal b=1 2\n{}",
-        ] {
-            assert_eq!(parse_node_events(bad), None, "{bad:?}");
-        }
-        assert_eq!(parse_node_events("N\n"), Some(vec![]));
     }
 
     #[test]

@@ -117,10 +117,9 @@ pub(super) fn take_lot(queue: &mut VecDeque<Job>, b: Batching) -> Vec<Job> {
 }
 
 /// ARGV of `signal.lua` after the common prefix, for a lot (KEYS are the
-/// jobs' rooms, in the same order): the node channel prefix (empty on a
-/// Redis Cluster), then the jobs.
-pub(super) fn arguments<'a>(node_channel_prefix: &'a str, lot: &'a [Job]) -> Vec<Cow<'a, str>> {
-    let mut args = vec![Cow::Borrowed(node_channel_prefix)];
+/// jobs' rooms, in the same order).
+pub(super) fn arguments(lot: &[Job]) -> Vec<Cow<'_, str>> {
+    let mut args = Vec::new();
     for job in lot {
         args.push(Cow::Borrowed(job.member.peer.as_str()));
         args.push(Cow::Owned(job.member.attachment.to_string()));
@@ -443,8 +442,8 @@ mod tests {
         ])
         .into();
         assert_eq!(
-            arguments("sb:node:", &lot),
-            ["sb:node:", "a", "7", "2", "b", "{}", "x", "{}", "c", "7", "1", "b", "{}"]
+            arguments(&lot),
+            ["a", "7", "2", "b", "{}", "x", "{}", "c", "7", "1", "b", "{}"]
         );
         let s = |t: &str| Value::BulkString(t.as_bytes().to_vec());
         let reply = [

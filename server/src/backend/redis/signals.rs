@@ -6,7 +6,9 @@
 //! arrives meanwhile waits and goes out together in the next call. An idle node
 //! therefore sends each job at once, and a busy one sends fewer, larger calls:
 //! Redis runs one script and the recipient node gets one message where it
-//! would otherwise have run dozens.
+//! would otherwise have run dozens. With `SIGNAL_LINGER_MS` a job also waits
+//! that long for others to share its call (less Redis CPU under light paced
+//! traffic, for that much latency; docs/redis.md).
 //!
 //! On a single Redis a call may carry jobs of any rooms (every room's key is
 //! passed in `KEYS`). On a Redis Cluster a script may only touch one hash slot,

@@ -7,8 +7,6 @@
 mod server_api;
 mod support;
 
-use std::time::{Duration, Instant};
-
 use serde_json::json;
 use support::http;
 use support::redis::RedisCluster;
@@ -94,33 +92,11 @@ async fn without_a_key_every_api_path_is_404() {
     }
 }
 
-/// The internal listener's address and what it says it serves, from the
-/// node's startup log.
-async fn internal_listener(c: &Cluster) -> (std::net::SocketAddr, String) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = c.node(0).output().iter().find_map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).ok()?;
-            if v["fields"]["message"] != "internal listener" {
-                return None;
-            }
-            let addr = v["fields"]["addr"].as_str()?.parse().ok()?;
-            Some((addr, v["fields"]["serves"].as_str()?.to_owned()))
-        });
-        if let Some(found) = found {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "no internal listener logged");
-        // The log is read by a background thread: poll it.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn with_an_internal_listener_the_api_moves_there() {
     let settings = server_api::with_keys(Settings::new().set("INTERNAL_ADDR", "127.0.0.1:0"));
     let c = Cluster::embedded(settings).await;
-    let (internal, serves) = internal_listener(&c).await;
+    let (internal, serves) = c.internal_listener(0).await;
     assert!(serves.contains("/api/v1 (Server API)"), "{serves}");
     let auth = format!("Bearer {}", server_api::KEY);
     let headers = [("Authorization", auth.as_str())];

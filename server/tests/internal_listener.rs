@@ -6,39 +6,15 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::{http, join, Cluster, Settings};
 
-/// The internal listener's address and what it says it serves, from the
-/// node's startup log.
-async fn internal_listener(c: &Cluster) -> (SocketAddr, String) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = c.node(0).output().iter().find_map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).ok()?;
-            if v["fields"]["message"] != "internal listener" {
-                return None;
-            }
-            let addr = v["fields"]["addr"].as_str()?.parse().ok()?;
-            Some((addr, v["fields"]["serves"].as_str()?.to_owned()))
-        });
-        if let Some(found) = found {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "no internal listener logged");
-        // The log is read by a background thread: poll it.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn metrics_and_status_move_to_the_internal_listener() {
     let c = Cluster::embedded(Settings::new().set("INTERNAL_ADDR", "127.0.0.1:0")).await;
-    let (internal, serves) = internal_listener(&c).await;
+    let (internal, serves) = c.internal_listener(0).await;
     assert_ne!(internal, c.addr(0));
     // Without API keys the log says so, and the Server API is nowhere.
     assert!(serves.contains("no Server API"), "{serves}");

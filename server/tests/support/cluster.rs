@@ -168,6 +168,31 @@ impl Cluster {
         }
     }
 
+    /// Node `i`'s internal listener (`INTERNAL_ADDR`): its address and what
+    /// it says it serves, from the node's startup log (at most 10 s).
+    pub async fn internal_listener(&self, i: usize) -> (SocketAddr, String) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let found = self.node(i).output().iter().find_map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).ok()?;
+                if v["fields"]["message"] != "internal listener" {
+                    return None;
+                }
+                let addr = v["fields"]["addr"].as_str()?.parse().ok()?;
+                Some((addr, v["fields"]["serves"].as_str()?.to_owned()))
+            });
+            if let Some(found) = found {
+                return found;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no internal listener logged"
+            );
+            // The log is read by a background thread: poll it.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Panics with its output when any node exited without being asked to.
     pub fn assert_alive(&self) {
         for node in &self.nodes {

@@ -4,7 +4,7 @@
 # private redis-server on 127.0.0.1:$REDIS_PORT), runs switchboard-bench against
 # them, and stops everything it started. All traffic stays on 127.0.0.1.
 #
-#   bench/scripts/suite.sh [single|idle|cluster|redis|flood|all]...   (default: all)
+#   bench/scripts/suite.sh [single|idle|cluster|redis|flood|floor|all]...   (default: all)
 #
 # Set NO_BUILD=1 to reuse existing release binaries. On a machine shared with
 # other work, PRIO='chrt -r 10' runs the node(s), Redis and the bench ahead of
@@ -199,6 +199,54 @@ redis() {
   stop "$REDIS_PID"
 }
 
+# What a paced signal cannot cost less than on this machine (docs/benchmarks.md,
+# "Issue 19, fourth round"): Redis's CPU per request when requests come one at
+# a time; one node's CPU per relayed signal at the paced rate with no Redis at
+# all; and the signal function's own cost in Redis, pipelined (no wake-ups),
+# against an empty function.
+floor() {
+  say "floor: Redis CPU per paced request (2 connections x 2,500 PING/s)"
+  start_redis
+  run "${PRIO[@]}" bench/scripts/paced_ping.py "$REDIS_PORT" "$REDIS_PID" 2500 6 2
+
+  say "floor: the signal function, pipelined (16 calls per read), one room of two peers"
+  # A node loads the library with its first call (here: two joins); the
+  # function names carry the build's version.
+  start_node floor-library REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+  bench joins --url "ws://127.0.0.1:$NODE_PORT/ws" --count 2 --concurrency 1 >/dev/null
+  stop "$NODE_PID"
+  local cli=(redis-cli -p "$REDIS_PORT") fn body
+  fn=$("${cli[@]}" FUNCTION LIST | grep -o 'sb_[0-9a-f]*_signal' | head -1 || true)
+  if [ -z "$fn" ]; then
+    echo "the node did not load its function library" >&2
+    exit 1
+  fi
+  "${cli[@]}" HSET 'sb:{floor}:peers' a 1 b 1 >/dev/null
+  "${cli[@]}" HSET 'sb:{floor}:p:a' node n1 att 1 seq 0 >/dev/null
+  "${cli[@]}" HSET 'sb:{floor}:p:b' node n2 att 1 seq 0 >/dev/null
+  "${cli[@]}" FUNCTION LOAD REPLACE \
+    "#!lua name=floor
+redis.register_function('floor_empty', function(KEYS, ARGV) return {'OK', 0} end)" >/dev/null
+  body=$(printf '%0200d' 0)
+  # The signal's ARGV: publish command, replay limits (the defaults), TTL,
+  # then sender a (attachment 1) sends one signal to b.
+  for f in floor_empty "$fn"; do
+    "${cli[@]}" CONFIG RESETSTAT >/dev/null
+    run "${PRIO[@]}" redis-benchmark -p "$REDIS_PORT" -q -n 200000 -P 16 -c 1 \
+      FCALL "$f" 1 'sb:{floor}:peers' PUBLISH 512:262144:8388608 3600000 a 1 1 b "$body" |
+      tr '\r' '\n' | grep -v -e 'rps=' -e '^ *$'
+    "${cli[@]}" INFO commandstats | grep -E '^cmdstat_(fcall|hget|hmget|rpush|hset|hincrby|publish|ltrim|lrange):' |
+      sed 's/,rejected_calls.*//'
+  done
+  stop "$REDIS_PID"
+
+  say "floor: one node, no Redis, paced 5 signals/s per connection, 1,000 connections"
+  start_node floor-single "${UNLIMITED[@]}" MAX_PENDING_PER_IP=1024
+  bench relay --url "ws://127.0.0.1:$NODE_PORT/ws" --connections 1000 --in-flight 8 \
+    --rate 5000 --payload-bytes 175 --duration 10s --server-pid "$NODE_PID"
+  stop "$NODE_PID"
+}
+
 if [ -z "${NO_BUILD:-}" ]; then
   run cargo build --release -p switchboard -p switchboard-bench
 fi
@@ -206,8 +254,8 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 [ $# -gt 0 ] || set -- all
 for part in "$@"; do
   case $part in
-    single | idle | cluster | redis | flood) "$part" ;;
+    single | idle | cluster | redis | flood | floor) "$part" ;;
     all) single; idle; cluster; redis; flood ;;
-    *) echo "unknown part: $part (single|idle|cluster|redis|flood|all)" >&2; exit 2 ;;
+    *) echo "unknown part: $part (single|idle|cluster|redis|flood|floor|all)" >&2; exit 2 ;;
   esac
 done

@@ -255,7 +255,7 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 for part in "$@"; do
   case $part in
     single | idle | cluster | redis | flood | floor) "$part" ;;
-    all) single; idle; cluster; redis; flood ;;
+    all) single; idle; cluster; redis; flood; floor ;;
     *) echo "unknown part: $part (single|idle|cluster|redis|flood|floor|all)" >&2; exit 2 ;;
   esac
 done

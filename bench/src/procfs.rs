@@ -1,5 +1,5 @@
-//! Reading another process's memory and CPU time from `/proc` (Linux), to tell
-//! server cost from load-generator cost on a shared machine.
+//! Reading another process's memory, CPU time and sleeps from `/proc` (Linux),
+//! to tell server cost from load-generator cost on a shared machine.
 
 use std::time::Instant;
 
@@ -43,13 +43,61 @@ pub fn peak_rss_kib_sum(pids: &[u32]) -> anyhow::Result<Option<u64>> {
 
 fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    parse_status_kib(&status, field)
+    parse_status_number(&status, field)
         .ok_or_else(|| anyhow::anyhow!("no {field} in /proc/{pid}/status"))
 }
 
-fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+/// The number after `field` in a `/proc/.../status` text (a size in kB or a
+/// count).
+fn parse_status_number(status: &str, field: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// How many times the threads of `pid` went to sleep waiting for something
+/// (`voluntary_ctxt_switches`, summed over `/proc/PID/task/*/status`): each
+/// is a wake-up later, the cost an event loop pays per batch of work, not per
+/// item in it. Threads that ended meanwhile drop out of the sum.
+pub fn sleeps(pid: u32) -> anyhow::Result<u64> {
+    let mut sum = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        // A thread may end between the listing and the read.
+        let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+            continue;
+        };
+        sum += parse_status_number(&status, "voluntary_ctxt_switches:").unwrap_or(0);
+    }
+    Ok(sum)
+}
+
+/// Summed [`sleeps`] of `pids` since [`SleepMeter::of`].
+pub struct SleepMeter {
+    pids: Vec<u32>,
+    start: u64,
+}
+
+impl SleepMeter {
+    /// Starts counting for `pids`; `None` when there are none (or one cannot
+    /// be read).
+    pub fn of(pids: &[u32]) -> Option<Self> {
+        if pids.is_empty() {
+            return None;
+        }
+        let start = Self::sum(pids).ok()?;
+        Some(Self {
+            pids: pids.to_vec(),
+            start,
+        })
+    }
+
+    fn sum(pids: &[u32]) -> anyhow::Result<u64> {
+        pids.iter().map(|&pid| sleeps(pid)).sum()
+    }
+
+    /// Sleeps since the start.
+    pub fn count(&self) -> anyhow::Result<u64> {
+        Ok(Self::sum(&self.pids)?.saturating_sub(self.start))
+    }
 }
 
 /// User plus system CPU time of `pid` (or of this process with `None`), in ticks.
@@ -123,9 +171,25 @@ mod tests {
     #[test]
     fn parses_vmrss() {
         let status = "Name:\tswitchboard\nVmPeak:\t  100 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
-        assert_eq!(parse_status_kib(status, "VmRSS:"), Some(12345));
-        assert_eq!(parse_status_kib("Name: x\n", "VmRSS:"), None);
-        assert_eq!(parse_status_kib("VmHWM:\t  777 kB\n", "VmHWM:"), Some(777));
+        assert_eq!(parse_status_number(status, "VmRSS:"), Some(12345));
+        assert_eq!(parse_status_number("Name: x\n", "VmRSS:"), None);
+        assert_eq!(
+            parse_status_number("VmHWM:\t  777 kB\n", "VmHWM:"),
+            Some(777)
+        );
+    }
+
+    #[test]
+    fn counts_voluntary_sleeps_not_the_involuntary_ones() {
+        let status = "Name:\tx\nnonvoluntary_ctxt_switches:\t9\nvoluntary_ctxt_switches:\t41\n";
+        assert_eq!(
+            parse_status_number(status, "voluntary_ctxt_switches:"),
+            Some(41)
+        );
+        let pid = std::process::id();
+        let before = sleeps(pid).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(sleeps(pid).unwrap() > before, "a thread that slept counts");
     }
 
     #[test]

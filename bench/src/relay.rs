@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::cli::{check_count, check_phase, RelayArgs};
 use crate::client::{self, Slot, Ws};
-use crate::procfs::CpuMeter;
+use crate::procfs::{CpuMeter, SleepMeter};
 use crate::proto::{self, SignalTemplate};
 use crate::stats::{ErrorCounts, Percentiles, ShardedHistogram};
 use crate::{limits, run_id, target};
@@ -105,6 +105,11 @@ pub struct Summary {
     pub server_us_per_signal: Option<f64>,
     /// CPU time of all `--redis-pid` processes per relayed signal, in µs.
     pub redis_us_per_signal: Option<f64>,
+    /// Times the `--server-pid` processes' threads went to sleep waiting, per
+    /// relayed signal (see `procfs::sleeps`).
+    pub server_sleeps_per_signal: Option<f64>,
+    /// The same for all `--redis-pid` processes.
+    pub redis_sleeps_per_signal: Option<f64>,
 }
 
 /// Runs the relay benchmark and prints its summary.
@@ -212,7 +217,9 @@ pub async fn measure(args: RelayArgs) -> anyhow::Result<Summary> {
         total.errors.merge(&r.errors);
     }
     progress.abort();
-    let (bench_cores, server_cores, redis_cores) = cpu.await?;
+    let window = cpu.await?;
+    let (bench_cores, server_cores, redis_cores) =
+        (window.bench_cores, window.server_cores, window.redis_cores);
 
     let secs = args.duration.as_secs_f64();
     // Cores × seconds / signals = CPU seconds per signal.
@@ -224,6 +231,9 @@ pub async fn measure(args: RelayArgs) -> anyhow::Result<Summary> {
     } else {
         per_signal(redis_cores.iter().sum())
     };
+    let sleeps_per_signal = |n: u64| (total.relayed > 0).then(|| n as f64 / total.relayed as f64);
+    let server_sleeps_per_signal = window.server_sleeps.and_then(sleeps_per_signal);
+    let redis_sleeps_per_signal = window.redis_sleeps.and_then(sleeps_per_signal);
     let summary = Summary {
         nodes: targets.len(),
         connections: n,
@@ -246,6 +256,8 @@ pub async fn measure(args: RelayArgs) -> anyhow::Result<Summary> {
         redis_cores,
         server_us_per_signal,
         redis_us_per_signal,
+        server_sleeps_per_signal,
+        redis_sleeps_per_signal,
     };
     Ok(summary)
 }
@@ -301,6 +313,14 @@ fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {
                 us(s.redis_us_per_signal)
             );
         }
+        let n = |c: Option<f64>| c.map_or("-".to_string(), |c| format!("{c:.2}"));
+        if s.server_sleeps_per_signal.is_some() || s.redis_sleeps_per_signal.is_some() {
+            println!(
+                "  sleeps/signal server(s) {}  redis {}  (threads going idle, each a wake-up later)",
+                n(s.server_sleeps_per_signal),
+                n(s.redis_sleeps_per_signal)
+            );
+        }
         println!("  errors       {}", s.errors.line());
     }
     if let Some(hint) = s.errors.rate_limit_hint() {
@@ -309,26 +329,37 @@ fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the bench, the server and the Redis processes used over the measured
+/// window.
+struct Window {
+    bench_cores: Option<f64>,
+    server_cores: Option<f64>,
+    /// Per `--redis-pid` process.
+    redis_cores: Vec<f64>,
+    server_sleeps: Option<u64>,
+    redis_sleeps: Option<u64>,
+}
+
 /// CPU use of the bench, (optionally) the server and each Redis process over
-/// the measured window.
-async fn measure_cpu(
-    start: Instant,
-    end: Instant,
-    server: Vec<u32>,
-    redis: Vec<u32>,
-) -> (Option<f64>, Option<f64>, Vec<f64>) {
+/// the measured window, and how often the server's and Redis's threads slept.
+async fn measure_cpu(start: Instant, end: Instant, server: Vec<u32>, redis: Vec<u32>) -> Window {
     tokio::time::sleep_until(start.into()).await;
     let bench = CpuMeter::of_self().ok();
     let srv = CpuMeter::of(&server);
     let each: Vec<Option<CpuMeter>> = redis.iter().map(|&pid| CpuMeter::of(&[pid])).collect();
+    let srv_sleeps = SleepMeter::of(&server);
+    let redis_sleeps = SleepMeter::of(&redis);
     tokio::time::sleep_until(end.into()).await;
-    (
-        bench.and_then(|m| m.cores().ok()),
-        srv.and_then(|m| m.cores().ok()),
-        each.into_iter()
+    Window {
+        bench_cores: bench.and_then(|m| m.cores().ok()),
+        server_cores: srv.and_then(|m| m.cores().ok()),
+        redis_cores: each
+            .into_iter()
             .filter_map(|m| m.and_then(|m| m.cores().ok()))
             .collect(),
-    )
+        server_sleeps: srv_sleeps.and_then(|m| m.count().ok()),
+        redis_sleeps: redis_sleeps.and_then(|m| m.count().ok()),
+    }
 }
 
 /// Prints signals/s once a second on stderr.

@@ -77,6 +77,14 @@ async fn fixed_rate_relay_holds_the_rate() {
     assert_eq!(s.redis_cores.len(), 1, "{s:?}");
     assert!(s.server_us_per_signal.is_some_and(|us| us >= 0.0), "{s:?}");
     assert!(s.redis_us_per_signal.is_some_and(|us| us >= 0.0), "{s:?}");
+    // At 400 signals/s the process idles between signals, so its threads
+    // sleep: counted, and a fraction or a few per signal.
+    assert!(
+        s.server_sleeps_per_signal
+            .is_some_and(|n| n > 0.0 && n < 100.0),
+        "{s:?}"
+    );
+    assert!(s.redis_sleeps_per_signal.is_some_and(|n| n > 0.0), "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

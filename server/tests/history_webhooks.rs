@@ -346,6 +346,14 @@ async fn webhooks_signed_and_in_order_on_embedded() {
         metric_sample(&metrics, "switchboard_webhook_sent_total"),
         Some(8.0)
     );
+    // One room's events go one after another over a kept-alive connection:
+    // fewer connections than deliveries, each counted by the node.
+    let connections = receiver.connections();
+    assert!((1..8).contains(&connections), "{connections} connections");
+    assert_eq!(
+        metric_sample(&metrics, "switchboard_webhook_connections_total"),
+        Some(connections as f64)
+    );
 }
 
 /// Peers join and leave two rooms concurrently on two nodes: every room's

@@ -14,7 +14,8 @@
 //!   after every URL acknowledged (2xx) or gave up on the previous one, and
 //!   the cursor moves only then.
 //!
-//! Files: [`sign`] (the signature header), [`client`] (one POST).
+//! Files: [`sign`] (the signature header), [`client`] (POSTs over kept-alive
+//! connections).
 
 pub mod client;
 pub mod sign;
@@ -56,6 +57,7 @@ struct HookMetrics {
     given_up: Counter,
     depth: Gauge,
     latency: Histogram,
+    connections: Counter,
 }
 
 impl HookMetrics {
@@ -67,6 +69,7 @@ impl HookMetrics {
             given_up: Counter::default(),
             depth: Gauge::default(),
             latency: Histogram::new(exponential_buckets(0.001, 2.0, 22)),
+            connections: Counter::default(),
         };
         let r = metrics.registry_mut();
         r.register(
@@ -98,6 +101,11 @@ impl HookMetrics {
             "webhook_delivery_seconds",
             "From an event's recording to its acknowledgement by a receiver",
             m.latency.clone(),
+        );
+        r.register(
+            "webhook_connections",
+            "Connections opened to webhook receivers; kept alive and reused, so far fewer than webhook_sent while receivers keep them open",
+            m.connections.clone(),
         );
         m
     }
@@ -145,7 +153,8 @@ pub fn start(
         .map(|u| parse_http_url(u).map_err(|why| format!("WEBHOOK_URLS: {u:?} {why}")))
         .collect::<Result<Vec<_>, _>>()?;
     let need_tls = urls.iter().any(|u| u.tls);
-    let client = client::Client::new(config.timeout, need_tls)?;
+    let metrics = HookMetrics::register(metrics);
+    let client = client::Client::new(config.timeout, need_tls, metrics.connections.clone())?;
     let (tx, rx) = unbounded_channel();
     queue.announce_to(tx);
     let engine = Arc::new(Engine {
@@ -154,7 +163,7 @@ pub fn start(
         urls,
         client,
         lease,
-        metrics: HookMetrics::register(metrics),
+        metrics,
         active: Mutex::new(HashMap::new()),
         depth: Mutex::new(HashMap::new()),
         failing: Mutex::new(HashSet::new()),

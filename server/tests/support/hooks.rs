@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,11 +15,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use hmac::{Hmac, Mac};
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use sha2::Sha256;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
+use tower::ServiceExt;
 
 /// One POST the receiver got.
 #[derive(Debug, Clone)]
@@ -54,6 +56,8 @@ struct Shared {
     failing: AtomicBool,
     got: Mutex<Vec<Delivery>>,
     changed: Notify,
+    /// Connections accepted.
+    connections: AtomicUsize,
 }
 
 /// The receiver. Stops when dropped.
@@ -88,11 +92,31 @@ async fn record(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
     status
 }
 
+/// Serves until aborted; its connections live in this future, so aborting
+/// it also cuts the connections the node keeps alive (a receiver that went
+/// down takes them along).
 async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     let app = Router::new()
         .route("/hook", post(record))
-        .with_state(shared);
-    let _ = axum::serve(listener, app).await;
+        .with_state(shared.clone());
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                shared.connections.fetch_add(1, Ordering::SeqCst);
+                let app = app.clone();
+                let service = hyper::service::service_fn(move |request| app.clone().oneshot(request));
+                connections.spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            // Reap finished connections.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
 }
 
 impl Receiver {
@@ -142,6 +166,11 @@ impl Receiver {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
     }
 
     /// Deliveries answered 200.

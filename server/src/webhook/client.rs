@@ -5,21 +5,22 @@
 //! receiver address the ~28,000 ephemeral ports of a default Linux run out
 //! at about 470 events/s, and every POST to an `https` URL paid a TLS
 //! handshake. An idle connection is reused within [`IDLE_REUSE`] only, and
-//! when the receiver closed it meanwhile (the request fails before any
-//! answer) the POST goes once more over a new connection, so a receiver
-//! closing idle connections costs no delivery.
+//! when a request over a reused connection fails before any answer (most
+//! often: the receiver closed the idle connection as the request went out)
+//! the POST goes once more over a new connection, so a receiver closing idle
+//! connections costs no delivery.
 //! Built on the hyper the server already serves with, so no second HTTP
 //! stack is compiled in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{CONNECTION, CONTENT_TYPE, HOST, USER_AGENT};
-use hyper::{Request, Version};
+use hyper::header::{CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::Request;
 use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -34,14 +35,15 @@ use crate::config::HttpUrl;
 /// ends its connection's reuse.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-/// How long an idle connection may be reused: below the shortest idle
-/// timeout common receivers apply (Node.js's HTTP server closes idle
-/// connections after 5 s), so that a reuse rarely meets a closing one.
+/// How long an idle connection may be reused: below the 5 s after which
+/// Node.js's HTTP server closes idle connections, so that a reuse rarely
+/// meets a closing one (the retry covers receivers that close sooner).
 pub const IDLE_REUSE: Duration = Duration::from_secs(4);
 
 /// Idle connections kept per receiver (host, port, TLS). A room delivers one
 /// event at a time, so this is how many rooms delivering at once find a
-/// connection to reuse; each idle one holds a socket and a few KiB.
+/// connection to reuse; each idle one holds a socket and a few KiB until it
+/// is reused or [`Client::close_expired`] closes it.
 const MAX_IDLE: usize = 128;
 
 /// Where a connection goes: one pool of idle connections each.
@@ -73,7 +75,9 @@ pub struct Client {
     tls: Option<TlsConnector>,
     timeout: Duration,
     idle_reuse: Duration,
-    idle: Mutex<HashMap<Origin, Vec<Idle>>>,
+    max_idle: usize,
+    /// Per receiver, oldest first.
+    idle: Mutex<HashMap<Origin, VecDeque<Idle>>>,
     /// Connections opened (the `webhook_connections` metric).
     opened: Counter,
 }
@@ -91,6 +95,7 @@ impl Client {
             tls,
             timeout,
             idle_reuse: IDLE_REUSE,
+            max_idle: MAX_IDLE,
             idle: Mutex::new(HashMap::new()),
             opened,
         })
@@ -118,10 +123,11 @@ impl Client {
                         self.keep(origin, sender);
                         return Ok(status);
                     }
-                    // Nothing was answered: the receiver closed the idle
-                    // connection; a new one follows.
+                    // No answer came over the reused connection (most
+                    // often the receiver closed it as the request went
+                    // out): a new connection follows.
                     Err(e) => debug!(host = %url.host, port = url.port,
-                        "webhook receiver closed a kept-alive connection ({e}); sending over a new one"),
+                        "webhook POST over a kept-alive connection failed before any answer ({e}); sending it again over a new connection"),
                 }
             }
             let sender = self.connect(url).await?;
@@ -141,10 +147,25 @@ impl Client {
     /// The newest idle connection to `origin` still open and within
     /// [`IDLE_REUSE`]; older or closed ones are dropped on the way.
     fn take_idle(&self, origin: &Origin) -> Option<SendRequest<Full<Bytes>>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = crate::sync::lock(&self.idle);
         let list = idle.get_mut(origin)?;
-        list.retain(|c| c.since.elapsed() < self.idle_reuse && !c.sender.is_closed());
-        list.pop().map(|c| c.sender)
+        list.retain(|c| self.reusable(c));
+        list.pop_back().map(|c| c.sender)
+    }
+
+    fn reusable(&self, c: &Idle) -> bool {
+        c.since.elapsed() < self.idle_reuse && !c.sender.is_closed()
+    }
+
+    /// Closes the idle connections too old to reuse (or already closed);
+    /// the webhook engine calls it every poll, so a burst's connections do
+    /// not stay open once events stop.
+    pub fn close_expired(&self) {
+        let mut idle = crate::sync::lock(&self.idle);
+        idle.retain(|_, list| {
+            list.retain(|c| self.reusable(c));
+            !list.is_empty()
+        });
     }
 
     /// Keeps a connection whose exchange ended cleanly for the next POST.
@@ -152,12 +173,15 @@ impl Client {
         let Some(sender) = sender.filter(|s| !s.is_closed()) else {
             return;
         };
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(origin).or_default();
-        if list.len() >= MAX_IDLE {
-            list.remove(0);
+        if self.max_idle == 0 {
+            return;
         }
-        list.push(Idle {
+        let mut idle = crate::sync::lock(&self.idle);
+        let list = idle.entry(origin).or_default();
+        while list.len() >= self.max_idle {
+            list.pop_front();
+        }
+        list.push_back(Idle {
             sender,
             since: Instant::now(),
         });
@@ -215,8 +239,9 @@ where
 }
 
 /// Sends `request` and reads the answer: its status, and the connection
-/// back when it may carry another request (the whole answer read, and
-/// neither `Connection: close` nor HTTP/1.0). An error means no answer came.
+/// back when the whole answer was read (after `Connection: close` or an
+/// HTTP/1.0 answer hyper closes the connection itself, and [`Client::keep`]
+/// then finds it closed). An error means no answer came.
 async fn exchange(
     mut sender: SendRequest<Full<Bytes>>,
     request: Request<Full<Bytes>>,
@@ -231,11 +256,6 @@ async fn exchange(
         .await
         .map_err(|e| format!("request failed: {e}"))?;
     let status = answer.status().as_u16();
-    let closing = answer.version() < Version::HTTP_11
-        || answer.headers().get_all(CONNECTION).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
-        });
     // Read a bounded amount of the answer so the receiver is not cut off
     // mid-write; its content is not used.
     let mut body = answer.into_body();
@@ -250,7 +270,7 @@ async fn exchange(
             None => break true,
         }
     };
-    Ok((status, (whole && !closing).then_some(sender)))
+    Ok((status, whole.then_some(sender)))
 }
 
 fn tls_connector() -> Result<TlsConnector, String> {
@@ -296,6 +316,8 @@ mod tests {
         /// connection without answering, as a receiver does whose idle
         /// timeout fired while the request was on its way.
         DropSecond,
+        /// Answers in HTTP/1.0 (no keep-alive), then waits like `Close`.
+        Http10,
     }
 
     #[derive(Default)]
@@ -303,6 +325,9 @@ mod tests {
         accepted: AtomicUsize,
         answered: AtomicUsize,
         wasted: AtomicUsize,
+        /// Connections the client closed.
+        closed: AtomicUsize,
+        changed: tokio::sync::Notify,
     }
 
     /// A raw HTTP/1.1 receiver on a free loopback port.
@@ -336,6 +361,7 @@ mod tests {
             }
             let answer: &[u8] = match mode {
                 Mode::Close => b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+                Mode::Http10 => b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n",
                 _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
             };
             if stream.write_all(answer).await.is_err() {
@@ -344,6 +370,15 @@ mod tests {
             counts.answered.fetch_add(1, Ordering::SeqCst);
             served += 1;
         }
+        counts.closed.fetch_add(1, Ordering::SeqCst);
+        counts.changed.notify_waiters();
+    }
+
+    fn pooled(client: &Client) -> usize {
+        crate::sync::lock(&client.idle)
+            .values()
+            .map(VecDeque::len)
+            .sum()
     }
 
     /// Reads one request (headers and a `content-length` body) off
@@ -409,21 +444,62 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connection_close_answers_end_the_connection() {
-        let (url, counts) = receiver(Mode::Close).await;
-        let (client, _) = client();
-        post_n(&client, &url, 3).await;
-        assert_eq!(counts.wasted.load(Ordering::SeqCst), 0);
-        assert_eq!(counts.accepted.load(Ordering::SeqCst), 3);
+    async fn connection_close_and_http_1_0_answers_end_the_connection() {
+        for mode in [Mode::Close, Mode::Http10] {
+            let (url, counts) = receiver(mode).await;
+            let (client, _) = client();
+            for n in 1..=3 {
+                post_n(&client, &url, 1).await;
+                assert_eq!(pooled(&client), 0, "{mode:?}: kept after POST {n}");
+            }
+            assert_eq!(counts.wasted.load(Ordering::SeqCst), 0, "{mode:?}");
+            assert_eq!(counts.accepted.load(Ordering::SeqCst), 3, "{mode:?}");
+        }
     }
 
     #[tokio::test]
-    async fn connections_idle_past_the_reuse_limit_are_not_reused() {
+    async fn the_pool_keeps_at_most_its_cap_per_receiver() {
+        let (url, counts) = receiver(Mode::KeepAlive).await;
+        let (mut client, _) = client();
+        client.max_idle = 1;
+        // Two at once: neither finds an idle connection.
+        let (a, b) = tokio::join!(
+            client.post(&url, Bytes::from_static(b"{}"), "t=1,v1=00"),
+            client.post(&url, Bytes::from_static(b"{}"), "t=1,v1=00"),
+        );
+        assert_eq!((a, b), (Ok(200), Ok(200)));
+        assert_eq!(counts.accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(pooled(&client), 1);
+        post_n(&client, &url, 1).await;
+        assert_eq!(
+            counts.accepted.load(Ordering::SeqCst),
+            2,
+            "the kept one is reused"
+        );
+    }
+
+    #[tokio::test]
+    async fn connections_idle_past_the_reuse_limit_are_not_reused_and_get_closed() {
         let (url, counts) = receiver(Mode::KeepAlive).await;
         let (mut client, _) = client();
         // Every idle connection is past a zero limit.
         client.idle_reuse = Duration::ZERO;
         post_n(&client, &url, 2).await;
         assert_eq!(counts.accepted.load(Ordering::SeqCst), 2);
+        // The second is still pooled until the sweep closes it.
+        assert_eq!(pooled(&client), 1);
+        client.close_expired();
+        assert_eq!(pooled(&client), 0);
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let changed = counts.changed.notified();
+                if counts.closed.load(Ordering::SeqCst) == 2 {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await
+        .expect("both connections closed by the client");
     }
 }

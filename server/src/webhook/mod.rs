@@ -104,7 +104,7 @@ impl HookMetrics {
         );
         r.register(
             "webhook_connections",
-            "Connections opened to webhook receivers; kept alive and reused, so far fewer than webhook_sent while receivers keep them open",
+            "Connections opened to webhook receivers; kept alive and reused, so far fewer than switchboard_webhook_sent_total while receivers keep them open",
             m.connections.clone(),
         );
         m
@@ -202,6 +202,7 @@ impl Engine {
                     }
                 }
                 _ = poll.tick() => {
+                    self.client.close_expired();
                     match self.queue.flagged(POLL_ROOMS).await {
                         Ok(rooms) => for room in rooms {
                             self.clone().start_room(room);

@@ -103,7 +103,11 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, _)) = accepted else {
+                    // Out of file descriptors or the like: do not spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
                 shared.connections.fetch_add(1, Ordering::SeqCst);
                 let app = app.clone();
                 let service = hyper::service::service_fn(move |request| app.clone().oneshot(request));
@@ -145,7 +149,8 @@ impl Receiver {
         self.shared.failing.store(failing, Ordering::SeqCst);
     }
 
-    /// Stops listening: connections are refused until `resume`.
+    /// Stops listening and cuts the open connections: connections are
+    /// refused until `resume`.
     pub fn stop(&self) {
         if let Some(task) = self.task.lock().unwrap().take() {
             task.abort();

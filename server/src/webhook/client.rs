@@ -2,8 +2,8 @@
 //!
 //! Connections are kept alive and reused. A connection per POST left a
 //! socket in TIME_WAIT on the node for every event, for 60 s: towards one
-//! receiver address the ~28,000 ephemeral ports of a default Linux run out
-//! at about 470 events/s, and every POST to an `https` URL paid a TLS
+//! receiver address the ~28,000 ephemeral ports of a default Linux host run
+//! out at about 470 events/s, and every POST to an `https` URL paid a TLS
 //! handshake. An idle connection is reused within [`IDLE_REUSE`] only, and
 //! when a request over a reused connection fails before any answer (most
 //! often: the receiver closed the idle connection as the request went out)

@@ -217,9 +217,13 @@ pub async fn measure(args: RelayArgs) -> anyhow::Result<Summary> {
         total.errors.merge(&r.errors);
     }
     progress.abort();
-    let window = cpu.await?;
-    let (bench_cores, server_cores, redis_cores) =
-        (window.bench_cores, window.server_cores, window.redis_cores);
+    let Window {
+        bench_cores,
+        server_cores,
+        redis_cores,
+        server_sleeps,
+        redis_sleeps,
+    } = cpu.await?;
 
     let secs = args.duration.as_secs_f64();
     // Cores × seconds / signals = CPU seconds per signal.
@@ -232,8 +236,8 @@ pub async fn measure(args: RelayArgs) -> anyhow::Result<Summary> {
         per_signal(redis_cores.iter().sum())
     };
     let sleeps_per_signal = |n: u64| (total.relayed > 0).then(|| n as f64 / total.relayed as f64);
-    let server_sleeps_per_signal = window.server_sleeps.and_then(sleeps_per_signal);
-    let redis_sleeps_per_signal = window.redis_sleeps.and_then(sleeps_per_signal);
+    let server_sleeps_per_signal = server_sleeps.and_then(sleeps_per_signal);
+    let redis_sleeps_per_signal = redis_sleeps.and_then(sleeps_per_signal);
     let summary = Summary {
         nodes: targets.len(),
         connections: n,
@@ -293,7 +297,8 @@ fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {
                 s.skipped_ticks
             );
         }
-        let cores = |c: Option<f64>| c.map_or("-".to_string(), |c| format!("{c:.2}"));
+        // Two decimals, or "-" when not measured: cores and sleeps per signal.
+        let two = |c: Option<f64>| c.map_or("-".to_string(), |c| format!("{c:.2}"));
         let redis = if s.redis_cores.is_empty() {
             String::new()
         } else {
@@ -302,8 +307,8 @@ fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {
         };
         println!(
             "  cpu (cores)  bench {}  server(s) {}{redis}",
-            cores(s.bench_cores),
-            cores(s.server_cores)
+            two(s.bench_cores),
+            two(s.server_cores)
         );
         let us = |c: Option<f64>| c.map_or("-".to_string(), |c| format!("{c:.1}"));
         if s.server_us_per_signal.is_some() || s.redis_us_per_signal.is_some() {
@@ -313,12 +318,11 @@ fn print_summary(s: &Summary, json: bool) -> anyhow::Result<()> {
                 us(s.redis_us_per_signal)
             );
         }
-        let n = |c: Option<f64>| c.map_or("-".to_string(), |c| format!("{c:.2}"));
         if s.server_sleeps_per_signal.is_some() || s.redis_sleeps_per_signal.is_some() {
             println!(
                 "  sleeps/signal server(s) {}  redis {}  (threads going idle, each a wake-up later)",
-                n(s.server_sleeps_per_signal),
-                n(s.redis_sleeps_per_signal)
+                two(s.server_sleeps_per_signal),
+                two(s.redis_sleeps_per_signal)
             );
         }
         println!("  errors       {}", s.errors.line());
